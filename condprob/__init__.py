@@ -1,0 +1,33 @@
+"""condprob: conditional probability on Markov kernels.
+
+States and kernels read like the math: `state >> kernel` pushes forward, `f >> g` composes,
+`f @ g` tensors; `disintegrate`, `invert`, `update`, `jeffrey` and `condition` are exact, and
+conditioning on an impossible event raises `ConditioningError`.
+"""
+
+from condprob.conditioning import Disintegration, condition, disintegrate, invert, jeffrey, update
+from condprob.errors import ConditioningError, CondprobError, SpaceMismatchError, ValidationError
+from condprob.protocol import Morphism
+from condprob.spaces import Euclidean, FiniteSpace, ProductSpace, Space, Unit, product
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConditioningError",
+    "CondprobError",
+    "Disintegration",
+    "Euclidean",
+    "FiniteSpace",
+    "Morphism",
+    "ProductSpace",
+    "Space",
+    "SpaceMismatchError",
+    "Unit",
+    "ValidationError",
+    "condition",
+    "disintegrate",
+    "invert",
+    "jeffrey",
+    "product",
+    "update",
+]
