@@ -7,12 +7,36 @@ conditioning on an impossible event raises `ConditioningError`.
 
 from condprob.conditioning import Disintegration, condition, disintegrate, invert, jeffrey, update
 from condprob.errors import ConditioningError, CondprobError, SpaceMismatchError, ValidationError
+from condprob.finite import (
+    Kernel,
+    Predicate,
+    State,
+    copy,
+    deterministic,
+    discard,
+    graph,
+    identity,
+    pair,
+    projection,
+    swap,
+)
 from condprob.protocol import Morphism
 from condprob.spaces import Euclidean, FiniteSpace, ProductSpace, Space, Unit, product
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Kernel",
+    "Predicate",
+    "State",
+    "copy",
+    "deterministic",
+    "discard",
+    "graph",
+    "identity",
+    "pair",
+    "projection",
+    "swap",
     "ConditioningError",
     "CondprobError",
     "Disintegration",

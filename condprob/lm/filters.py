@@ -1,0 +1,188 @@
+"""Token filters: decoding methods as transformations of a next-token law.
+
+Each filter maps logits (..., V) to logits where the removed tokens are -inf and the kept ones are
+unchanged, so softmax of the result is the filtered, renormalised law. All filters keep at least the
+most probable token, and all are tie-inclusive: tokens with equal probability are kept or removed
+together, which makes the result independent of the order of the vocabulary.
+
+- `Temperature(t)`: softmax(logits / t).
+- `TopK(k)`: keep p_i >= the k-th largest probability.
+- `TopP(p)`: keep i when the mass of the strictly more probable tokens is below p (nucleus).
+- `MinP(p)`: keep p_i >= p * max_j p_j.
+- `Typical(mass)`: sort by |-log p_i - H(p)|; keep i when the mass of the strictly more typical
+  tokens is below `mass` (Meister et al. 2022).
+- `Eta(eps)`: drop p_i < min(eps, sqrt(eps) exp(-H(p))) (Hewitt et al. 2022).
+- `Epsilon(eps)`: drop p_i < eps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from condprob.errors import ValidationError
+
+NEG_INF = float("-inf")
+
+
+def check_logits(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
+    """Validate a (..., V) floating tensor of logits: no NaN, no +inf, no row all -inf."""
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
+    if not logits.is_floating_point():
+        raise ValidationError(f"{name} must be a floating tensor, got dtype {logits.dtype}")
+    if logits.ndim < 1 or logits.shape[-1] < 1:
+        raise ValidationError(f"{name} must have a non-empty last (vocabulary) dimension")
+    if torch.isnan(logits).any():
+        raise ValidationError(f"{name} contain NaN")
+    if (logits == float("inf")).any():
+        raise ValidationError(f"{name} contain +inf")
+    if (logits == NEG_INF).all(-1).any():
+        raise ValidationError(f"{name} have a row where every token is -inf (no distribution)")
+    return logits
+
+
+def entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy in nats of softmax(logits) over the last dimension; 0 log 0 = 0."""
+    logp = torch.log_softmax(logits, -1)
+    return -torch.where(logp == NEG_INF, 0.0, logp.exp() * logp).sum(-1)
+
+
+def mass_prefix_mask(probs: torch.Tensor, key: torch.Tensor, mass: float) -> torch.Tensor:
+    """Keep i when sum_{j: key_j < key_i} p_j < mass (ties in `key` kept together).
+
+    Top-p is the case key = -p, locally typical sampling the case key = |-log p - H|.
+    """
+    skey, order = torch.sort(key, dim=-1)
+    sp = probs.gather(-1, order)
+    exclusive = torch.cumsum(sp, -1) - sp
+    count = (exclusive < mass).sum(-1, keepdim=True).clamp(min=1)
+    threshold = skey.gather(-1, count - 1)
+    return key <= threshold
+
+
+def _unit_interval(name: str, value: float, closed_right: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValidationError(f"{name} must be a number, got {value!r}")
+    ok = 0 < value <= 1 if closed_right else 0 < value < 1
+    if not ok:
+        interval = "(0, 1]" if closed_right else "(0, 1)"
+        raise ValidationError(f"{name} must lie in {interval}, got {value!r}")
+    return float(value)
+
+
+class Filter:
+    """A decoding method: logits (..., V) -> logits with removed tokens set to -inf."""
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of the kept tokens."""
+        raise NotImplementedError
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        check_logits(logits)
+        keep = self.keep(logits)
+        keep |= torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).bool()
+        return logits.masked_fill(~keep, NEG_INF)
+
+
+@dataclass(frozen=True)
+class Temperature(Filter):
+    """softmax(logits / t): t < 1 sharpens, t > 1 flattens."""
+
+    t: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.t, bool) or not isinstance(self.t, int | float) or not (
+            0 < self.t < math.inf
+        ):
+            raise ValidationError(f"temperature must be a positive finite number, got {self.t!r}")
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        return check_logits(logits) / self.t
+
+
+@dataclass(frozen=True)
+class TopK(Filter):
+    """Keep the tokens whose probability is at least the k-th largest."""
+
+    k: int
+
+    def __post_init__(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValidationError(f"top-k needs a positive integer k, got {self.k!r}")
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        k = min(self.k, logits.shape[-1])
+        return logits >= torch.topk(logits, k, dim=-1).values[..., -1:]
+
+
+@dataclass(frozen=True)
+class TopP(Filter):
+    """Nucleus: keep i when the mass of the strictly more probable tokens is below p."""
+
+    p: float
+
+    def __post_init__(self) -> None:
+        _unit_interval("top-p", self.p, closed_right=True)
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits, -1)
+        return mass_prefix_mask(probs, -probs, self.p)
+
+
+@dataclass(frozen=True)
+class MinP(Filter):
+    """Keep p_i >= p * max_j p_j."""
+
+    p: float
+
+    def __post_init__(self) -> None:
+        _unit_interval("min-p", self.p, closed_right=True)
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits, -1)
+        return probs >= self.p * probs.amax(-1, keepdim=True)
+
+
+@dataclass(frozen=True)
+class Typical(Filter):
+    """Locally typical: keep the most typical tokens (|-log p - H| smallest) up to `mass`."""
+
+    mass: float
+
+    def __post_init__(self) -> None:
+        _unit_interval("typical mass", self.mass, closed_right=True)
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(logits, -1)
+        dev = (-logp - entropy(logits).unsqueeze(-1)).abs()
+        return mass_prefix_mask(logp.exp(), dev, self.mass) & (logp > NEG_INF)
+
+
+@dataclass(frozen=True)
+class Eta(Filter):
+    """Drop p_i < eta with eta = min(eps, sqrt(eps) exp(-H(p)))."""
+
+    eps: float
+
+    def __post_init__(self) -> None:
+        _unit_interval("eta epsilon", self.eps, closed_right=False)
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        eta = torch.clamp(math.sqrt(self.eps) * torch.exp(-entropy(logits)), max=self.eps)
+        return torch.softmax(logits, -1) >= eta.unsqueeze(-1)
+
+
+@dataclass(frozen=True)
+class Epsilon(Filter):
+    """Drop p_i < eps."""
+
+    eps: float
+
+    def __post_init__(self) -> None:
+        _unit_interval("epsilon", self.eps, closed_right=False)
+
+    def keep(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, -1) >= self.eps

@@ -1,0 +1,113 @@
+"""Sorting-free sampling from filtered next-token laws (dual-pivot rejection sampling).
+
+`sample_filtered` draws from softmax(logits / t) restricted to the intersection of the top-k,
+top-p and min-p sets (each computed on the tempered law, as the filters of `condprob.lm.filters`
+define them, ties included) without sorting the vocabulary. Every kept set is an upper set
+{i : p_i >= threshold}, so a draw j from p restricted to {p > low}, with low below the threshold,
+is a draw from the filtered law once accepted. Rejections raise `low` (FlashInfer's dual pivots:
+pivot1 = p_j, pivot2 = (pivot1 + high) / 2), at least halving the search interval.
+Each round costs a few passes over the vocabulary; sorting costs O(V log V) per row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from condprob.errors import ValidationError
+from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits
+
+
+def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Index j with cdf[j-1] <= u * total < cdf[j]; guarded so that weights[j] > 0."""
+    cdf = torch.cumsum(weights, -1)
+    target = (u * cdf[:, -1]).unsqueeze(-1)
+    j = torch.searchsorted(cdf, target, right=True).squeeze(-1)
+    over = j >= weights.shape[-1]
+    if over.any():
+        last = torch.arange(weights.shape[-1], device=weights.device)
+        j[over] = torch.where(weights[over] > 0, last, -1).amax(-1)
+    return j
+
+
+def _satisfies(probs: torch.Tensor, pivot: torch.Tensor, top_k: int | None,
+               top_p: float | None, min_thr: torch.Tensor | None) -> torch.Tensor:
+    """Whether a token of probability `pivot` (per row) is kept by every filter."""
+    ok = torch.ones_like(pivot, dtype=torch.bool)
+    above = probs > pivot.unsqueeze(-1)
+    if top_k is not None:
+        ok &= above.sum(-1) < top_k
+    if top_p is not None:
+        ok &= (probs * above).sum(-1) < top_p
+    if min_thr is not None:
+        ok &= pivot >= min_thr
+    return ok
+
+
+def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, min_p: float | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw one token per row of `logits` (..., V) from the filtered, tempered law, sort-free.
+
+    The law equals softmax(F(logits / t)) where F keeps the intersection of the top-k, top-p and
+    min-p sets (see `condprob.lm.filters`).
+    """
+    check_logits(logits)
+    Temperature(temperature)
+    if top_k is not None:
+        TopK(top_k)
+    if top_p is not None:
+        TopP(top_p)
+    if min_p is not None:
+        MinP(min_p)
+    batch = logits.shape[:-1]
+    probs = torch.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, -1)
+    pmax = probs.amax(-1)
+    min_thr = None if min_p is None else min_p * pmax
+    if top_p is not None and top_p >= 1.0:
+        top_p = None
+    out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
+    rows = torch.arange(probs.shape[0], device=probs.device)
+    low = torch.zeros_like(pmax)
+    high = pmax.clone()
+    while rows.numel():
+        p = probs[rows]
+        u = torch.rand(rows.numel(), generator=generator, dtype=p.dtype, device=p.device)
+        j = _inverse_cdf(p * (p > low[rows].unsqueeze(-1)), u)
+        piv1 = p.gather(-1, j.unsqueeze(-1)).squeeze(-1)
+        piv2 = (piv1 + high[rows]) / 2
+        ok1 = _satisfies(p, piv1, top_k, top_p, None if min_thr is None else min_thr[rows])
+        out[rows[ok1]] = j[ok1]
+        ok2 = _satisfies(p, piv2, top_k, top_p, None if min_thr is None else min_thr[rows])
+        rej = ~ok1
+        narrow = rej & ok2
+        low[rows[narrow]] = piv1[narrow]
+        high[rows[narrow]] = piv2[narrow]
+        low[rows[rej & ~ok2]] = piv2[rej & ~ok2]
+        rows = rows[rej]
+    return out.reshape(batch)
+
+
+def sample_sorted(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                  top_p: float | None = None, min_p: float | None = None,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """The same law as `sample_filtered`, by the filters' masks (sort-based reference)."""
+    scaled = Temperature(temperature)(logits)
+    keep = torch.ones_like(scaled, dtype=torch.bool)
+    for f in (TopK(top_k) if top_k else None, TopP(top_p) if top_p else None,
+              MinP(min_p) if min_p else None):
+        if f is not None:
+            keep &= f.keep(scaled)
+    probs = torch.softmax(scaled.masked_fill(~keep, float("-inf")), -1)
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(logits.shape[:-1])
+
+
+def check_probability_rows(probs: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate rows of probabilities: finite, non-negative, positive total."""
+    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
+        raise ValidationError(f"{name} must be a floating torch.Tensor")
+    if not torch.isfinite(probs).all() or (probs < 0).any():
+        raise ValidationError(f"{name} must be finite and non-negative")
+    if (probs.sum(-1) <= 0).any():
+        raise ValidationError(f"{name} has a row with zero total mass")
+    return probs
