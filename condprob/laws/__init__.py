@@ -1,0 +1,25 @@
+"""The law suite: Hypothesis strategies and one function per law, for our kernels and yours.
+
+Example::
+
+    from hypothesis import given
+    from condprob import laws
+
+    @given(laws.states(space), laws.kernels(space, space))
+    def test_my_kernel(prior, c):
+        laws.law_inversion(prior, c)
+"""
+
+from condprob.laws.finite import *  # noqa: F403
+from condprob.laws.finite import __all__ as _finite_all
+from condprob.laws.strategies import (
+    distributions,
+    finite_spaces,
+    kernels,
+    predicates,
+    product_spaces,
+    states,
+)
+
+__all__ = [*_finite_all, "distributions", "finite_spaces", "kernels", "predicates",
+           "product_spaces", "states"]
