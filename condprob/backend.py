@@ -57,6 +57,11 @@ def to_exact(data: Any) -> np.ndarray:
     return out.reshape(arr.shape)
 
 
+def unwrap(a: Any) -> Any:
+    """A 0-d exact array as its scalar; anything else unchanged."""
+    return a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a
+
+
 def to_float(a: Array, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A torch tensor of the given dtype (exact arrays are evaluated numerically)."""
     if isinstance(a, torch.Tensor):
@@ -111,8 +116,7 @@ def total(a: Array, axis: int | tuple[int, ...], keepdim: bool = False) -> Array
     """Sum over axes."""
     if isinstance(a, torch.Tensor):
         return a.sum(dim=axis, keepdim=keepdim)
-    out = a.sum(axis=axis, keepdims=keepdim)
-    return out if isinstance(out, np.ndarray) else np.array(out, dtype=object)
+    return np.asarray(a.sum(axis=axis, keepdims=keepdim), dtype=object)
 
 
 def swap_last(a: Array) -> Array:
@@ -130,11 +134,16 @@ def expand(a: Array, shape: tuple[int, ...]) -> Array:
     return np.broadcast_to(a, shape)
 
 
+def exact_log(x: Any) -> Any:
+    """sympy's log of an exact number, with log 0 = -oo (sympy alone gives complex infinity)."""
+    return -sympy.oo if _is_zero(x) else sympy.log(sympy.sympify(x))
+
+
 def log(a: Array) -> Array:
     """Natural log; log 0 = -inf (float) or sympy's -oo (exact)."""
     if isinstance(a, torch.Tensor):
         return torch.log(a)
-    return np.frompyfunc(lambda x: sympy.log(sympy.sympify(x)), 1, 1)(a)
+    return np.frompyfunc(exact_log, 1, 1)(a)
 
 
 def xlogy(x: Array, y: Array) -> Array:

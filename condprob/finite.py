@@ -192,11 +192,12 @@ class Kernel(Morphism):
 
     def prob(self, x: Hashable, y: Hashable) -> Any:
         """c(x)(y)."""
-        return self.array[..., self.dom.index(x), self.cod.index(y)]
+        return B.unwrap(self.array[..., self.dom.index(x), self.cod.index(y)])
 
     def log_prob(self, x: Hashable, y: Hashable) -> Any:  # type: ignore[override]
         """log c(x)(y) (-inf where it is zero)."""
-        return B.log(self.prob(x, y)) if not self.exact else sympy.log(self.prob(x, y))
+        p = self.prob(x, y)
+        return B.exact_log(p) if self.exact else torch.log(p)
 
     def sample(self, x: Hashable, sample_shape: tuple[int, ...] = (),  # type: ignore[override]
                seed: int | None = None) -> torch.Tensor:
@@ -349,7 +350,7 @@ class State(Kernel):
         """Probability of an outcome label, or of an event (see `Predicate.coerce`)."""
         if not isinstance(event, Predicate | set | frozenset | Mapping) and not callable(event) \
                 and event in self.cod:
-            return self.probs[..., self.cod.index(event)]
+            return B.unwrap(self.probs[..., self.cod.index(event)])
         return self.validity(Predicate.coerce(event, self.cod))
 
     def log_prob(self, value: Any) -> Any:  # type: ignore[override]
@@ -360,8 +361,8 @@ class State(Kernel):
             batch = torch.broadcast_shapes(idx.shape, probs.shape[:-1])
             p = probs.expand(*batch, probs.shape[-1]).gather(-1, idx.expand(batch)[..., None])
             return torch.log(p[..., 0])
-        p = self.probs[..., self.cod.index(value)]
-        return sympy.log(p) if self.exact else torch.log(p)
+        p = B.unwrap(self.probs[..., self.cod.index(value)])
+        return B.exact_log(p) if self.exact else torch.log(p)
 
     def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -393,7 +394,7 @@ class State(Kernel):
         """Validity sigma |= p = sum_x sigma(x) p(x) (the probability of an event)."""
         p = Predicate.coerce(predicate, self.cod)
         s, v = self._coerce_values(p.values)
-        return B.total(s[..., 0, :] * v, -1)
+        return B.unwrap(B.total(s[..., 0, :] * v, -1))
 
     def expectation(self, f: Callable[[Hashable], Any] | Predicate) -> Any:
         """E[f] = sum_x sigma(x) f(x) for a function of labels (or a predicate)."""
@@ -457,7 +458,7 @@ class State(Kernel):
     def entropy(self) -> Any:
         """Shannon entropy H = -sum_x p(x) log p(x) in nats."""
         p = self.probs
-        return -B.total(B.xlogy(p, p), -1)
+        return B.unwrap(-B.total(B.xlogy(p, p), -1))
 
     def kl(self, other: State) -> Any:
         """KL(self || other) = sum_x p(x) log(p(x) / q(x)) (inf where q = 0 < p)."""
@@ -465,14 +466,14 @@ class State(Kernel):
             raise SpaceMismatchError("KL divergence", self.cod, other.cod)
         p, q = self._coerce(other)
         p, q = p[..., 0, :], q[..., 0, :]
-        return B.total(B.xlogy(p, p) - B.xlogy(p, q), -1)
+        return B.unwrap(B.total(B.xlogy(p, p) - B.xlogy(p, q), -1))
 
     def tvd(self, other: State) -> Any:
         """Total variation distance 1/2 sum_x |p(x) - q(x)|."""
         if other.cod != self.cod:
             raise SpaceMismatchError("total variation distance", self.cod, other.cod)
         p, q = self._coerce(other)
-        return B.total(B.absolute(p[..., 0, :] - q[..., 0, :]), -1) / 2
+        return B.unwrap(B.total(B.absolute(p[..., 0, :] - q[..., 0, :]), -1) / 2)
 
 
 class Predicate:
