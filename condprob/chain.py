@@ -1,0 +1,516 @@
+"""The chain engine: one semiring-generic dynamic program over linear chains.
+
+A `Chain` holds the log-potentials of a distribution over state sequences y_1..y_n (n = the number
+of unmasked positions of each batch element):
+
+    p(y) = exp(score(y) - log Z),   score(y) = start[y_1] + sum_t unary[t, y_t]
+                                               + sum_{t>1} pairwise[t, y_{t-1}, y_t] + end[y_n].
+
+Masked positions are skipped (the chain links each kept position to the previous kept one), so
+right padding, left padding and arbitrary masks are all exact. A potential of -inf forbids a state
+or a step; a sequence that uses one has log-probability exactly -inf.
+
+One recursion, `semiring_forward`, serves every semiring of `condprob.semiring`: log partition,
+Viterbi (max with backpointers), k-best, entropy. `log_partition` and `marginals` use a scaled
+forward-backward in linear space (matrix products, float64 on CPU, one rescaling per step, so it
+is stable for chains of any length) whose gradient is the marginals; rows whose scaled recursion
+underflows are recomputed by the log-space recursion, so -inf means an impossible chain and
+nothing else. `sample` is exact forward filtering, backward sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from condprob.errors import ConditioningError, ValidationError
+from condprob.semiring import EntropySemiring, KMaxSemiring, LogSemiring, MaxSemiring, Semiring
+
+PAD = -1
+"""The state index written at masked positions of decoded and sampled paths."""
+
+
+def _check_potential(name: str, x: Tensor) -> None:
+    if not isinstance(x, Tensor) or not x.is_floating_point():
+        raise ValidationError(f"{name} must be a floating-point tensor, got {type(x).__name__}"
+                              + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
+    if bool((torch.isnan(x) | torch.isposinf(x)).any()):
+        raise ValidationError(f"{name} contains NaN or +inf; log-potentials must be < +inf "
+                              "(-inf forbids a state or step)")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Log-potentials of a batch of linear chains over `S` states.
+
+    - unary: (*batch, T, S), the score of state j at position t;
+    - pairwise: (S, S) or (*batch, S, S) for every step, or (*batch, T, S, S) where
+      pairwise[..., t, i, j] scores the step from state i at the previous kept position to state j
+      at position t (entry t = 0 is unused);
+    - start, end: (S,) or (*batch, S), scores of the first and last state (default 0);
+    - mask: (*batch, T) bool, the kept positions (default all); every chain keeps at least one.
+    """
+
+    unary: Tensor
+    pairwise: Tensor
+    start: Tensor | None = None
+    end: Tensor | None = None
+    mask: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        _check_potential("unary", self.unary)
+        _check_potential("pairwise", self.pairwise)
+        if self.unary.dim() < 2:
+            raise ValidationError(f"unary must have shape (*batch, T, S), got {tuple(self.unary.shape)}")
+        *batch, steps, states = self.unary.shape
+        if steps < 1 or states < 1:
+            raise ValidationError(f"unary needs T >= 1 and S >= 1, got {tuple(self.unary.shape)}")
+        p = self.pairwise
+        ok = p.shape[-2:] == (states, states) and p.dim() in (2, 2 + len(batch), 3 + len(batch))
+        if ok and p.dim() == 2 + len(batch) and p.dim() > 2:
+            ok = tuple(p.shape[:-2]) == tuple(batch)
+        if ok and p.dim() == 3 + len(batch):
+            ok = tuple(p.shape[:-2]) == (*batch, steps)
+        if not ok:
+            raise ValidationError(
+                f"pairwise must have shape (S, S), (*batch, S, S) or (*batch, T, S, S) with "
+                f"batch={tuple(batch)}, T={steps}, S={states}; got {tuple(p.shape)}")
+        for name in ("start", "end"):
+            v = getattr(self, name)
+            if v is None:
+                continue
+            _check_potential(name, v)
+            if v.shape not in ((states,), (*batch, states)):
+                raise ValidationError(f"{name} must have shape (S,) or (*batch, S) = "
+                                      f"{(*batch, states)}, got {tuple(v.shape)}")
+        if self.mask is not None:
+            if self.mask.dtype != torch.bool or tuple(self.mask.shape) != (*batch, steps):
+                raise ValidationError(f"mask must be a bool tensor of shape {(*batch, steps)}, got "
+                                      f"{self.mask.dtype} {tuple(self.mask.shape)}")
+            empty = ~self.mask.reshape(-1, steps).any(-1)
+            if bool(empty.any()):
+                raise ValidationError(f"mask keeps no position in batch element(s) "
+                                      f"{empty.nonzero().flatten().tolist()} (flattened index)")
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(self.unary.shape[:-2])
+
+    @property
+    def num_steps(self) -> int:
+        return self.unary.shape[-2]
+
+    @property
+    def num_states(self) -> int:
+        return self.unary.shape[-1]
+
+
+def lengths_to_mask(lengths: Tensor, steps: int) -> Tensor:
+    """The right-padding mask (*batch, steps) of sequences with the given lengths."""
+    return torch.arange(steps, device=lengths.device) < lengths.unsqueeze(-1)
+
+
+@dataclass(frozen=True)
+class _Compact:
+    """A chain flattened to one batch dimension, its kept positions moved to the front."""
+
+    unary: Tensor  # (B, T, S)
+    pairwise: Tensor  # (S, S) | (B, S, S) | (B, T, S, S)
+    start: Tensor  # (B, S)
+    end: Tensor  # (B, S)
+    lengths: Tensor  # (B,)
+    order: Tensor | None  # (B, T): original position of each compact position; None if a prefix
+    batch_shape: tuple[int, ...]
+
+    def pair(self, t: int) -> Tensor:
+        return self.pairwise[:, t] if self.pairwise.dim() == 4 else self.pairwise
+
+    def valid(self) -> Tensor:
+        """(B, T) bool: compact positions inside the sequence."""
+        return lengths_to_mask(self.lengths, self.unary.shape[1])
+
+    def rows(self, idx: Tensor) -> _Compact:
+        pw = self.pairwise if self.pairwise.dim() == 2 else self.pairwise[idx]
+        return _Compact(self.unary[idx], pw, self.start[idx], self.end[idx], self.lengths[idx],
+                        None, (int(idx.numel()),))
+
+    def expand(self, values: Tensor, fill: float | int) -> Tensor:
+        """Put per-position values (B, T, ...) back at their original positions, shaped
+        (*batch, T, ...), with `fill` at masked positions."""
+        valid = self.valid().reshape(*self.valid().shape, *([1] * (values.dim() - 2)))
+        values = torch.where(valid, values, torch.full_like(values, fill))
+        if self.order is not None:
+            out = torch.full_like(values, fill)
+            idx = self.order.reshape(*self.order.shape, *([1] * (values.dim() - 2)))
+            values = out.scatter(1, idx.expand_as(values), values)
+        return values.reshape(*self.batch_shape, *values.shape[1:])
+
+
+def _compact(chain: Chain) -> _Compact:
+    batch = chain.batch_shape
+    steps, states = chain.num_steps, chain.num_states
+    unary = chain.unary.reshape(-1, steps, states)
+    n = unary.shape[0]
+    pw = chain.pairwise.to(unary.dtype)
+    if pw.dim() > 2:
+        pw = pw.reshape(n, *pw.shape[len(batch):])
+    zeros = unary.new_zeros(states)
+
+    def edge(v: Tensor | None) -> Tensor:
+        v = zeros if v is None else v.to(unary.dtype)
+        return v.expand(*batch, states).reshape(n, states)
+
+    start, end = edge(chain.start), edge(chain.end)
+    if chain.mask is None:
+        lengths = torch.full((n,), steps, dtype=torch.long, device=unary.device)
+        return _Compact(unary, pw, start, end, lengths, None, batch)
+    mask = chain.mask.reshape(n, steps)
+    lengths = mask.sum(-1)
+    if bool((mask == lengths_to_mask(lengths, steps)).all()):
+        return _Compact(unary, pw, start, end, lengths, None, batch)
+    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    unary = unary.gather(1, order.unsqueeze(-1).expand_as(unary))
+    if pw.dim() == 4:
+        pw = pw.gather(1, order[:, :, None, None].expand_as(pw))
+    return _Compact(unary, pw, start, end, lengths, order, batch)
+
+
+# The generic recursion --------------------------------------------------------------------------
+
+@dataclass
+class _Forward:
+    value: Tensor  # (size, B): the semiring sum over all paths
+    final_bp: Tensor | None  # (size, B): flat (rank * S + state) of the last state
+    backpointers: list[Tensor]  # per t >= 1: (size, B, S) flat (rank * S + previous state)
+    history: list[Tensor]  # per t: (size, B, S) forward values (frozen after each length)
+
+
+def _recursion(c: _Compact, sr: Semiring, keep_history: bool = False) -> _Forward:
+    steps = c.unary.shape[1]
+    alpha = sr.lift(c.start + c.unary[:, 0])
+    bps: list[Tensor] = []
+    history = [alpha] if keep_history else []
+    for t in range(1, steps):
+        inner, bp = sr.sum(sr.weight(alpha.unsqueeze(-1), c.pair(t)), -2)
+        new = sr.weight(inner, c.unary[:, t])
+        alpha = torch.where((t < c.lengths)[:, None], new, alpha)
+        if bp is not None:
+            bps.append(bp)
+        if keep_history:
+            history.append(alpha)
+    value, final_bp = sr.sum(sr.weight(alpha, c.end), -1)
+    return _Forward(value, final_bp, bps, history)
+
+
+def semiring_forward(chain: Chain, semiring: Semiring) -> Tensor:
+    """The semiring sum over all paths of the chain: shape (semiring.size, *batch)."""
+    c = _compact(chain)
+    value = _recursion(c, semiring).value
+    return value.reshape(value.shape[0], *c.batch_shape)
+
+
+def _backtrack(c: _Compact, fwd: _Forward) -> Tensor:
+    """Paths (size, B, T) (compact positions) from the backpointers of a k-max recursion."""
+    states = c.unary.shape[-1]
+    steps = c.unary.shape[1]
+    rank, state = fwd.final_bp // states, fwd.final_bp % states
+    rows = torch.arange(c.unary.shape[0], device=c.unary.device)
+    out = []
+    for t in range(steps - 1, -1, -1):
+        if t < steps - 1:
+            inside = (t < c.lengths - 1).unsqueeze(0)
+            flat = fwd.backpointers[t][rank, rows, state]
+            rank = torch.where(inside, flat // states, rank)
+            state = torch.where(inside, flat % states, state)
+        out.append(state)
+    return torch.stack(out[::-1], -1)
+
+
+def _impossible(c: _Compact, value: Tensor) -> Tensor:
+    return torch.isneginf(value.reshape(-1))
+
+
+def _raise_impossible(bad: Tensor) -> None:
+    if bool(bad.any()):
+        raise ConditioningError(
+            "the chain's paths", f"every path has weight zero in batch element(s) "
+            f"{bad.nonzero().flatten().tolist()} (flattened index)")
+
+
+def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
+    """The best path: (score (*batch,), states (*batch, T) with `PAD` at masked positions).
+
+    Raises ConditioningError when a chain has no path of positive weight.
+    """
+    c = _compact(chain)
+    fwd = _recursion(c, MaxSemiring())
+    _raise_impossible(_impossible(c, fwd.value))
+    paths = _backtrack(c, fwd)[0]
+    return fwd.value[0].reshape(c.batch_shape), c.expand(paths, PAD)
+
+
+def kbest(chain: Chain, k: int) -> tuple[Tensor, Tensor]:
+    """The k best distinct paths: (scores (k, *batch), states (k, *batch, T)), best first.
+
+    Where a chain has fewer than k paths of positive weight, the missing ones have score -inf and
+    states `PAD` throughout.
+    """
+    c = _compact(chain)
+    fwd = _recursion(c, KMaxSemiring(k))
+    _raise_impossible(_impossible(c, fwd.value[0]))
+    paths = _backtrack(c, fwd)
+    missing = torch.isneginf(fwd.value).unsqueeze(-1)
+    paths = torch.where(missing, torch.full_like(paths, PAD), paths)
+    out = torch.stack([c.expand(p, PAD) for p in paths])
+    return fwd.value.reshape(k, *c.batch_shape), out
+
+
+def entropy(chain: Chain) -> Tensor:
+    """The entropy H(p) = -sum_y p(y) log p(y) of each chain's path distribution, in nats."""
+    c = _compact(chain)
+    value = _recursion(c, EntropySemiring()).value
+    _raise_impossible(_impossible(c, value[0]))
+    return value[1].reshape(c.batch_shape)
+
+
+def score(chain: Chain, states: Tensor) -> Tensor:
+    """score(y) of given state sequences (*batch, T) (entries at masked positions are ignored);
+    -inf where the sequence uses a forbidden state or step."""
+    c = _compact(chain)
+    steps, num = c.unary.shape[1], c.unary.shape[-1]
+    if tuple(states.shape) != (*c.batch_shape, steps):
+        raise ValidationError(f"states must have shape {(*c.batch_shape, steps)}, "
+                              f"got {tuple(states.shape)}")
+    y = states.reshape(-1, steps).long()
+    if c.order is not None:
+        y = y.gather(1, c.order)
+    valid = c.valid()
+    y = torch.where(valid, y, torch.zeros_like(y))
+    if bool(((y < 0) | (y >= num)).any()):
+        raise ValidationError(f"states must lie in [0, {num}) at kept positions")
+    zero = c.unary.new_zeros(())
+    total = torch.where(valid, c.unary.gather(2, y.unsqueeze(-1)).squeeze(-1), zero).sum(-1)
+    rows = torch.arange(y.shape[0], device=y.device)
+    total = total + c.start[rows, y[:, 0]] + c.end[rows, y[rows, c.lengths - 1]]
+    if steps > 1:
+        prev, nxt = y[:, :-1], y[:, 1:]
+        if c.pairwise.dim() == 2:
+            step = c.pairwise[prev, nxt]
+        elif c.pairwise.dim() == 3:
+            step = c.pairwise[rows[:, None], prev, nxt]
+        else:
+            times = torch.arange(1, steps, device=y.device)
+            step = c.pairwise[rows[:, None], times, prev, nxt]
+        total = total + torch.where(valid[:, 1:], step, zero).sum(-1)
+    return total.reshape(c.batch_shape)
+
+
+def sample(chain: Chain, num_samples: int = 1,
+           generator: torch.Generator | None = None) -> Tensor:
+    """Exact samples (num_samples, *batch, T) by forward filtering, backward sampling;
+    masked positions hold `PAD`."""
+    if not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    c = _compact(chain)
+    with torch.no_grad():
+        fwd = _recursion(c, LogSemiring(), keep_history=True)
+    _raise_impossible(_impossible(c, fwd.value[0]))
+    rows = torch.arange(c.unary.shape[0], device=c.unary.device)
+
+    def draw(logits: Tensor) -> Tensor:
+        u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype,
+                       device=logits.device)
+        return (logits - torch.log(-torch.log(u))).argmax(-1)
+
+    steps = c.unary.shape[1]
+    state = draw((fwd.history[-1][0] + c.end).expand(num_samples, -1, -1))
+    out = [state]
+    for t in range(steps - 2, -1, -1):
+        pair = c.pair(t + 1)
+        into = pair.t()[state] if pair.dim() == 2 else pair.transpose(-1, -2)[rows, state]
+        new = draw(fwd.history[t][0] + into)
+        state = torch.where(t < c.lengths - 1, new, state)
+        out.append(state)
+    paths = torch.stack(out[::-1], -1)
+    return torch.stack([c.expand(p, PAD) for p in paths])
+
+
+# The scaled forward-backward (log semiring, linear space) --------------------------------------
+
+def _work_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.device.type == "cpu" else torch.promote_types(x.dtype, torch.float32)
+
+
+def _shifted_exp(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """exp(x - m), m: the max over dims (0 where that max is -inf), and m."""
+    m = x.amax(dims, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return torch.exp(x - m), m
+
+
+@dataclass
+class _Scaled:
+    logz: Tensor  # (B,)
+    unary: Tensor  # U (T, B, S)
+    pair: Tensor  # E
+    end: Tensor  # (B, S)
+    alphas: Tensor  # (T, B, S), each normalised to sum 1
+    scales: Tensor  # (T, B)
+
+
+def _scaled_forward(c: _Compact) -> _Scaled:
+    dt = _work_dtype(c.unary)
+    u, ushift = _shifted_exp(c.unary.to(dt).transpose(0, 1), (-1,))
+    e, pshift = _shifted_exp(c.pairwise.to(dt), (-2, -1))
+    s0, sshift = _shifted_exp(c.start.to(dt), (-1,))
+    en, eshift = _shifted_exp(c.end.to(dt), (-1,))
+    steps = u.shape[0]
+    a = s0 * u[0]
+    alphas, scales = [], []
+    shared = e.dim() == 2
+    for t in range(steps):
+        if t > 0:
+            if shared:
+                a = torch.mm(a, e) * u[t]
+            else:
+                pair = e[:, t] if e.dim() == 4 else e
+                a = torch.bmm(a.unsqueeze(1), pair).squeeze(1) * u[t]
+        s = a.sum(-1, keepdim=True)
+        a = a / s
+        alphas.append(a)
+        scales.append(s)
+    A = torch.stack(alphas)
+    scale = torch.cat(scales, -1).t()  # (T, B)
+    logs = torch.log(scale) + ushift.squeeze(-1)
+    if steps > 1:
+        if e.dim() == 4:
+            pstep = pshift.reshape(-1, steps).t()[1:]
+        else:
+            pstep = pshift.reshape(-1).expand_as(logs[1:])
+        logs = logs + torch.cat([torch.zeros_like(logs[:1]), pstep], 0)
+    valid = c.valid().t()
+    last = c.lengths - 1
+    rows = torch.arange(A.shape[1], device=A.device)
+    logz = torch.where(valid, logs, torch.zeros_like(logs)).sum(0)
+    logz = logz + torch.log((A[last, rows] * en).sum(-1)) + sshift[:, 0] + eshift[:, 0]
+    return _Scaled(logz, u, e, en, A, scale)
+
+
+def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
+    """Marginals M (T, B, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
+    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j]."""
+    steps = f.unary.shape[0]
+    last = (c.lengths - 1).unsqueeze(-1)
+    betas = [f.end]
+    b = f.end
+    e = f.pair
+    for t in range(steps - 2, -1, -1):
+        v = f.unary[t + 1] * b
+        if e.dim() == 2:
+            nb = torch.mm(v, e.t())
+        else:
+            pair = e[:, t + 1] if e.dim() == 4 else e
+            nb = torch.bmm(pair, v.unsqueeze(-1)).squeeze(-1)
+        nb = nb / nb.sum(-1, keepdim=True)
+        b = torch.where(t < last, nb, f.end)
+        betas.append(b)
+    B = torch.stack(betas[::-1])
+    M = f.alphas * B
+    norm = M.sum(-1, keepdim=True)
+    valid = c.valid().t().unsqueeze(-1)
+    M = torch.where(valid, M / norm, torch.zeros_like(M))
+    W = torch.where(valid, f.unary * B / (norm * f.scales.unsqueeze(-1)), torch.zeros_like(M))
+    return M, W
+
+
+def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
+    """d log Z / d pairwise, weighted per chain by g (B,)."""
+    prev, nxt = f.alphas[:-1], W[1:] * g[None, :, None]
+    if f.pair.dim() == 2:
+        s = prev.shape[-1]
+        return f.pair * (prev.reshape(-1, s).t() @ nxt.reshape(-1, s))
+    if f.pair.dim() == 3:
+        return f.pair * torch.einsum("tbi,tbj->bij", prev, nxt)
+    grad = f.pair[:, 1:] * prev.transpose(0, 1).unsqueeze(-1) * nxt.transpose(0, 1).unsqueeze(-2)
+    return torch.cat([torch.zeros_like(f.pair[:, :1]), grad], 1)
+
+
+class _LogPartition(torch.autograd.Function):
+    """log Z by the scaled forward pass; its backward is the forward-backward marginals."""
+
+    @staticmethod
+    def forward(ctx, unary, pairwise, start, end, c):  # noqa: D102
+        f = _scaled_forward(c)
+        ctx.c, ctx.f = c, f
+        return f.logz.to(unary.dtype)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        c, f = ctx.c, ctx.f
+        ok = torch.isfinite(f.logz)
+        g = torch.where(ok, g.to(f.alphas.dtype), torch.zeros_like(f.logz))
+        M, W = _scaled_backward(c, f)
+        M = torch.where(ok[None, :, None], M, torch.zeros_like(M))
+        W = torch.where(ok[None, :, None], W, torch.zeros_like(W))
+        dt = c.unary.dtype
+        gu = (M * g[None, :, None]).transpose(0, 1).to(dt)
+        gp = _pairwise_grad(c, f, W, g).to(c.pairwise.dtype)
+        rows = torch.arange(c.unary.shape[0], device=g.device)
+        gs = gu[:, 0]
+        ge = gu[rows, c.lengths - 1]
+        return gu, gp, gs, ge, None
+
+
+def _log_partition_compact(c: _Compact) -> Tensor:
+    logz = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c)
+    bad = ~torch.isfinite(logz)
+    if bool(bad.any()):
+        idx = bad.nonzero().flatten()
+        with torch.no_grad():
+            ref = _recursion(c.rows(idx), LogSemiring()).value[0]
+        fine = torch.isfinite(ref)
+        full = torch.full_like(logz, float("-inf"))
+        if bool(fine.any()):
+            exact = _recursion(c.rows(idx[fine]), LogSemiring()).value[0]
+            full = full.index_put((idx[fine],), exact.to(logz.dtype))
+        logz = torch.where(bad, full, logz)
+    return logz
+
+
+def log_partition(chain: Chain) -> Tensor:
+    """log Z = log sum_y exp(score(y)), shape (*batch,); differentiable, its gradient with respect
+    to the unary potentials is the marginals. -inf exactly when every path is forbidden."""
+    c = _compact(chain)
+    return _log_partition_compact(c).reshape(c.batch_shape)
+
+
+def log_prob(chain: Chain, states: Tensor) -> Tensor:
+    """log p(y) = score(y) - log Z for state sequences (*batch, T); -inf for forbidden ones."""
+    return score(chain, states) - log_partition(chain)
+
+
+def marginals(chain: Chain) -> Tensor:
+    """p(y_t = j) for every kept position, shape (*batch, T, S) (zero at masked positions).
+
+    Raises ConditioningError when a chain has no path of positive weight.
+    """
+    c = _compact(chain)
+    with torch.no_grad():
+        f = _scaled_forward(c)
+        M, _ = _scaled_backward(c, f)
+    M = M.transpose(0, 1).to(c.unary.dtype)
+    bad = ~torch.isfinite(f.logz)
+    if bool(bad.any()):
+        idx = bad.nonzero().flatten()
+        unary = c.unary[idx].detach().requires_grad_(True)
+        sub = c.rows(idx)
+        sub = _Compact(unary, sub.pairwise.detach(), sub.start.detach(), sub.end.detach(),
+                       sub.lengths, None, sub.batch_shape)
+        with torch.enable_grad():
+            ref = _recursion(sub, LogSemiring()).value[0]
+            _raise_impossible(torch.zeros_like(bad).index_put((idx,), torch.isneginf(ref)))
+            (grad,) = torch.autograd.grad(ref.sum(), unary)
+        M = M.index_put((idx,), grad.to(M.dtype))
+    return c.expand(M, 0.0)

@@ -1,0 +1,299 @@
+"""The chain engine against brute-force enumeration, exactly (float64, 1e-10)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from condprob import chain as ch
+from condprob.errors import ConditioningError, ValidationError
+from condprob.semiring import KMaxSemiring, LogSemiring
+
+TOL = dict(rtol=1e-10, atol=1e-10)
+NEG = float("-inf")
+
+
+def brute(c: ch.Chain) -> list[dict[tuple[int, ...], float]]:
+    """Per batch element (flattened): every kept-position state sequence -> its score."""
+    steps, states = c.num_steps, c.num_states
+    unary = c.unary.reshape(-1, steps, states)
+    n = unary.shape[0]
+    mask = torch.ones(n, steps, dtype=torch.bool) if c.mask is None else c.mask.reshape(n, steps)
+    pw = c.pairwise
+    start = torch.zeros(states, dtype=unary.dtype) if c.start is None else c.start
+    end = torch.zeros(states, dtype=unary.dtype) if c.end is None else c.end
+    start = start.expand(*c.batch_shape, states).reshape(n, states)
+    end = end.expand(*c.batch_shape, states).reshape(n, states)
+    out = []
+    for b in range(n):
+        kept = mask[b].nonzero().flatten().tolist()
+        table = {}
+        for y in itertools.product(range(states), repeat=len(kept)):
+            s = start[b, y[0]].item() + end[b, y[-1]].item()
+            for i, (t, j) in enumerate(zip(kept, y, strict=True)):
+                s += unary[b, t, j].item()
+                if i:
+                    if pw.dim() == 2:
+                        p = pw
+                    elif pw.dim() == 2 + len(c.batch_shape):
+                        p = pw.reshape(n, states, states)[b]
+                    else:
+                        p = pw.reshape(n, steps, states, states)[b, t]
+                    s += p[y[i - 1], j].item()
+            table[y] = s
+        out.append((kept, table))
+    return out
+
+
+def logsumexp(values) -> float:
+    values = [v for v in values if v > NEG]
+    if not values:
+        return NEG
+    m = max(values)
+    return m + math.log(sum(math.exp(v - m) for v in values))
+
+
+def make_chain(seed=0, batch=(3,), steps=4, states=3, kind="shared", mask=None, forbid=0.0,
+               dtype=torch.float64) -> ch.Chain:
+    g = torch.Generator().manual_seed(seed)
+    unary = torch.randn(*batch, steps, states, generator=g, dtype=dtype)
+    shape = {"shared": (states, states), "batched": (*batch, states, states),
+             "timed": (*batch, steps, states, states)}[kind]
+    pair = torch.randn(*shape, generator=g, dtype=dtype)
+    if forbid:
+        pair = pair.masked_fill(torch.rand(*shape, generator=g) < forbid, NEG)
+    start = torch.randn(states, generator=g, dtype=dtype)
+    end = torch.randn(*batch, states, generator=g, dtype=dtype)
+    return ch.Chain(unary, pair, start, end, mask)
+
+
+MASKS = {
+    "none": None,
+    "right": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool),
+    "left": torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1]], dtype=torch.bool),
+    "holes": torch.tensor([[1, 0, 1, 1], [0, 1, 0, 1], [1, 1, 0, 1]], dtype=torch.bool),
+}
+CASES = [(kind, m) for kind in ("shared", "batched", "timed") for m in MASKS]
+
+
+@pytest.mark.parametrize("kind,mask", CASES)
+def test_quantities_match_brute_force(kind, mask):
+    c = make_chain(kind=kind, mask=MASKS[mask], forbid=0.3, seed=hash((kind, mask)) % 1000)
+    logz = ch.log_partition(c)
+    marg = ch.marginals(c)
+    vscore, vpath = ch.viterbi(c)
+    kscores, kpaths = ch.kbest(c, 4)
+    ent = ch.entropy(c)
+    for b, (kept, table) in enumerate(brute(c)):
+        z = logsumexp(table.values())
+        assert logz[b].item() == pytest.approx(z, rel=1e-10)
+        assert ch.semiring_forward(c, LogSemiring())[0, b].item() == pytest.approx(z, rel=1e-10)
+        probs = {y: math.exp(s - z) for y, s in table.items() if s > NEG}
+        expect = torch.zeros(c.num_steps, c.num_states, dtype=torch.float64)
+        for y, p in probs.items():
+            for t, j in zip(kept, y, strict=True):
+                expect[t, j] += p
+        torch.testing.assert_close(marg[b], expect, **TOL)
+        ranked = sorted(table.items(), key=lambda kv: -kv[1])
+        assert vscore[b].item() == pytest.approx(ranked[0][1], rel=1e-12)
+        assert tuple(vpath[b, kept].tolist()) == ranked[0][0]
+        assert (vpath[b, [t for t in range(c.num_steps) if t not in kept]] == ch.PAD).all()
+        best = [s for _, s in ranked[:4]] + [NEG] * max(0, 4 - len(ranked))
+        for r in range(4):
+            if best[r] == NEG:
+                assert kscores[r, b].item() == NEG and (kpaths[r, b] == ch.PAD).all()
+                continue
+            assert kscores[r, b].item() == pytest.approx(best[r], rel=1e-12)
+            y = tuple(kpaths[r, b, kept].tolist())
+            assert table[y] == pytest.approx(best[r], rel=1e-12)
+        found = {tuple(kpaths[r, b, kept].tolist()) for r in range(4) if best[r] > NEG}
+        assert len(found) == sum(s > NEG for s in best)
+        h = -sum(p * math.log(p) for p in probs.values() if p > 0)
+        assert ent[b].item() == pytest.approx(h, rel=1e-10, abs=1e-12)
+        ystates = torch.zeros(c.num_steps, dtype=torch.long)
+        ystates[kept] = torch.tensor(ranked[-1][0])
+        full = torch.zeros(c.batch_shape[0], c.num_steps, dtype=torch.long)
+        full[b] = ystates
+        assert ch.score(c, full)[b].item() == pytest.approx(ranked[-1][1], rel=1e-12)
+
+
+def test_batch_dims_are_flattened_and_restored():
+    c = make_chain(batch=(2, 3), kind="timed", steps=3)
+    flat = ch.Chain(c.unary.reshape(6, 3, 3), c.pairwise.reshape(6, 3, 3, 3), c.start,
+                    c.end.reshape(6, 3))
+    torch.testing.assert_close(ch.log_partition(c).reshape(6), ch.log_partition(flat), **TOL)
+    assert ch.marginals(c).shape == (2, 3, 3, 3)
+    assert ch.sample(c, 5).shape == (5, 2, 3, 3)
+    assert ch.kbest(c, 2)[1].shape == (2, 2, 3, 3)
+
+
+@pytest.mark.parametrize("kind", ["shared", "batched", "timed"])
+def test_gradient_of_log_partition_is_the_marginals(kind):
+    c = make_chain(kind=kind, mask=MASKS["holes"], forbid=0.2, seed=7)
+    leaves = [t.clone().requires_grad_(True) for t in (c.unary, c.pairwise, c.start, c.end)]
+    c2 = ch.Chain(*leaves, mask=c.mask)
+    ch.log_partition(c2).sum().backward()
+    torch.testing.assert_close(leaves[0].grad, ch.marginals(c), **TOL)
+    # pairwise, start and end gradients against the generic log recursion's autograd
+    ref = [t.clone().requires_grad_(True) for t in (c.unary, c.pairwise, c.start, c.end)]
+    ch.semiring_forward(ch.Chain(*ref, mask=c.mask), LogSemiring()).sum().backward()
+    for got, want in zip(leaves, ref, strict=True):
+        torch.testing.assert_close(got.grad, want.grad, **TOL)
+
+
+def test_gradient_check_float64():
+    c = make_chain(kind="batched", mask=MASKS["left"], seed=3)
+    u = c.unary.clone().requires_grad_(True)
+    p = c.pairwise.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(
+        lambda u, p: ch.log_partition(ch.Chain(u, p, c.start, c.end, c.mask)), (u, p))
+
+
+def test_forbidden_sequences_have_log_prob_minus_inf_exactly():
+    c = make_chain(forbid=0.0, seed=1)
+    pair = c.pairwise.clone()
+    pair[0, 1] = NEG
+    c = ch.Chain(c.unary, pair, c.start, c.end)
+    y = torch.tensor([[0, 1, 0, 0], [2, 2, 2, 2], [1, 0, 1, 0]])
+    lp = ch.log_prob(c, y)
+    assert lp[0].item() == NEG and math.isfinite(lp[1].item())
+    for s in ch.sample(c, 200, generator=torch.Generator().manual_seed(0)).reshape(-1, 4):
+        assert not any(a == 0 and b == 1 for a, b in zip(s[:-1], s[1:], strict=True))
+
+
+def test_impossible_chain():
+    unary = torch.zeros(1, 3, 2, dtype=torch.float64)
+    pair = torch.full((2, 2), NEG, dtype=torch.float64)
+    c = ch.Chain(unary, pair)
+    assert ch.log_partition(c).item() == NEG
+    for fn in (ch.viterbi, ch.entropy, ch.marginals, ch.sample, lambda c: ch.kbest(c, 2)):
+        with pytest.raises(ConditioningError, match="batch element"):
+            fn(c)
+    u = unary.clone().requires_grad_(True)
+    ch.log_partition(ch.Chain(u, pair)).sum().backward()
+    assert torch.equal(u.grad, torch.zeros_like(u))
+
+
+def test_underflow_in_the_scaled_pass_falls_back_to_log_space():
+    # state 1 is 1,000 nats less likely at the start but is the only way on: e^-1000 underflows
+    # even in float64, the true log Z is finite
+    unary = torch.tensor([[[0.0, -1000.0], [0.0, 0.0], [0.0, 0.0]]], dtype=torch.float64)
+    pair = torch.tensor([[NEG, NEG], [0.0, 0.0]], dtype=torch.float64)
+    u = unary.clone().requires_grad_(True)
+    c = ch.Chain(u, pair)
+    logz = ch.log_partition(c)
+    assert logz.item() == pytest.approx(-1000.0 + math.log(2), rel=1e-12)
+    logz.sum().backward()
+    torch.testing.assert_close(u.grad[0, 0], torch.tensor([0.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(ch.marginals(ch.Chain(unary, pair))[0, 2],
+                               torch.tensor([0.5, 0.5], dtype=torch.float64))
+
+
+def test_float32_is_stable_over_10000_steps():
+    g = torch.Generator().manual_seed(0)
+    steps, states = 10_000, 8
+    unary = (3 * torch.randn(2, steps, states, generator=g)).float()
+    pair = (2 * torch.randn(states, states, generator=g)).float()
+    pair[0, 1] = NEG
+    c32 = ch.Chain(unary, pair)
+    c64 = ch.Chain(unary.double(), pair.double())
+    ref = ch.semiring_forward(c64, LogSemiring())[0]
+    logz = ch.log_partition(c32)
+    assert logz.dtype == torch.float32
+    torch.testing.assert_close(logz.double(), ref, rtol=1e-6, atol=0)
+    marg = ch.marginals(c32)
+    assert torch.isfinite(marg).all()
+    torch.testing.assert_close(marg.sum(-1), torch.ones(2, steps), rtol=1e-5, atol=1e-5)
+    s32, p32 = ch.viterbi(c32)
+    s64, p64 = ch.viterbi(c64)
+    # float32 rounding may break near-ties differently; the path it finds is optimal to 1e-6
+    torch.testing.assert_close(ch.score(c64, p32), s64, rtol=1e-6, atol=0)
+    torch.testing.assert_close(s32.double(), s64, rtol=5e-5, atol=0)  # float32 running sum
+    assert (p32 == p64).float().mean() > 0.95
+
+
+def _g_test(counts: dict, probs: dict, n: int) -> float:
+    """The G statistic of observed counts against expected probabilities."""
+    return 2 * sum(o * math.log(o / (n * probs[y])) for y, o in counts.items() if o > 0)
+
+
+@pytest.mark.slow
+def test_sampler_g_test_with_power_check():
+    c = make_chain(batch=(1,), steps=3, states=3, forbid=0.2, seed=11,
+                   mask=torch.tensor([[1, 0, 1, 1]], dtype=torch.bool).reshape(1, 4)[:, :3])
+    ((kept, table),) = brute(c)
+    z = logsumexp(table.values())
+    probs = {y: math.exp(s - z) for y, s in table.items() if s > NEG}
+    n = 20_000
+    draws = ch.sample(c, n, generator=torch.Generator().manual_seed(5))[:, 0, kept]
+    counts: dict = {}
+    for y in map(tuple, draws.tolist()):
+        counts[y] = counts.get(y, 0) + 1
+    assert set(counts) <= set(probs)
+    dof = len(probs) - 1
+    crit = dof + 4 * math.sqrt(2 * dof) + 10  # far above the 99.9% quantile for these dof
+    assert _g_test(counts, probs, n) < crit
+    # power: a slightly wrong target (transition scores doubled) is rejected by the same test
+    wrong = ch.Chain(c.unary, 2 * c.pairwise, c.start, c.end, c.mask)
+    ((_, wtable),) = brute(wrong)
+    wz = logsumexp(wtable.values())
+    wprobs = {y: math.exp(s - wz) for y, s in wtable.items() if s > NEG}
+    assert _g_test(counts, wprobs, n) > crit
+
+
+@given(st.integers(1, 5), st.integers(1, 3), st.integers(0, 2**16), st.booleans())
+def test_log_partition_property(steps, states, seed, left):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, steps + 1, (2,), generator=g)
+    mask = ch.lengths_to_mask(lengths, steps)
+    if left:
+        mask = mask.flip(-1)
+    c = ch.Chain(torch.randn(2, steps, states, generator=g, dtype=torch.float64),
+                 torch.randn(states, states, generator=g, dtype=torch.float64), mask=mask)
+    for b, (_, table) in enumerate(brute(c)):
+        assert ch.log_partition(c)[b].item() == pytest.approx(logsumexp(table.values()), rel=1e-10)
+
+
+def test_validation_errors():
+    u = torch.zeros(2, 3, 4)
+    p = torch.zeros(4, 4)
+    with pytest.raises(ValidationError, match="unary must be a floating-point"):
+        ch.Chain(torch.zeros(2, 3, 4, dtype=torch.long), p)
+    with pytest.raises(ValidationError, match="unary must have shape"):
+        ch.Chain(torch.zeros(4), p)
+    with pytest.raises(ValidationError, match="T >= 1"):
+        ch.Chain(torch.zeros(2, 0, 4), p)
+    with pytest.raises(ValidationError, match="pairwise must have shape"):
+        ch.Chain(u, torch.zeros(3, 3))
+    with pytest.raises(ValidationError, match="pairwise must have shape"):
+        ch.Chain(u, torch.zeros(5, 4, 4))
+    with pytest.raises(ValidationError, match="pairwise must have shape"):
+        ch.Chain(u, torch.zeros(2, 2, 4, 4))
+    with pytest.raises(ValidationError, match="NaN or \\+inf"):
+        ch.Chain(u, torch.full((4, 4), float("nan")))
+    with pytest.raises(ValidationError, match="unary contains NaN or \\+inf"):
+        ch.Chain(torch.full((2, 3, 4), float("inf")), p)
+    with pytest.raises(ValidationError, match="start must have shape"):
+        ch.Chain(u, p, start=torch.zeros(3))
+    with pytest.raises(ValidationError, match="end must be a floating-point"):
+        ch.Chain(u, p, end=torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValidationError, match="mask must be a bool"):
+        ch.Chain(u, p, mask=torch.ones(2, 3))
+    with pytest.raises(ValidationError, match="keeps no position in batch element"):
+        ch.Chain(u, p, mask=torch.tensor([[1, 0, 0], [0, 0, 0]], dtype=torch.bool))
+    c = ch.Chain(u, p)
+    with pytest.raises(ValidationError, match="states must have shape"):
+        ch.score(c, torch.zeros(2, 4, dtype=torch.long))
+    with pytest.raises(ValidationError, match="states must lie in"):
+        ch.score(c, torch.full((2, 3), 4))
+    with pytest.raises(ValueError, match="num_samples"):
+        ch.sample(c, 0)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        ch.kbest(c, 0)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        KMaxSemiring(1.5)
