@@ -1,0 +1,122 @@
+"""Nonlinear Gaussian kernels: x -> N(mean(x), cov(x)), a kernel kind for guided inference.
+
+The backward filter cannot pull a quadratic message back exactly through a nonlinear mean, so it
+uses a linear auxiliary kernel (given, or `linearise(x0)`: mean(x0) + J (x - x0), J the Jacobian
+at x0); forward guiding then samples from the exact tilt of this kernel by the auxiliary message and
+corrects with the weight (K h)(x) / (K~ h)(x).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from condprob.bffg.messages import psd_cholesky, psd_sqrt
+from condprob.errors import SpaceMismatchError, ValidationError
+from condprob.gaussian import Gaussian, LinearGaussian
+from condprob.protocol import Morphism
+from condprob.spaces import Euclidean, Space
+
+MeanFn = Callable[[torch.Tensor], torch.Tensor]
+CovFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _batched(x: object, dim: int, what: str) -> tuple[torch.Tensor, bool]:
+    t = torch.as_tensor(x, dtype=torch.float64)
+    if t.shape[-1:] != (dim,):
+        raise SpaceMismatchError(what, (dim,), tuple(t.shape))
+    return (t, False) if t.ndim > 1 else (t[None], True)
+
+
+class NonlinearGaussian(Morphism):
+    """The kernel x -> N(mean(x), cov(x)) from R^d to R^n.
+
+    `mean` maps (batch, d) to (batch, n); `cov` is a fixed (n, n) positive semidefinite matrix or a
+    function (batch, d) -> (batch, n, n).
+    """
+
+    def __init__(self, mean: MeanFn, cov: torch.Tensor | CovFn, dom: Space | int,
+                 cod: Space | int):
+        self.dom = dom if isinstance(dom, Space) else Euclidean(dom)
+        self.cod = cod if isinstance(cod, Space) else Euclidean(cod)
+        if not callable(mean):
+            raise ValidationError("mean must be a function of x (batch, d) -> (batch, n)")
+        self.mean_fn = mean
+        if callable(cov):
+            self.cov_fn: CovFn | None = cov
+            self._cov = None
+        else:
+            q = torch.as_tensor(cov, dtype=torch.float64)
+            n = self.cod.dim
+            if q.shape != (n, n):
+                raise ValidationError(f"covariance must have shape ({n}, {n}), got {tuple(q.shape)}")
+            if float((q - q.T).abs().max()) > 1e-12 * max(1.0, float(q.abs().max())) or \
+                    float(torch.linalg.eigvalsh(q).min()) < -1e-12 * max(1.0, float(q.abs().max())):
+                raise ValidationError("covariance must be symmetric positive semidefinite")
+            self.cov_fn, self._cov = None, q
+
+    def __repr__(self) -> str:
+        return f"NonlinearGaussian({self.dom} -> {self.cod})"
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.cod.dim,)
+
+    def mean(self, x: torch.Tensor) -> torch.Tensor:
+        """mean(x) for x of shape (batch, d), checked to be (batch, n)."""
+        m = torch.as_tensor(self.mean_fn(x), dtype=torch.float64)
+        if m.shape != (x.shape[0], self.cod.dim):
+            raise ValidationError(f"mean function returned shape {tuple(m.shape)}; expected "
+                                  f"({x.shape[0]}, {self.cod.dim})")
+        return m
+
+    def cov(self, x: torch.Tensor) -> torch.Tensor:
+        """cov(x): (n, n) when fixed, else (batch, n, n)."""
+        if self._cov is not None:
+            return self._cov
+        q = torch.as_tensor(self.cov_fn(x), dtype=torch.float64)  # type: ignore[misc]
+        n = self.cod.dim
+        if q.shape != (x.shape[0], n, n):
+            raise ValidationError(f"cov function returned shape {tuple(q.shape)}; expected "
+                                  f"({x.shape[0]}, {n}, {n})")
+        return q
+
+    def at(self, x: object) -> Gaussian:
+        """The state N(mean(x), cov(x)) at one point x."""
+        xt, _ = _batched(x, self.dom.dim, "input point")
+        cov = self.cov(xt[:1])
+        return Gaussian(self.mean(xt[:1])[0], cov if cov.ndim == 2 else cov[0], self.cod)
+
+    def sample(self, x: object, generator: torch.Generator | None = None,  # type: ignore[override]
+               seed: int | None = None) -> torch.Tensor:
+        """One draw from N(mean(x), cov(x)) for each row of x (batch, d) (or for one x (d,))."""
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        xt, single = _batched(x, self.dom.dim, "input point")
+        z = torch.randn(xt.shape[0], self.cod.dim, dtype=torch.float64, generator=generator)
+        y = self.mean(xt) + (psd_sqrt(self.cov(xt)) @ z[..., None])[..., 0]
+        return y[0] if single else y
+
+    def log_prob(self, x: object, y: object) -> torch.Tensor:  # type: ignore[override]
+        """log N(y; mean(x), cov(x)) (cov must be positive definite)."""
+        xt, single = _batched(x, self.dom.dim, "input point")
+        yt, _ = _batched(y, self.cod.dim, "value")
+        chol = psd_cholesky(self.cov(xt), "covariance (for a density)")
+        diff = yt - self.mean(xt)
+        chol = chol.expand(diff.shape[0], -1, -1) if chol.ndim == 2 else chol
+        z = torch.linalg.solve_triangular(chol, diff[..., None], upper=False)[..., 0]
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        out = -0.5 * ((z**2).sum(-1) + logdet + self.cod.dim * math.log(2 * math.pi))
+        return out[0] if single else out
+
+    def linearise(self, x0: object) -> LinearGaussian:
+        """The auxiliary x -> N(mean(x0) + J (x - x0), cov(x0)), J the Jacobian of mean at x0."""
+        xt, _ = _batched(x0, self.dom.dim, "linearisation point")
+        x0v = xt[0]
+        jac = torch.func.jacrev(lambda v: self.mean(v[None])[0])(x0v)
+        cov = self.cov(xt[:1])
+        cov = cov if cov.ndim == 2 else cov[0]
+        m0 = self.mean(xt[:1])[0]
+        return LinearGaussian(jac, m0 - jac @ x0v, (cov + cov.T) / 2, self.dom, self.cod)

@@ -1,0 +1,144 @@
+"""Models for BFFG: a networkx tree whose edges carry the core's kernels.
+
+The root holds a prior state; each edge parent -> child holds a kernel from the parent's space to
+the child's (finite `Kernel`, `LinearGaussian`, `NonlinearGaussian`, `SDEKernel`) and optionally a
+linear auxiliary kernel used by the backward filter; any node may hold an observation (a message:
+`FiniteMessage`, `GaussianMessage` or `PointMessage`). `validate` names the node or edge at fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import networkx as nx
+import torch
+
+from condprob.bffg.kernels import NonlinearGaussian
+from condprob.bffg.messages import FiniteMessage, GaussianMessage, PointMessage
+from condprob.bffg.sde import LinearSDE, SDEKernel
+from condprob.errors import SpaceMismatchError, ValidationError
+from condprob.finite import Kernel, State
+from condprob.gaussian import Gaussian, LinearGaussian
+from condprob.protocol import Morphism
+from condprob.spaces import Space
+
+Message = FiniteMessage | GaussianMessage | PointMessage
+EDGE_KINDS = (Kernel, LinearGaussian, NonlinearGaussian, SDEKernel)
+
+
+class Model:
+    """A tree of kernels with a prior at the root and observations at nodes.
+
+    `graph` is a `networkx.DiGraph`; node attributes `prior` (root only) and `observation`; edge
+    attributes `kernel` and `auxiliary`. Build with `add_edge` and `observe`, or wrap a graph.
+    """
+
+    def __init__(self, root: Hashable | None = None, prior: Morphism | None = None,
+                 graph: nx.DiGraph | None = None):
+        self.graph = nx.DiGraph() if graph is None else graph
+        if root is not None:
+            self.graph.add_node(root, prior=prior)
+
+    # Building ------------------------------------------------------------------------------
+    def add_edge(self, parent: Hashable, child: Hashable, kernel: Morphism,
+                 auxiliary: Morphism | None = None) -> Model:
+        """parent -> child through `kernel`; `auxiliary` replaces it in the backward filter."""
+        self.graph.add_edge(parent, child, kernel=kernel, auxiliary=auxiliary)
+        return self
+
+    def observe(self, node: Hashable, message: Message) -> Model:
+        """Attach an observation (a message; several at one node are fused)."""
+        if node not in self.graph:
+            raise ValidationError(f"cannot observe unknown node {node!r}")
+        old = self.graph.nodes[node].get("observation")
+        self.graph.nodes[node]["observation"] = message if old is None else old & message
+        return self
+
+    # Queries -------------------------------------------------------------------------------
+    @property
+    def root(self) -> Hashable:
+        roots = [v for v in self.graph if self.graph.in_degree(v) == 0]
+        if len(roots) != 1:
+            raise ValidationError(f"a model needs exactly one root; found {roots}")
+        return roots[0]
+
+    def prior(self) -> Morphism:
+        return self.graph.nodes[self.root].get("prior")
+
+    def kernel(self, parent: Hashable, child: Hashable) -> Morphism:
+        return self.graph.edges[parent, child]["kernel"]
+
+    def auxiliary(self, parent: Hashable, child: Hashable) -> Morphism | None:
+        return self.graph.edges[parent, child].get("auxiliary")
+
+    def observation(self, node: Hashable) -> Message | None:
+        return self.graph.nodes[node].get("observation")
+
+    def children(self, node: Hashable) -> list[Hashable]:
+        return list(self.graph.successors(node))
+
+    def space(self, node: Hashable) -> Space:
+        """The node's space: the prior's at the root, else the incoming kernel's codomain."""
+        if self.graph.in_degree(node) == 0:
+            return self.prior().cod
+        parent = next(iter(self.graph.predecessors(node)))
+        return self.kernel(parent, node).cod
+
+    def edges_top_down(self) -> list[tuple[Hashable, Hashable]]:
+        return list(nx.bfs_edges(self.graph, self.root))
+
+    # Validation ----------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ValidationError / SpaceMismatchError naming the first inconsistent node or edge."""
+        g = self.graph
+        if g.number_of_nodes() == 0:
+            raise ValidationError("the model is empty")
+        if not nx.is_directed_acyclic_graph(g):
+            cycle = nx.find_cycle(g)
+            raise ValidationError(f"the model has a cycle: {cycle}")
+        root = self.root
+        prior = g.nodes[root].get("prior")
+        if not isinstance(prior, State | Gaussian):
+            raise ValidationError(f"root {root!r} needs a prior state (finite State or Gaussian), "
+                                  f"got {type(prior).__name__}")
+        for v in g:
+            if g.in_degree(v) > 1:
+                raise ValidationError(f"node {v!r} has several parents {list(g.predecessors(v))}; "
+                                      "BFFG here runs on trees")
+        for u, v, data in g.edges(data=True):
+            k = data.get("kernel")
+            if k is None:
+                raise ValidationError(f"edge {u!r} -> {v!r} has no kernel")
+            if not isinstance(k, EDGE_KINDS):
+                raise ValidationError(f"edge {u!r} -> {v!r}: unsupported kernel kind "
+                                      f"{type(k).__name__}")
+            if k.dom != self.space(u):
+                raise SpaceMismatchError(f"kernel on edge {u!r} -> {v!r}", self.space(u), k.dom)
+            self._validate_auxiliary(u, v, k, data.get("auxiliary"))
+        for v in g:
+            obs = g.nodes[v].get("observation")
+            if obs is not None and obs.space != self.space(v):
+                raise SpaceMismatchError(f"observation at node {v!r}", self.space(v), obs.space)
+
+    def _validate_auxiliary(self, u: Hashable, v: Hashable, k: Morphism,
+                            aux: Morphism | None) -> None:
+        where = f"edge {u!r} -> {v!r}"
+        if aux is None:
+            if isinstance(k, NonlinearGaussian):
+                raise ValidationError(f"{where}: a nonlinear kernel needs an auxiliary "
+                                      "LinearGaussian (e.g. kernel.linearise(x0))")
+            if isinstance(k, SDEKernel) and not isinstance(k, LinearSDE):
+                raise ValidationError(f"{where}: a nonlinear SDE needs an auxiliary LinearSDE "
+                                      "(e.g. kernel.linearise(t, x))")
+            return
+        want = LinearSDE if isinstance(k, SDEKernel) else type(k) if isinstance(k, Kernel) \
+            else LinearGaussian
+        if not isinstance(aux, want):
+            raise ValidationError(f"{where}: auxiliary must be a {want.__name__}, "
+                                  f"got {type(aux).__name__}")
+        if aux.dom != k.dom or aux.cod != k.cod:
+            raise SpaceMismatchError(f"auxiliary on {where}", (k.dom, k.cod), (aux.dom, aux.cod))
+        if isinstance(k, SDEKernel) and (k.grid.shape != aux.grid.shape
+                                            or not torch.equal(k.grid, aux.grid)):
+            raise ValidationError(f"{where}: the auxiliary SDE must use the kernel's time grid")
+

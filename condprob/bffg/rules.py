@@ -1,0 +1,88 @@
+"""Pullback and guiding rules for the exact kernel kinds: finite and linear-Gaussian.
+
+Finite kernel K (a core `Kernel`) and message h: (K h)(x) = sum_y K(x, y) h(y) (the core's predicate
+pullback); guided kernel K^h(x, y) = K(x, y) h(y) / (K h)(x).
+
+Linear-Gaussian kernel x -> N(A x + b, Q) and h = (c, F, H), written with M = (I + H Q)^-1 so that
+singular H and singular Q need no inverse of either:
+  H' = A' M H A,  F' = A' (M F - M H b),
+  c' = c - log det(I + H Q)/2 + F' Q M F/2 + (M F)' b - b' M H b/2.
+Guided kernel: N(mu + Q M (F - H mu), Q M) with mu = A x + b (= (Q^-1 + H)^-1 (Q^-1 mu + F)).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from condprob import backend as B
+from condprob.bffg.messages import FiniteMessage, GaussianMessage, PointMessage, psd_cholesky
+from condprob.finite import Kernel
+from condprob.gaussian import LinearGaussian
+
+
+def pullback_finite(kernel: Kernel, h: FiniteMessage) -> FiniteMessage:
+    """(K h)(x) = sum_y K(x, y) h(y), renormalised with the scale carried in log_scale."""
+    return FiniteMessage(kernel.pullback(h.predicate), h.log_scale)._normalised()
+
+
+def guided_finite(kernel: Kernel, h: FiniteMessage) -> Kernel:
+    """K^h(x, y) = K(x, y) h(y) / (K h)(x); rows with (K h)(x) = 0 keep K(x, .) (never reached)."""
+    a, v = kernel._coerce_values(h.predicate.values)
+    joint = a * v[..., None, :]
+    kh = B.total(joint, -1)
+    return Kernel._make(B.safe_divide(joint, kh[..., :, None], a), kernel.dom, kernel.cod)
+
+
+def _tilt(h: GaussianMessage, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """M = (I + H Q)^-1 and log det(I + H Q) (Q may carry batch dimensions)."""
+    eye = torch.eye(h.dim, dtype=torch.float64)
+    IHQ = eye + h.H @ Q
+    return torch.linalg.inv(IHQ), torch.linalg.slogdet(IHQ).logabsdet
+
+
+def log_integral(h: GaussianMessage, mean: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
+    """log of the integral of N(y; mean, Q) h(y) dy, for mean (..., d) and Q (d, d) or (..., d, d)."""
+    M, logdet = _tilt(h, Q)
+    MF = M @ h.F
+    MH = M @ h.H
+    QMF = Q @ MF
+    return (h.c - 0.5 * logdet + 0.5 * (h.F * QMF).sum(-1) + (MF * mean).sum(-1)
+            - 0.5 * torch.einsum("...i,...ij,...j->...", mean, MH, mean))
+
+
+def pullback_linear(h: GaussianMessage | PointMessage, A: torch.Tensor, b: torch.Tensor,
+                    Q: torch.Tensor) -> GaussianMessage:
+    """The message x -> integral of N(y; A x + b, Q) h(y) dy in canonical form.
+
+    For a point message (y observed exactly as v) this is exp(c) N(v; A x + b, Q), which needs Q
+    positive definite.
+    """
+    if isinstance(h, PointMessage):
+        psd_cholesky(Q, "kernel covariance Q (an exactly observed child needs a density)")
+        obs = GaussianMessage.observation(A, Q, h.value - b)
+        return GaussianMessage(obs.c + h.c, obs.F, obs.H)
+    M, _ = _tilt(h, Q)
+    MH = M @ h.H
+    H = A.T @ MH @ A
+    F = A.T @ (M @ h.F - MH @ b)
+    return GaussianMessage(log_integral(h, b, Q), F, (H + H.T) / 2)
+
+
+def guided_gaussian(h: GaussianMessage, mean: torch.Tensor,
+                    Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of N(mean, Q) tilted by h: (mean + Q M (F - H mean), Q M)."""
+    M, _ = _tilt(h, Q)
+    QM = Q @ M
+    shift = h.F - mean @ h.H.T
+    mu = mean + (QM @ shift[..., None])[..., 0]
+    return mu, (QM + QM.transpose(-1, -2)) / 2
+
+
+
+def guided_linear(kernel: LinearGaussian, h: GaussianMessage) -> LinearGaussian:
+    """The guided kernel x -> N(A°x + b°, Q M): A° = (I - Q M H) A, b° = (I - Q M H) b + Q M F."""
+    M, _ = _tilt(h, kernel.cov)
+    QM = kernel.cov @ M
+    P = torch.eye(h.dim, dtype=torch.float64) - QM @ h.H
+    return LinearGaussian(P @ kernel.matrix, P @ kernel.offset + QM @ h.F, (QM + QM.T) / 2,
+                          kernel.dom, kernel.cod, validate=False)

@@ -1,0 +1,322 @@
+"""Diffusions dX = b(t, X) dt + sigma(t, X) dW as kernels, their linear auxiliaries, the backward
+ODEs of BFFG and guided Euler-Maruyama with the Girsanov log-weight.
+
+Backward filter of the linear auxiliary dX~ = (B X~ + beta) dt + sigma~ dW, a~ = sigma~ sigma~',
+for h(t, x) = exp(c - x'Hx/2 + F'x), from the end time T down to the start:
+  dH/dt = -B'H - HB + H a~ H,   dF/dt = -B'F + H a~ F + H beta,
+  dc/dt = -beta'F - F'a~F/2 + tr(H a~)/2                              (information form);
+  h = exp(c~) N(x; nu, P):  dnu/dt = B nu + beta,  dP/dt = B P + P B' - a~,  dc~/dt = tr B
+                                                                       (covariance form);
+and for constant coefficients the exact pullback through the transition over each grid step
+(matrix exponentials, Van Loan), which is the closed form of both.
+
+Guided process: dX° = [b + a r] dt + sigma dW with r = F - H x; the log-weight
+log Psi = integral of (b - b~)'r - tr((a - a~)(H - r r'))/2 ds (left Riemann sum on the grid), and
+p(observations | x0) = h~(0, x0) E°[Psi].
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from condprob.bffg.messages import GaussianMessage, PointMessage
+from condprob.bffg.rules import pullback_linear
+from condprob.errors import ValidationError
+from condprob.gaussian import LinearGaussian
+from condprob.protocol import Morphism
+from condprob.spaces import Euclidean
+
+Coef = torch.Tensor | Callable[[float], torch.Tensor]
+DriftFn = Callable[[float, torch.Tensor], torch.Tensor]
+DiffusionFn = Callable[[float, torch.Tensor], torch.Tensor]
+
+
+def _grid(grid: object) -> torch.Tensor:
+    g = torch.as_tensor(grid, dtype=torch.float64)
+    if g.ndim != 1 or g.shape[0] < 2:
+        raise ValidationError(f"time grid must be a 1-d tensor of at least 2 times, got {g.shape}")
+    if not bool((g[1:] > g[:-1]).all()):
+        raise ValidationError("time grid must be strictly increasing")
+    return g
+
+
+def time_grid(t0: float, t1: float, steps: int) -> torch.Tensor:
+    """steps + 1 equally spaced times from t0 to t1."""
+    if steps < 1 or not t1 > t0:
+        raise ValidationError(f"need t1 > t0 and steps >= 1, got ({t0}, {t1}, {steps})")
+    return torch.linspace(t0, t1, steps + 1, dtype=torch.float64)
+
+
+class SDEKernel(Morphism):
+    """The transition x_{t0} -> x_{T} of dX = drift(t, X) dt + sigma(t, X) dW over a time grid.
+
+    `drift(t, x)` maps (batch, d) to (batch, d); `diffusion` is a fixed (d, m) matrix or a function
+    (t, x) -> (batch, d, m). Sampling is Euler-Maruyama on the grid. The transition density is
+    intractable: `log_prob` raises TypeError; use guided proposals (`condprob.bffg`) instead.
+    """
+
+    def __init__(self, drift: DriftFn, diffusion: torch.Tensor | DiffusionFn, grid: object,
+                 dim: int):
+        self.dom = self.cod = Euclidean(dim)
+        self.grid = _grid(grid)
+        if not callable(drift):
+            raise ValidationError("drift must be a function (t, x) -> (batch, d)")
+        self.drift_fn = drift
+        if callable(diffusion):
+            self.diffusion_fn: DiffusionFn | None = diffusion
+            self._sigma = None
+            self.noise_dim = int(torch.as_tensor(diffusion(float(self.grid[0]),
+                                 torch.zeros(1, dim, dtype=torch.float64))).shape[-1])
+        else:
+            s = torch.as_tensor(diffusion, dtype=torch.float64)
+            if s.ndim != 2 or s.shape[0] != dim:
+                raise ValidationError(f"diffusion must have shape ({dim}, m), got {tuple(s.shape)}")
+            self.diffusion_fn, self._sigma, self.noise_dim = None, s, s.shape[1]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(R^{self.dom.dim}, t in [{self.t0:g}, {self.t1:g}])"
+
+    @property
+    def dim(self) -> int:
+        return self.dom.dim
+
+    @property
+    def t0(self) -> float:
+        return float(self.grid[0])
+
+    @property
+    def t1(self) -> float:
+        return float(self.grid[-1])
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def drift(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        """b(t, x), (batch, d)."""
+        return self.drift_fn(t, x)
+
+    def sigma(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        """sigma(t, x): (d, m) when fixed, else (batch, d, m)."""
+        return self._sigma if self._sigma is not None else self.diffusion_fn(t, x)  # type: ignore
+
+    def sample(self, x0: object, generator: torch.Generator | None = None,  # type: ignore[override]
+               seed: int | None = None, noise: torch.Tensor | None = None,
+               path: bool = False) -> torch.Tensor:
+        """Euler-Maruyama from x0 (batch, d): the end points, or the whole path (batch, N+1, d)."""
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        x = torch.as_tensor(x0, dtype=torch.float64)
+        x = x[None] if x.ndim == 1 else x
+        n, steps = x.shape[0], self.grid.shape[0] - 1
+        if noise is None:
+            noise = torch.randn(n, steps, self.noise_dim, dtype=torch.float64, generator=generator)
+        out = [x]
+        for i in range(steps):
+            t, dt = float(self.grid[i]), float(self.grid[i + 1] - self.grid[i])
+            sig = self.sigma(t, x)
+            dw = noise[:, i] * dt**0.5
+            x = x + self.drift(t, x) * dt + (dw @ sig.T if sig.ndim == 2 else
+                                             (sig @ dw[..., None])[..., 0])
+            out.append(x)
+        return torch.stack(out, 1) if path else x
+
+    def log_prob(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise TypeError("the transition density of a diffusion is intractable; use guided "
+                        "proposals (condprob.bffg.forward_guide) for likelihoods")
+
+    def linearise(self, t: float, x: object) -> LinearSDE:
+        """The auxiliary with B = db/dx(t, x), beta = b(t, x) - B x and sigma~ = sigma(t, x)."""
+        xv = torch.as_tensor(x, dtype=torch.float64).reshape(self.dim)
+        jac = torch.func.jacrev(lambda v: self.drift(t, v[None])[0])(xv)
+        sig = self.sigma(t, xv[None])
+        sig = sig if sig.ndim == 2 else sig[0]
+        return LinearSDE(jac, self.drift(t, xv[None])[0] - jac @ xv, sig, self.grid)
+
+
+class LinearSDE(SDEKernel):
+    """dX = (B X + beta) dt + sigma dW; B, beta, sigma constant tensors or functions of t."""
+
+    def __init__(self, B: Coef, beta: Coef, sigma: Coef, grid: object):
+        self._coefs = (B, beta, sigma)
+        self.constant = not any(callable(c) for c in self._coefs)
+        Bt, bt, st = self.coefficients(0.0 if self.constant else float(_grid(grid)[0]))
+        d = Bt.shape[0]
+        if Bt.shape != (d, d) or bt.shape != (d,) or st.ndim != 2 or st.shape[0] != d:
+            raise ValidationError(f"B, beta, sigma must have shapes (d, d), (d,), (d, m); got "
+                                  f"{tuple(Bt.shape)}, {tuple(bt.shape)}, {tuple(st.shape)}")
+        diffusion = st if self.constant else (
+            lambda t, x: self.coefficients(t)[2].expand(x.shape[0], -1, -1))
+        super().__init__(self._linear_drift, diffusion, grid, d)
+
+    def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B(t), beta(t), sigma(t)) as float64 tensors."""
+        return tuple(torch.as_tensor(c(t) if callable(c) else c, dtype=torch.float64)
+                     for c in self._coefs)  # type: ignore[return-value]
+
+    def _linear_drift(self, t: float, x: torch.Tensor) -> torch.Tensor:
+        B, beta, _ = self.coefficients(t)
+        return x @ B.T + beta
+
+    def transition(self, t0: float, t1: float) -> LinearGaussian:
+        """The exact transition x_{t0} -> x_{t1} (constant coefficients): N(e^{B dt} x + m, Q)."""
+        if not self.constant:
+            raise ValidationError("exact transitions need constant coefficients")
+        A, b, Q = self._transitions(torch.tensor([t1 - t0], dtype=torch.float64))
+        return LinearGaussian(A[0], b[0], Q[0], self.dom, self.cod)
+
+    def _transitions(self, dts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, beta, sig = self.coefficients(0.0)
+        d = self.dim
+        a = sig @ sig.T
+        z = torch.zeros(d, d, dtype=torch.float64)
+        aug = torch.zeros(d + 1, d + 1, dtype=torch.float64)
+        aug[:d, :d], aug[:d, d] = B, beta
+        e1 = torch.linalg.matrix_exp(aug * dts[:, None, None])
+        vl = torch.cat([torch.cat([-B, a], 1), torch.cat([z, B.T], 1)], 0)
+        e2 = torch.linalg.matrix_exp(vl * dts[:, None, None])
+        Q = e2[:, d:, d:].transpose(-1, -2) @ e2[:, :d, d:]
+        return e1[:, :d, :d], e1[:, :d, d], (Q + Q.transpose(-1, -2)) / 2
+
+
+@dataclass
+class Guide:
+    """The backward filter of an SDE edge on its grid: h(t_i, x) = exp(c_i - x'H_i x/2 + F_i'x).
+
+    Entries 0..N-1 are used for guiding; `end` is the message at the last time (possibly a point).
+    """
+
+    grid: torch.Tensor
+    H: torch.Tensor
+    F: torch.Tensor
+    c: torch.Tensor
+    end: GaussianMessage | PointMessage
+
+    def message(self, i: int = 0) -> GaussianMessage:
+        """The canonical message at grid index i (i = 0: the start, passed to the parent)."""
+        return GaussianMessage(self.c[i], self.F[i], self.H[i])
+
+
+def _stack(msgs: list[GaussianMessage], grid: torch.Tensor,
+           end: GaussianMessage | PointMessage) -> Guide:
+    return Guide(grid, torch.stack([m.H for m in msgs]), torch.stack([m.F for m in msgs]),
+                 torch.stack([m.c for m in msgs]), end)
+
+
+def _rk4(f: Callable[[float, tuple], tuple], y: tuple, s0: float, s1: float, n: int) -> tuple:
+    h = (s1 - s0) / n
+    for k in range(n):
+        s = s0 + k * h
+        k1 = f(s, y)
+        k2 = f(s + h / 2, tuple(u + h / 2 * v for u, v in zip(y, k1, strict=True)))
+        k3 = f(s + h / 2, tuple(u + h / 2 * v for u, v in zip(y, k2, strict=True)))
+        k4 = f(s + h, tuple(u + h * v for u, v in zip(y, k3, strict=True)))
+        y = tuple(u + h / 6 * (p + 2 * q + 2 * r + w)
+                  for u, p, q, r, w in zip(y, k1, k2, k3, k4, strict=True))
+    return y
+
+
+def _information_rhs(aux: LinearSDE, t: float, y: tuple) -> tuple:
+    """Time derivatives of (H, F, c) at time t (forward time)."""
+    H, F, _ = y
+    B, beta, sig = aux.coefficients(t)
+    a = sig @ sig.T
+    Ha = H @ a
+    return (-B.T @ H - H @ B + Ha @ H, -B.T @ F + Ha @ F + H @ beta,
+            -beta @ F - 0.5 * F @ a @ F + 0.5 * torch.trace(Ha))
+
+
+def _covariance_rhs(aux: LinearSDE, t: float, y: tuple) -> tuple:
+    """Time derivatives of (nu, P, c~) at time t."""
+    nu, P, _ = y
+    B, beta, sig = aux.coefficients(t)
+    return B @ nu + beta, B @ P + P @ B.T - sig @ sig.T, torch.trace(B)
+
+
+def backward_ode(aux: LinearSDE, end: GaussianMessage | PointMessage, method: str = "auto",
+                 substeps: int = 1) -> Guide:
+    """Solve the backward filter of `aux` on its grid from the message `end` at its last time.
+
+    method: "closed" (exact per-step transitions; constant coefficients), "information" (RK4 on
+    (H, F, c); needs a canonical end message), "covariance" (RK4 on (nu, P, c~); needs a full-rank
+    or point end message), or "auto" (closed when possible, else information, else covariance).
+    `substeps` RK4 steps are taken per grid step.
+    """
+    if end.dim != aux.dim:
+        raise ValidationError(f"message of dimension {end.dim} at the end of an SDE on R^{aux.dim}")
+    if method == "auto":
+        method = "closed" if aux.constant else (
+            "information" if isinstance(end, GaussianMessage) else "covariance")
+    g = aux.grid
+    steps = g.shape[0] - 1
+    if method == "closed":
+        if not aux.constant:
+            raise ValidationError("the closed form needs constant coefficients")
+        A, b, Q = aux._transitions(g[1:] - g[:-1])
+        msgs: list[GaussianMessage] = []
+        h: GaussianMessage | PointMessage = end
+        for i in reversed(range(steps)):
+            h = pullback_linear(h, A[i], b[i], Q[i])
+            msgs.append(h)
+        return _stack(msgs[::-1], g[:-1], end)
+    if method == "information":
+        if not isinstance(end, GaussianMessage):
+            raise ValidationError("the information form needs a Gaussian end message; an exact "
+                                  "observation needs method='covariance' or 'closed'")
+        y: tuple = (end.H, end.F, end.c)
+        rhs = _information_rhs
+    elif method == "covariance":
+        y = (end.value, torch.zeros(aux.dim, aux.dim, dtype=torch.float64), end.c) \
+            if isinstance(end, PointMessage) else end.to_covariance()
+        rhs = _covariance_rhs
+    else:
+        raise ValidationError(f"unknown method {method!r}: closed, information or covariance")
+    msgs = []
+    for i in reversed(range(steps)):
+        # integrate in reversed time s = -t so that the solver steps forward
+        y = _rk4(lambda s, u: tuple(-v for v in rhs(aux, -s, u)), y, -float(g[i + 1]),
+                 -float(g[i]), substeps)
+        if method == "information":
+            H = (y[0] + y[0].T) / 2
+            msgs.append(GaussianMessage(y[2], y[1], H))
+        else:
+            msgs.append(GaussianMessage.from_covariance(y[0], (y[1] + y[1].T) / 2, y[2]))
+    return _stack(msgs[::-1], g[:-1], end)
+
+
+def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torch.Tensor,
+                noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Guided Euler-Maruyama from x0 (batch, d) with standard normal noise (batch, N, m).
+
+    Returns the path (batch, N+1, d) and log Psi (batch,); log Psi is exactly 0 when `aux` is None
+    (the kernel is its own auxiliary). An exactly observed end is set to its value.
+    """
+    x = x0
+    n = x.shape[0]
+    logpsi = torch.zeros(n, dtype=torch.float64)
+    out = [x]
+    grid = kernel.grid
+    for i in range(grid.shape[0] - 1):
+        t, dt = float(grid[i]), float(grid[i + 1] - grid[i])
+        H, F = guide.H[i], guide.F[i]
+        r = F - x @ H
+        b = kernel.drift(t, x)
+        sig = kernel.sigma(t, x)
+        a = sig @ sig.transpose(-1, -2)
+        ar = r @ a if a.ndim == 2 else (a @ r[..., None])[..., 0]
+        if aux is not None:
+            Bt, beta, st = aux.coefficients(t)
+            da = a - st @ st.T
+            bt = x @ Bt.T + beta
+            dar = r @ da if da.ndim == 2 else (da @ r[..., None])[..., 0]
+            tr = (da * H).sum((-1, -2)) - (dar * r).sum(-1)
+            logpsi = logpsi + (((b - bt) * r).sum(-1) - 0.5 * tr) * dt
+        dw = noise[:, i] * dt**0.5
+        x = x + (b + ar) * dt + (dw @ sig.T if sig.ndim == 2 else (sig @ dw[..., None])[..., 0])
+        out.append(x)
+    if isinstance(guide.end, PointMessage):
+        out[-1] = guide.end.value.expand(n, -1)
+    return torch.stack(out, 1), logpsi
