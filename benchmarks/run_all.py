@@ -1,0 +1,124 @@
+"""Run every benchmark script and collect their tables into benchmarks/RESULTS.md.
+
+Each `benchmarks/bench_*.py` runs in turn in its own process (one thread, the repository root on
+`PYTHONPATH`), its output streamed; a script that fails or times out is recorded with the tail of its
+output and the others still run. Every table in `benchmarks/results/*.md` then goes into
+`benchmarks/RESULTS.md` under one machine line, tables not refreshed by this run marked with their
+date. `condprob bench [core crf ...]` and `python -m benchmarks.run_all [core ...]` call `main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from benchmarks.harness import RESULTS, ROOT, machine
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+@dataclass
+class Outcome:
+    """How one benchmark script ended: `status` is "ok", "failed (exit N)" or "timed out"."""
+
+    script: Path
+    status: str
+    seconds: float
+    tail: str
+
+
+def discover(folder: Path = BENCHMARKS, only: list[str] | None = None) -> list[Path]:
+    """The bench_*.py scripts in `folder`, by name; `only` keeps those named (core or bench_core)."""
+    scripts = sorted(folder.glob("bench_*.py"))
+    if only:
+        wanted = {name.removeprefix("bench_").removesuffix(".py") for name in only}
+        unknown = wanted - {s.stem.removeprefix("bench_") for s in scripts}
+        if unknown:
+            raise ValueError(f"no benchmark named {sorted(unknown)} in {folder}")
+        scripts = [s for s in scripts if s.stem.removeprefix("bench_") in wanted]
+    return scripts
+
+
+def run_script(script: Path, timeout: float, args: list[str] | None = None,
+               tail_lines: int = 40) -> Outcome:
+    """Run one script with the repository root on PYTHONPATH, echoing its output as it comes."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(script), *(args or [])], cwd=str(ROOT), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def echo() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            print(line, end="", flush=True)
+            tail.append(line)
+
+    reader = threading.Thread(target=echo, daemon=True)
+    reader.start()
+    try:
+        rc = proc.wait(timeout=timeout)
+        status = "ok" if rc == 0 else f"failed (exit {rc})"
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        status = "timed out"
+    reader.join(timeout=5)
+    return Outcome(script, status, time.perf_counter() - t0, "".join(tail))
+
+
+def collect(outcomes: list[Outcome], started: float, results: Path = RESULTS) -> str:
+    """RESULTS.md text: machine line, one status row per script, failures, then every table."""
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Benchmark results", "", f"Run {stamp} on: {machine()}", "",
+             "| script | status | seconds |", "|---|---|---|"]
+    lines += [f"| {o.script.name} | {o.status} | {o.seconds:.1f} |" for o in outcomes]
+    for o in outcomes:
+        if o.status != "ok":
+            lines += ["", f"## {o.script.name}: {o.status}", "", "```", o.tail.rstrip(), "```"]
+    for table in sorted(results.glob("*.md")):
+        mtime = table.stat().st_mtime
+        lines.append("")
+        if mtime < started:
+            when = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
+            lines += [f"_{table.name}: not refreshed by this run (measured {when})._", ""]
+        lines.append(table.read_text().rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmarks (all, or those named) and write RESULTS.md; 1 if any failed."""
+    parser = argparse.ArgumentParser(prog="condprob bench", description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="benchmarks to run, e.g. core crf (default: all)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", default=[], help="same as names")
+    parser.add_argument("--timeout", type=float, default=3600, help="seconds per script")
+    parser.add_argument("--out", type=Path, default=BENCHMARKS / "RESULTS.md")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv[1:] if argv[:1] == ["--"] else argv)
+    try:
+        scripts = discover(only=args.names + args.only)
+    except ValueError as exc:
+        parser.error(str(exc))
+    started = time.time()
+    outcomes = []
+    for script in scripts:
+        print(f"[bench] {script.name} ...", flush=True)
+        outcome = run_script(script, args.timeout)
+        print(f"[bench] {script.name}: {outcome.status} in {outcome.seconds:.1f} s", flush=True)
+        outcomes.append(outcome)
+    args.out.write_text(collect(outcomes, started))
+    print(f"[bench] results collected in {args.out}")
+    return 1 if any(o.status != "ok" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
