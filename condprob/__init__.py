@@ -20,12 +20,16 @@ from condprob.finite import (
     projection,
     swap,
 )
+from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian
 from condprob.protocol import Morphism
 from condprob.spaces import Euclidean, FiniteSpace, ProductSpace, Space, Unit, product
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Gaussian",
+    "LinearEquation",
+    "LinearGaussian",
     "Kernel",
     "Predicate",
     "State",

@@ -1,0 +1,509 @@
+"""Gaussian states and linear-Gaussian kernels, with exact conditioning on linear equations.
+
+A `LinearGaussian` kernel is x -> N(A x + b, Q) between Euclidean spaces (products of named
+Euclidean factors); Q may be singular or zero (a deterministic affine map). A `Gaussian` state is a
+linear-Gaussian kernel out of the unit space: N(mean, cov), cov possibly singular.
+
+Composition `f >> g` is x -> N(A_g A_f x + A_g b_f + b_g, A_g Q_f A_g' + Q_g); the tensor `f @ g`
+is block-diagonal. Exact conditioning on A x = b (an event of probability zero) projects onto the
+solution set: with S = A cov A' and c = b - A mean, the posterior is
+N(mean + cov A' S^+ c, cov - cov A' S^+ A cov), and the condition is consistent iff c lies in the
+range of S. Directions whose variance is below `eigmax * r * eps` count as deterministic; the
+residual of c outside the range of S must stay below a tolerance set by the same scale and the
+magnitudes of b and A mean, so that the check is relative to the problem and its dtype, never an
+absolute constant. An inconsistent condition raises `ConditioningError` naming it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from condprob.conditioning import Disintegration
+from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
+from condprob.protocol import Morphism, check_composable
+from condprob.spaces import Euclidean, FactorKey, Space, Unit, product
+
+Tensorish = torch.Tensor | Sequence[Any] | float | int
+
+__all__ = [
+    "Gaussian",
+    "LinearEquation",
+    "LinearGaussian",
+    "copy",
+    "discard",
+    "identity",
+    "projection",
+    "swap",
+]
+
+
+def _as_space(space: Space | int) -> Space:
+    if isinstance(space, int):
+        return Unit if space == 0 else Euclidean(space)
+    if not isinstance(space, Space) or not space.is_euclidean:
+        raise ValidationError(f"a Gaussian kernel needs Euclidean spaces, got {space!r}")
+    return space
+
+
+def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype or torch.float64)
+    if not t.is_floating_point():
+        t = t.to(torch.float64 if dtype is None else dtype)
+    elif dtype is not None:
+        t = t.to(dtype)
+    if not bool(torch.isfinite(t).all()):
+        raise ValidationError(f"{what} has non-finite entries")
+    return t
+
+
+def _eps_scale(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps
+
+
+def _factor_slices(space: Space) -> list[slice]:
+    out, start = [], 0
+    for f in space.factors:
+        out.append(slice(start, start + f.dim))
+        start += f.dim
+    return out
+
+
+def _coords(space: Space, keys: Sequence[FactorKey]) -> list[int]:
+    slices = _factor_slices(space)
+    return [j for i in space.factor_indices(keys) for j in range(slices[i].start, slices[i].stop)]
+
+
+class LinearEquation:
+    """The event `matrix @ x == rhs` (r equations on R^n), named for error messages."""
+
+    def __init__(self, matrix: Tensorish, rhs: Tensorish, name: str | None = None,
+                 dtype: torch.dtype | None = None):
+        a = _tensor(matrix, dtype, "the equation's matrix")
+        a = a[None, :] if a.ndim == 1 else a
+        b = _tensor(rhs, a.dtype, "the equation's right-hand side").reshape(-1)
+        if a.ndim != 2 or b.shape[0] != a.shape[0]:
+            raise ValidationError(
+                f"an equation A x = b needs A of shape (r, n) and b of shape (r,), got "
+                f"{tuple(a.shape)} and {tuple(b.shape)}")
+        self.matrix, self.rhs = a, b
+        self.name = name or f"A x == b ({a.shape[0]} equation{'s' * (a.shape[0] != 1)})"
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class LinearGaussian(Morphism):
+    """The kernel x -> N(matrix @ x + offset, cov) from R^d (`dom`) to R^n (`cod`)."""
+
+    def __init__(self, matrix: Tensorish, offset: Tensorish | None = None,
+                 cov: Tensorish | None = None, dom: Space | int | None = None,
+                 cod: Space | int | None = None, *, dtype: torch.dtype | None = None,
+                 validate: bool = True):
+        a = _tensor(matrix, dtype, "the kernel's matrix")
+        if a.ndim != 2:
+            raise ValidationError(f"the kernel's matrix must be 2-d, got shape {tuple(a.shape)}")
+        n, d = a.shape
+        b = torch.zeros(n, dtype=a.dtype) if offset is None else \
+            _tensor(offset, a.dtype, "the kernel's offset").reshape(-1)
+        q = torch.zeros(n, n, dtype=a.dtype) if cov is None else \
+            _tensor(cov, a.dtype, "the kernel's covariance")
+        self._init(a, b, q, _as_space(d if dom is None else dom), _as_space(n if cod is None else cod),
+                   validate)
+
+    def _init(self, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
+              cod: Space, validate: bool, down: torch.Tensor | None = None,
+              base: torch.Tensor | None = None) -> None:
+        self.matrix, self.offset = a, b
+        self.dom, self.cod = dom, cod
+        self._cov, self._base, self._down = q, base, down
+        self._factor: torch.Tensor | None = None
+        if validate:
+            self._validate()
+
+    def _validate(self) -> None:
+        n, d = self.matrix.shape
+        if d != self.dom.dim or n != self.cod.dim:
+            raise SpaceMismatchError(f"matrix of shape {(n, d)} for a kernel", (self.cod.dim,
+                                     self.dom.dim), (n, d))
+        if self.offset.shape != (n,):
+            raise ValidationError(f"offset must have shape ({n},), got {tuple(self.offset.shape)}")
+        q = self.cov
+        if q.shape != (n, n):
+            raise ValidationError(f"covariance must have shape ({n}, {n}), got {tuple(q.shape)}")
+        scale = float(q.abs().max()) if n else 0.0
+        tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
+        if float((q - q.T).abs().max()) > tol:
+            raise ValidationError("covariance is not symmetric")
+        if n and float(torch.linalg.eigvalsh(q).min()) < -tol:
+            raise ValidationError("covariance is not positive semi-definite")
+
+    @classmethod
+    def _make(cls, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
+              cod: Space, **lazy: torch.Tensor) -> LinearGaussian:
+        out = object.__new__(Gaussian if dom == Unit else LinearGaussian)
+        out._init(a, b, q, dom, cod, validate=False, **lazy)
+        return out
+
+    # Basic properties ----------------------------------------------------------------------
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.matrix.dtype
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.cod.dim,) if self.cod != Unit else (0,)
+
+    @property
+    def cov(self) -> torch.Tensor:
+        """The noise covariance Q (for a state: its covariance)."""
+        if self._cov is None:
+            self._cov = self._base - self._down @ self._down.T
+        return self._cov
+
+    @property
+    def variance(self) -> torch.Tensor:
+        """diag(Q), computed without forming Q after a low-rank conditioning update."""
+        if self._cov is None:
+            return self._base.diagonal() - (self._down**2).sum(-1)
+        return self.cov.diagonal().clone()
+
+    @property
+    def factor(self) -> torch.Tensor:
+        """A matrix L with L L' = Q (Cholesky where Q is positive definite, else from eigh)."""
+        if self._factor is None:
+            q = self.cov
+            floor = 10 * float(q.diagonal().abs().max()) * len(q) * _eps_scale(q.dtype) if len(q) else 0
+            chol, info = torch.linalg.cholesky_ex(q)
+            if int(info) == 0 and bool((chol.diagonal() ** 2 > floor).all()):
+                self._factor = chol
+            else:
+                w, v = torch.linalg.eigh(q)
+                self._factor = v * torch.where(w > floor, w, 0).sqrt()
+        return self._factor
+
+    def __repr__(self) -> str:
+        return f"LinearGaussian({self.dom} -> {self.cod})"
+
+    def at(self, x: Tensorish) -> Gaussian:
+        """The state c(x) = N(A x + b, Q)."""
+        xt = _tensor(x, self.dtype, "the input point").reshape(-1)
+        if xt.shape[0] != self.dom.dim:
+            raise SpaceMismatchError("input point", self.dom, tuple(xt.shape))
+        return Gaussian._make(self.matrix.new_zeros(self.cod.dim, 0),  # type: ignore[return-value]
+                              self.matrix @ xt + self.offset, self.cov, Unit, self.cod)
+
+    # Composition ---------------------------------------------------------------------------
+    def _coerce(self, other: Morphism) -> LinearGaussian:
+        if not isinstance(other, LinearGaussian):
+            raise TypeError(f"cannot combine a Gaussian kernel with {type(other).__name__}")
+        return other
+
+    def then(self, other: Morphism) -> LinearGaussian:
+        """First self, then other: x -> N(A2 A1 x + A2 b1 + b2, A2 Q1 A2' + Q2)."""
+        g = self._coerce(other)
+        a2 = g.matrix.to(self.dtype)
+        q = a2 @ self.cov @ a2.T + g.cov.to(self.dtype)
+        return self._make(a2 @ self.matrix, a2 @ self.offset + g.offset.to(self.dtype),
+                          (q + q.T) / 2, self.dom, g.cod)
+
+    def tensor(self, other: Morphism) -> LinearGaussian:
+        """Parallel product: block-diagonal matrix and covariance."""
+        g = self._coerce(other)
+        dt = self.dtype
+        return self._make(torch.block_diag(self.matrix, g.matrix.to(dt)),
+                          torch.cat([self.offset, g.offset.to(dt)]),
+                          torch.block_diag(self.cov, g.cov.to(dt)),
+                          product(self.dom, g.dom), product(self.cod, g.cod))
+
+    def marginal(self, *keys: FactorKey) -> LinearGaussian:
+        """The kernel followed by the projection onto the given codomain factors, in that order."""
+        return self.then(projection(self.cod, *keys))
+
+    # Sampling and densities ----------------------------------------------------------------
+    def sample(self, x: Tensorish, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
+               seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws from c(x), shape sample_shape + (n,) (seeded when `seed` is given)."""
+        return self.at(x).sample(sample_shape, seed=seed, generator=generator)
+
+    def log_prob(self, x: Tensorish, y: Tensorish) -> torch.Tensor:  # type: ignore[override]
+        """log density of c(x) at y (see `Gaussian.log_prob`)."""
+        return self.at(x).log_prob(y)
+
+    # Exact operations ----------------------------------------------------------------------
+    def _invert(self, prior: Morphism) -> LinearGaussian:
+        """Bayesian inverse: disintegrate the joint <c, id> prior along the codomain."""
+        if not isinstance(prior, Gaussian):
+            return super()._invert(prior)
+        joint = prior.then(copy(self.dom)).then(self.tensor(identity(self.dom)))
+        return joint._disintegrate(tuple(range(self.cod.ndim))).kernel
+
+    def inverse(self, prior: Gaussian) -> LinearGaussian:
+        """Bayesian inversion with respect to `prior` (see `condprob.invert`)."""
+        check_composable(prior, self)
+        return self._invert(prior)
+
+    def allclose(self, other: LinearGaussian, atol: float = 1e-10) -> bool:
+        """Same spaces and matrix, offset and covariance within `atol`."""
+        return (self.dom == other.dom and self.cod == other.cod
+                and all(torch.allclose(u, v.to(u.dtype), atol=atol, rtol=0) for u, v in (
+                    (self.matrix, other.matrix), (self.offset, other.offset),
+                    (self.cov, other.cov))))
+
+
+class Gaussian(LinearGaussian):
+    """A Gaussian state N(mean, cov) on a Euclidean space; cov may be singular.
+
+    `g >> kernel` pushes forward, `g @ h` is the independent product, `g.marginal("y")`
+    marginalises, `condprob.condition(g, event)` conditions exactly on linear equations.
+    """
+
+    def __init__(self, mean: Tensorish, cov: Tensorish | None = None,
+                 space: Space | int | None = None, *, factor: Tensorish | None = None,
+                 dtype: torch.dtype | None = None, validate: bool = True):
+        m = _tensor(mean, dtype, "the mean").reshape(-1)
+        if (cov is None) == (factor is None):
+            raise ValidationError("give exactly one of cov and factor")
+        if factor is not None:
+            lf = _tensor(factor, m.dtype, "the factor")
+            if lf.ndim != 2 or lf.shape[0] != m.shape[0]:
+                raise ValidationError(f"factor must have shape ({m.shape[0]}, k), "
+                                      f"got {tuple(lf.shape)}")
+            cov = lf @ lf.T
+        q = _tensor(cov, m.dtype, "the covariance")
+        n = m.shape[0]
+        self._init(m.new_zeros(n, 0), m, q, Unit, _as_space(n if space is None else space),
+                   validate)
+        if factor is not None:
+            self._factor = lf
+
+    @classmethod
+    def standard(cls, space: Space | int, dtype: torch.dtype = torch.float64) -> Gaussian:
+        """N(0, I) on R^n."""
+        sp = _as_space(space)
+        return cls(torch.zeros(sp.dim, dtype=dtype), torch.eye(sp.dim, dtype=dtype), sp,
+                   validate=False)
+
+    @property
+    def space(self) -> Space:
+        return self.cod
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.offset
+
+    def __repr__(self) -> str:
+        return f"Gaussian(on {self.cod})"
+
+    def marginal(self, *keys: FactorKey) -> Gaussian:  # type: ignore[override]
+        """The marginal on the given factors (by name or index), in that order."""
+        return super().marginal(*keys)  # type: ignore[return-value]
+
+    def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
+               seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws mean + L z with z standard normal, shape sample_shape + (n,)."""
+        if isinstance(sample_shape, int):
+            sample_shape = (sample_shape,)
+        if generator is None and seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+        lf = self.factor
+        z = torch.randn(*sample_shape, lf.shape[1], dtype=self.dtype, generator=generator)
+        return self.mean + z @ lf.T
+
+    def log_prob(self, value: Tensorish) -> torch.Tensor:  # type: ignore[override]
+        """log density at `value` (batched over leading dims).
+
+        For singular cov this is the density on the support mean + range(cov) with respect to
+        Lebesgue measure there (pseudo-determinant); off the support it is -inf.
+        """
+        y = _tensor(value, self.dtype, "the value")
+        if y.shape[-1:] != (self.cod.dim,):
+            raise SpaceMismatchError("value for log_prob", (self.cod.dim,), tuple(y.shape))
+        w, v = torch.linalg.eigh(self.cov)
+        wmax = float(w.max().clamp(min=0))
+        keep = w > wmax * len(w) * _eps_scale(self.dtype)
+        w, vk, vo = w[keep], v[:, keep], v[:, ~keep]
+        d = y - self.mean
+        coef = d @ vk
+        out = -0.5 * ((coef**2 / w).sum(-1) + w.log().sum() + len(w) * math.log(2 * math.pi))
+        off = (d @ vo).abs().amax(-1) if vo.shape[1] else torch.zeros_like(out)
+        tol = 10 * math.sqrt(len(keep)) * (math.sqrt(wmax * len(keep) * _eps_scale(self.dtype))
+                                           + _eps_scale(self.dtype) * float(
+                                               self.mean.abs().max() + y.abs().max()))
+        return torch.where(off > tol, torch.full_like(out, -math.inf), out)
+
+    def to_pyro(self) -> Any:
+        """The state as a `pyro.distributions.MultivariateNormal` (needs a full-rank cov)."""
+        import pyro.distributions as pdist
+
+        return pdist.MultivariateNormal(self.mean, scale_tril=self.factor)
+
+    # Exact operations ----------------------------------------------------------------------
+    def _condition(self, event: Any) -> Gaussian:
+        """Exact conditioning on a `LinearEquation`, an (A, b) pair or {factor: value}."""
+        eq = self._equation(event)
+        return self.condition_linear(eq.matrix, eq.rhs, name=eq.name)
+
+    def _equation(self, event: Any) -> LinearEquation:
+        if isinstance(event, LinearEquation):
+            eq = event
+        elif isinstance(event, Mapping):
+            rows, vals, names = [], [], []
+            for key, val in event.items():
+                idx = _coords(self.cod, [key])
+                v = _tensor(val, self.dtype, f"the value of factor {key!r}").reshape(-1)
+                if v.shape[0] != len(idx):
+                    raise ValidationError(f"factor {key!r} has dimension {len(idx)}, "
+                                          f"got a value of size {v.shape[0]}")
+                rows += idx
+                vals.append(v)
+                names.append(f"{key} == {v.tolist() if v.numel() <= 4 else '<value>'}")
+            eye = torch.eye(self.cod.dim, dtype=self.dtype)
+            eq = LinearEquation(eye[rows], torch.cat(vals), name=" and ".join(names))
+        elif isinstance(event, tuple) and len(event) == 2:
+            eq = LinearEquation(*event, dtype=self.dtype)
+        else:
+            raise TypeError(f"cannot condition a Gaussian on {event!r}: give a LinearEquation, "
+                            "an (A, b) pair or a {factor: value} mapping")
+        if eq.matrix.shape[1] != self.cod.dim:
+            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, eq.matrix.shape[1])
+        return eq
+
+    def condition_linear(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
+                         name: str | None = None, tol: float | None = None) -> Gaussian:
+        """Condition exactly on matrix @ x == rhs (probability-zero events included).
+
+        S = A cov A', c = rhs - A mean; posterior N(mean + cov A' S^+ c, cov - cov A' S^+ A cov).
+        Raises `ConditioningError` naming the equation when c is not in range(S); `tol` overrides
+        the residual tolerance described in the module docstring.
+        """
+        return self.condition_evidence(matrix, rhs, name, tol)[0]
+
+    def condition_evidence(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
+                           name: str | None = None,
+                           tol: float | None = None) -> tuple[Gaussian, float, int]:
+        """`condition_linear` plus the evidence: (posterior, log density, deficit).
+
+        The log density is that of A x at rhs, with respect to Lebesgue measure on range(S) (the
+        full R^r when S has full rank); `deficit` = r - rank(S) counts the equations that held
+        with probability one. Hybrid programs weigh their branches by these two numbers.
+        """
+        eq = matrix if isinstance(matrix, LinearEquation) else \
+            LinearEquation(matrix, rhs, name=name, dtype=self.dtype)
+        a, b = eq.matrix.to(self.dtype), eq.rhs.to(self.dtype)
+        if a.shape[1] != self.cod.dim:
+            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[1])
+        r, eps = a.shape[0], _eps_scale(self.dtype)
+        c = b - a @ self.mean
+        ca = self.cov @ a.T                                   # (n, r)
+        s = a @ ca
+        s = (s + s.T) / 2
+        chol, info = torch.linalg.cholesky_ex(s)
+        floor = float(s.diagonal().abs().max()) * r * eps
+        if int(info) == 0 and bool((chol.diagonal() ** 2 > floor).all()):
+            g = torch.linalg.solve_triangular(chol, ca.T, upper=False).T        # (n, r)
+            w = torch.linalg.solve_triangular(chol, c[:, None], upper=False)[:, 0]
+            logdet, rank = 2 * float(chol.diagonal().log().sum()), r
+        else:
+            lam, u = torch.linalg.eigh(s)
+            lam_tol = float(lam.max().clamp(min=0)) * r * eps
+            keep = lam > lam_tol
+            uk = u[:, keep]
+            resid = c - uk @ (uk.T @ c)
+            scale = float(b.abs().max() + (a @ self.mean).abs().max())
+            limit = tol if tol is not None else \
+                10 * math.sqrt(r) * (math.sqrt(lam_tol) + r * eps * scale)
+            err = float(resid.abs().max())
+            if not err <= limit:
+                raise ConditioningError(eq.name, f"the condition is inconsistent (residual "
+                                        f"{err:.3g} exceeds the tolerance {limit:.3g})")
+            isq = lam[keep].rsqrt()
+            g = (ca @ uk) * isq
+            w = (uk.T @ c) * isq
+            logdet, rank = float(lam[keep].log().sum()), int(keep.sum())
+        logp = -0.5 * (float(w @ w) + logdet + rank * math.log(2 * math.pi))
+        post = Gaussian._make(self.matrix, self.mean + g @ w, None, Unit, self.cod,
+                              base=self.cov, down=g)
+        return post, logp, r - rank  # type: ignore[return-value]
+
+    def _disintegrate(self, along: Any) -> Disintegration:
+        """joint on X @ Y -> (marginal on X, kernel x -> N(my + Syx Sxx^+ (x - mx), Schur)).
+
+        `null` holds columns spanning the directions where the marginal has zero variance; the
+        kernel there is fixed by the pseudo-inverse (any choice agrees almost everywhere).
+        """
+        keys = (along,) if isinstance(along, int | str) else tuple(along)
+        xs = self.cod.factor_indices(keys)
+        ys = tuple(i for i in range(self.cod.ndim) if i not in xs)
+        if not xs or not ys:
+            raise ValidationError(
+                f"disintegrate along {keys} must leave factors on both sides of {self.cod}")
+        ix, iy = _coords(self.cod, xs), _coords(self.cod, ys)
+        cov, m = self.cov, self.mean
+        sxx, sxy, syy = cov[ix][:, ix], cov[ix][:, iy], cov[iy][:, iy]
+        lam, u = torch.linalg.eigh(sxx)
+        keep = lam > float(lam.max().clamp(min=0)) * len(ix) * _eps_scale(self.dtype)
+        uk = u[:, keep]
+        gain = (sxy.T @ uk) / lam[keep] @ uk.T                 # Syx Sxx^+
+        q = syy - gain @ sxy
+        xspace, yspace = self.cod.select(xs), self.cod.select(ys)
+        marginal = Gaussian._make(self.matrix.new_zeros(len(ix), 0), m[ix], sxx, Unit, xspace)
+        kernel = LinearGaussian._make(gain, m[iy] - gain @ m[ix], (q + q.T) / 2, xspace, yspace)
+        return Disintegration(marginal, kernel, u[:, ~keep])
+
+    def _update(self, evidence: Any) -> Gaussian:
+        """Pearl update with a Gaussian likelihood: evidence = (kernel c, observation y).
+
+        The posterior is the Bayesian inverse of c w.r.t. this state, evaluated at y.
+        """
+        if not (isinstance(evidence, tuple) and len(evidence) == 2
+                and isinstance(evidence[0], LinearGaussian)):
+            raise TypeError("a Gaussian update takes (kernel, observation); for equations use "
+                            "condprob.condition")
+        kernel, y = evidence
+        return kernel.inverse(self).at(y)
+
+
+# Structural kernels -----------------------------------------------------------------------
+def _deterministic(a: torch.Tensor, dom: Space, cod: Space) -> LinearGaussian:
+    n = a.shape[0]
+    return LinearGaussian._make(a, a.new_zeros(n), a.new_zeros(n, n), dom, cod)
+
+
+def identity(space: Space | int, dtype: torch.dtype = torch.float64) -> LinearGaussian:
+    """The identity kernel x -> delta_x on a Euclidean space."""
+    sp = _as_space(space)
+    return _deterministic(torch.eye(sp.dim, dtype=dtype), sp, sp)
+
+
+def copy(space: Space | int, dtype: torch.dtype = torch.float64) -> LinearGaussian:
+    """The copy kernel x -> delta_(x, x) into space @ space."""
+    sp = _as_space(space)
+    eye = torch.eye(sp.dim, dtype=dtype)
+    return _deterministic(torch.cat([eye, eye]), sp, product(sp, sp))
+
+
+def discard(space: Space | int, dtype: torch.dtype = torch.float64) -> LinearGaussian:
+    """The discard kernel into the unit space."""
+    sp = _as_space(space)
+    return _deterministic(torch.zeros(0, sp.dim, dtype=dtype), sp, Unit)
+
+
+def projection(space: Space | int, *keys: FactorKey,
+               dtype: torch.dtype = torch.float64) -> LinearGaussian:
+    """The deterministic projection onto the given factors, in that order."""
+    sp = _as_space(space)
+    rows = _coords(sp, keys)
+    return _deterministic(torch.eye(sp.dim, dtype=dtype)[rows], sp,
+                          sp.select(keys) if keys else Unit)
+
+
+def swap(x: Space | int, y: Space | int, dtype: torch.dtype = torch.float64) -> LinearGaussian:
+    """The swap kernel (x, y) -> (y, x)."""
+    sx, sy = _as_space(x), _as_space(y)
+    both = product(sx, sy)
+    rows = list(range(sx.dim, sx.dim + sy.dim)) + list(range(sx.dim))
+    return _deterministic(torch.eye(both.dim, dtype=dtype)[rows], both, product(sy, sx))
