@@ -110,11 +110,13 @@ class FiniteMessage:
     def evidence(self, prior: State) -> object:
         """sum_x prior(x) h(x): exact in the exact backend (then log_scale is 0)."""
         v = prior.validity(self.predicate)
-        return v if B.is_exact(v) else v * math.exp(self.log_scale)
+        return v * math.exp(self.log_scale) if isinstance(v, torch.Tensor) else v
 
     def log_evidence(self, prior: State) -> torch.Tensor:
         """log sum_x prior(x) h(x), -inf when the observations are impossible under the prior."""
-        return torch.log(B.to_float(prior.validity(self.predicate))) + self.log_scale
+        v = prior.validity(self.predicate)
+        v = v if isinstance(v, torch.Tensor) else torch.tensor(float(v), dtype=torch.float64)
+        return torch.log(v) + self.log_scale
 
 
 class GaussianMessage:
