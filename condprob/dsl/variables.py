@@ -87,7 +87,7 @@ class Gauss:
         o = self._lift(other)
         k = max(self.coef.shape[0], o.coef.shape[0])
         shape = torch.broadcast_shapes(self.shape, o.shape)
-        coef = self._coef(k).expand(k, *shape) + sign * o._coef(k).expand(k, *shape)
+        coef = _align(self._coef(k), shape) + sign * _align(o._coef(k), shape)
         return Gauss(self.model, self.const + sign * o.const, coef, name)
 
     # Affine arithmetic ---------------------------------------------------------------------
@@ -113,7 +113,9 @@ class Gauss:
         if isinstance(other, Gauss):
             raise NonAffineError(f"the product {self.name} * {other.name}", self)
         c = _const(other, self.dtype)
-        return Gauss(self.model, self.const * c, self.coef * c, f"{self.name} * {_name(other)}")
+        const = self.const * c
+        return Gauss(self.model, const, _align(self.coef, const.shape) * c,
+                     f"{self.name} * {_name(other)}")
 
     __rmul__ = __mul__
 
@@ -156,8 +158,7 @@ class Gauss:
     def expand(self, *shape: Any) -> Gauss:
         shp = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], Sequence) else shape
         const = self.const.expand(shp)
-        return Gauss(self.model, const, self.coef.expand(self.coef.shape[0], *const.shape),
-                     self.name)
+        return Gauss(self.model, const, _align(self.coef, const.shape), self.name)
 
     def sum(self, dim: int | None = None) -> Gauss:
         if dim is None:
@@ -205,6 +206,13 @@ class Gauss:
             return args[0].size(*args[1:])
         var = next(a for a in _flat(args) if isinstance(a, Gauss))
         raise NonAffineError(f"{getattr(func, '__name__', func)}({var.name})", var)
+
+
+def _align(coef: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """coef (K, *s) broadcast to (K, *shape)."""
+    extra = len(shape) - (coef.ndim - 1)
+    return coef.reshape(coef.shape[0], *([1] * extra), *coef.shape[1:]).expand(
+        coef.shape[0], *shape)
 
 
 def _shape(a: Any) -> tuple[int, ...]:

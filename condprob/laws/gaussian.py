@@ -193,18 +193,20 @@ def law_substitution(spec: dict[str, Any]) -> None:
 
 
 def law_fresh_variable(spec: dict[str, Any]) -> None:
-    """S4: a fresh standard normal x conditioned on x == t is exactly t."""
+    """S4: a fresh standard normal x conditioned on x == b (b closed) is exactly b, and the
+    other variables are unchanged. (For a t that mentions other variables, x == t is a real
+    observation of t and updates them: x, y ~ N(0, 1), x == y gives y variance 1/2.)"""
     def conditioned() -> Gaussian:
         with Model() as m:
             z = normal(shape=(spec["n"],))
             x = normal(shape=(spec["r"],))
-            dsl_condition(x == spec["T"] @ z + spec["b"])
-            return m.posterior(x, z)
+            dsl_condition(x == spec["b"])
+            return m.posterior(x, spec["T"] @ z)
 
     def substituted() -> Gaussian:
         with Model() as m:
             z = normal(shape=(spec["n"],))
-            return m.posterior(spec["T"] @ z + spec["b"], z)
+            return m.posterior(spec["b"] + 0 * z[: spec["r"]], spec["T"] @ z)
     assert_same_gaussian(conditioned(), substituted(), what="fresh variable")
 
 
