@@ -189,13 +189,14 @@ class _Forward:
 
 def _recursion(c: _Compact, sr: Semiring, keep_history: bool = False) -> _Forward:
     steps = c.unary.shape[1]
+    full = bool((c.lengths == steps).all())
     alpha = sr.lift(c.start + c.unary[:, 0])
     bps: list[Tensor] = []
     history = [alpha] if keep_history else []
     for t in range(1, steps):
         inner, bp = sr.sum(sr.weight(alpha.unsqueeze(-1), c.pair(t)), -2)
         new = sr.weight(inner, c.unary[:, t])
-        alpha = torch.where((t < c.lengths)[:, None], new, alpha)
+        alpha = new if full else torch.where((t < c.lengths)[:, None], new, alpha)
         if bp is not None:
             bps.append(bp)
         if keep_history:
@@ -239,15 +240,31 @@ def _raise_impossible(bad: Tensor) -> None:
             f"{bad.nonzero().flatten().tolist()} (flattened index)")
 
 
+def _into(c: _Compact, t: int, state: Tensor) -> Tensor:
+    """pairwise[t][:, state]: the scores of stepping into `state` (*, B) at t, shape (*, B, S)."""
+    pair = c.pair(t)
+    if pair.dim() == 2:
+        return pair.t()[state]
+    rows = torch.arange(c.unary.shape[0], device=state.device)
+    return pair.transpose(-1, -2)[rows, state]
+
+
 def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
     """The best path: (score (*batch,), states (*batch, T) with `PAD` at masked positions).
 
-    Raises ConditioningError when a chain has no path of positive weight.
+    The forward pass keeps only max values; the backtrace recomputes each argmax for the chosen
+    state alone. Raises ConditioningError when a chain has no path of positive weight.
     """
     c = _compact(chain)
-    fwd = _recursion(c, MaxSemiring())
+    fwd = _recursion(c, MaxSemiring(), keep_history=True)
     _raise_impossible(_impossible(c, fwd.value))
-    paths = _backtrack(c, fwd)[0]
+    state = (fwd.history[-1][0] + c.end).argmax(-1)
+    out = [state]
+    for t in range(c.unary.shape[1] - 2, -1, -1):
+        best = (fwd.history[t][0] + _into(c, t + 1, state)).argmax(-1)
+        state = torch.where(t < c.lengths - 1, best, state)
+        out.append(state)
+    paths = torch.stack(out[::-1], -1)
     return fwd.value[0].reshape(c.batch_shape), c.expand(paths, PAD)
 
 
@@ -317,7 +334,6 @@ def sample(chain: Chain, num_samples: int = 1,
     with torch.no_grad():
         fwd = _recursion(c, LogSemiring(), keep_history=True)
     _raise_impossible(_impossible(c, fwd.value[0]))
-    rows = torch.arange(c.unary.shape[0], device=c.unary.device)
 
     def draw(logits: Tensor) -> Tensor:
         u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype,
@@ -328,9 +344,7 @@ def sample(chain: Chain, num_samples: int = 1,
     state = draw((fwd.history[-1][0] + c.end).expand(num_samples, -1, -1))
     out = [state]
     for t in range(steps - 2, -1, -1):
-        pair = c.pair(t + 1)
-        into = pair.t()[state] if pair.dim() == 2 else pair.transpose(-1, -2)[rows, state]
-        new = draw(fwd.history[t][0] + into)
+        new = draw(fwd.history[t][0] + _into(c, t + 1, state))
         state = torch.where(t < c.lengths - 1, new, state)
         out.append(state)
     paths = torch.stack(out[::-1], -1)
@@ -400,28 +414,33 @@ def _scaled_forward(c: _Compact) -> _Scaled:
 
 def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
     """Marginals M (T, B, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
-    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j]."""
+    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j].
+
+    The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
+    and the end scores enter at each chain's last position, so the loop has no branches.
+    """
     steps = f.unary.shape[0]
-    last = (c.lengths - 1).unsqueeze(-1)
-    betas = [f.end]
-    b = f.end
+    at_end = (torch.arange(steps, device=f.end.device)[:, None] == (c.lengths - 1)[None, :])
+    inject = torch.where(at_end.unsqueeze(-1), f.end.unsqueeze(0), torch.zeros_like(f.unary))
+    scaled_u = f.unary / f.scales.unsqueeze(-1)
     e = f.pair
+    b = inject[-1]
+    betas = [b]
+    et = e.t() if e.dim() == 2 else None
     for t in range(steps - 2, -1, -1):
-        v = f.unary[t + 1] * b
-        if e.dim() == 2:
-            nb = torch.mm(v, e.t())
+        v = scaled_u[t + 1] * b
+        if et is not None:
+            b = torch.addmm(inject[t], v, et)
         else:
             pair = e[:, t + 1] if e.dim() == 4 else e
-            nb = torch.bmm(pair, v.unsqueeze(-1)).squeeze(-1)
-        nb = nb / nb.sum(-1, keepdim=True)
-        b = torch.where(t < last, nb, f.end)
+            b = torch.baddbmm(inject[t].unsqueeze(-1), pair, v.unsqueeze(-1)).squeeze(-1)
         betas.append(b)
     B = torch.stack(betas[::-1])
     M = f.alphas * B
     norm = M.sum(-1, keepdim=True)
     valid = c.valid().t().unsqueeze(-1)
     M = torch.where(valid, M / norm, torch.zeros_like(M))
-    W = torch.where(valid, f.unary * B / (norm * f.scales.unsqueeze(-1)), torch.zeros_like(M))
+    W = torch.where(valid, scaled_u * B / norm, torch.zeros_like(M))
     return M, W
 
 
@@ -437,6 +456,26 @@ def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
     return torch.cat([torch.zeros_like(f.pair[:, :1]), grad], 1)
 
 
+def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
+    """Gradients of sum_b g_b log Z_b over rows idx by autograd through the log-space recursion:
+    (unary rows, pairwise, start rows, end rows)."""
+    leaves = [c.unary[idx], c.pairwise if c.pairwise.dim() == 2 else c.pairwise[idx],
+              c.start[idx], c.end[idx]]
+    leaves = [x.detach().requires_grad_(True) for x in leaves]
+    sub = _Compact(*leaves, c.lengths[idx], None, (int(idx.numel()),))
+    with torch.enable_grad():
+        ref = _recursion(sub, LogSemiring()).value[0]
+        _raise_impossible(torch.zeros(c.unary.shape[0], dtype=torch.bool, device=idx.device)
+                          .index_put((idx,), torch.isneginf(ref)))
+        return torch.autograd.grad((ref * g[idx].to(ref.dtype)).sum(), leaves)
+
+
+def _unsettled(f: _Scaled, M: Tensor, W: Tensor) -> Tensor:
+    """Rows whose scaled pass under- or overflowed: (B,) bool."""
+    return ~(torch.isfinite(f.logz) & torch.isfinite(M).all(-1).all(0)
+             & torch.isfinite(W).all(-1).all(0))
+
+
 class _LogPartition(torch.autograd.Function):
     """log Z by the scaled forward pass; its backward is the forward-backward marginals."""
 
@@ -449,17 +488,23 @@ class _LogPartition(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):  # noqa: D102
         c, f = ctx.c, ctx.f
-        ok = torch.isfinite(f.logz)
-        g = torch.where(ok, g.to(f.alphas.dtype), torch.zeros_like(f.logz))
         M, W = _scaled_backward(c, f)
-        M = torch.where(ok[None, :, None], M, torch.zeros_like(M))
-        W = torch.where(ok[None, :, None], W, torch.zeros_like(W))
+        bad = _unsettled(f, M, W)
+        keep = (~bad)[None, :, None]
+        M = torch.where(keep, M, torch.zeros_like(M))
+        W = torch.where(keep, W, torch.zeros_like(W))
+        gw = torch.where(bad, torch.zeros_like(f.logz), g.to(f.alphas.dtype))
         dt = c.unary.dtype
-        gu = (M * g[None, :, None]).transpose(0, 1).to(dt)
-        gp = _pairwise_grad(c, f, W, g).to(c.pairwise.dtype)
+        gu = (M * gw[None, :, None]).transpose(0, 1).to(dt)
+        gp = _pairwise_grad(c, f, W, gw).to(c.pairwise.dtype)
         rows = torch.arange(c.unary.shape[0], device=g.device)
-        gs = gu[:, 0]
-        ge = gu[rows, c.lengths - 1]
+        gs, ge = gu[:, 0], gu[rows, c.lengths - 1]
+        finite_bad = bad & torch.isfinite(f.logz)
+        if bool(finite_bad.any()):
+            idx = finite_bad.nonzero().flatten()
+            du, dp, ds, de = _generic_grads(c, idx, g)
+            gu, gs, ge = gu.index_put((idx,), du), gs.index_put((idx,), ds), ge.index_put((idx,), de)
+            gp = gp + dp if gp.dim() == 2 else gp.index_put((idx,), dp)
         return gu, gp, gs, ge, None
 
 
@@ -499,18 +544,11 @@ def marginals(chain: Chain) -> Tensor:
     c = _compact(chain)
     with torch.no_grad():
         f = _scaled_forward(c)
-        M, _ = _scaled_backward(c, f)
+        M, W = _scaled_backward(c, f)
     M = M.transpose(0, 1).to(c.unary.dtype)
-    bad = ~torch.isfinite(f.logz)
+    bad = _unsettled(f, M.transpose(0, 1), W)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
-        unary = c.unary[idx].detach().requires_grad_(True)
-        sub = c.rows(idx)
-        sub = _Compact(unary, sub.pairwise.detach(), sub.start.detach(), sub.end.detach(),
-                       sub.lengths, None, sub.batch_shape)
-        with torch.enable_grad():
-            ref = _recursion(sub, LogSemiring()).value[0]
-            _raise_impossible(torch.zeros_like(bad).index_put((idx,), torch.isneginf(ref)))
-            (grad,) = torch.autograd.grad(ref.sum(), unary)
-        M = M.index_put((idx,), grad.to(M.dtype))
+        du = _generic_grads(c, idx, torch.ones_like(f.logz))[0]
+        M = M.index_put((idx,), du.to(M.dtype))
     return c.expand(M, 0.0)

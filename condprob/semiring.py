@@ -69,15 +69,12 @@ class KMaxSemiring(Semiring):
         return top.movedim(-1, 0), idx.movedim(-1, 0)
 
 
-class MaxSemiring(KMaxSemiring):
-    """(max, +) with backpointers: Viterbi."""
+class MaxSemiring(Semiring):
+    """(max, +): Viterbi scores. It keeps no backpointers (max without indices is several times
+    faster); `condprob.chain.viterbi` recomputes the argmax along the chosen path."""
 
-    def __init__(self) -> None:
-        super().__init__(1)
-
-    def sum(self, value: Tensor, dim: int) -> tuple[Tensor, Tensor]:
-        best, idx = value.max(dim)
-        return best, idx
+    def sum(self, value: Tensor, dim: int) -> tuple[Tensor, None]:
+        return value.amax(dim), None
 
 
 class EntropySemiring(Semiring):

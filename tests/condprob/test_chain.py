@@ -297,3 +297,20 @@ def test_validation_errors():
         ch.kbest(c, 0)
     with pytest.raises(ValueError, match="k must be a positive integer"):
         KMaxSemiring(1.5)
+
+
+def test_overflow_of_scaled_backward_messages_falls_back_to_log_space():
+    # state 1 starts 720 nats behind (forward weight ~1e-313) but is the only state that can be
+    # at position 2; the scaled backward message of state 1 overflows, the answer is not affected
+    unary = torch.tensor([[[0.0, -720.0], [-800.0, 0.0]]], dtype=torch.float64)
+    pair = torch.tensor([[0.0, NEG], [NEG, 0.0]], dtype=torch.float64)
+    u = unary.clone().requires_grad_(True)
+    p = pair.clone().requires_grad_(True)
+    logz = ch.log_partition(ch.Chain(u, p))
+    assert logz.item() == pytest.approx(math.log(math.exp(-800) + math.exp(-720)), rel=1e-12)
+    logz.backward()
+    want = torch.tensor([[[0.0, 1.0], [0.0, 1.0]]], dtype=torch.float64)
+    torch.testing.assert_close(u.grad, want, **TOL)
+    torch.testing.assert_close(p.grad, torch.tensor([[0.0, 0.0], [0.0, 1.0]], dtype=torch.float64),
+                               **TOL)
+    torch.testing.assert_close(ch.marginals(ch.Chain(unary, pair)), want, **TOL)
