@@ -116,7 +116,7 @@ class Model:
             raise ValidationError(f"{what} needs at least one outcome")
         exact = all(isinstance(p, int | Fraction | sympy.Basic) for p in ps)
         total = sum(ps)
-        if any(p < 0 for p in ps) or (total != 1 if exact else abs(float(total) - 1) > 1e-9):
+        if any(p < 0 for p in ps) or (total != 1 if exact else abs(float(total) - 1) > 1e-6):
             raise ValidationError(f"the probabilities of {what} must be non-negative and sum to "
                                   f"1, got {ps}")
         pos = len(self.taken)

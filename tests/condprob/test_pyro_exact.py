@@ -1,0 +1,109 @@
+"""condprob.pyro.exact against Pyro's own enumeration and Kalman filter."""
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import TraceEnum_ELBO, config_enumerate
+
+import condprob as cp
+from condprob.dsl import Mixture
+from condprob.pyro import exact
+
+T = torch.float64
+
+
+def sprinkler(wet):
+    rain = pyro.sample("rain", dist.Bernoulli(torch.tensor(0.2, dtype=T)))
+    season = pyro.sample("season", dist.Categorical(torch.tensor([0.5, 0.3, 0.2], dtype=T)))
+    on = torch.tensor([0.6, 0.3, 0.1], dtype=T)[season.long()]
+    sprinkler = pyro.sample("sprinkler", dist.Bernoulli(on * (1 - 0.9 * rain)))
+    p = torch.tensor([[0.01, 0.8], [0.9, 0.99]], dtype=T)[rain.long(), sprinkler.long()]
+    with pyro.plate("obs", len(wet)):
+        pyro.sample("wet", dist.Bernoulli(p), obs=wet)
+
+
+def test_discrete_model_matches_pyro_enumeration():
+    wet = torch.tensor([1.0, 1.0, 0.0], dtype=T)
+    post = exact(sprinkler)(wet)
+    assert isinstance(post, cp.State)
+    rain = {r: sum(v for (rr, _, _), v in post.as_dict().items() if rr == r) for r in (0.0, 1.0)}
+    pyro.clear_param_store()
+    marg = TraceEnum_ELBO(max_plate_nesting=1).compute_marginals(
+        config_enumerate(sprinkler), lambda wet: None, wet)
+    ref = marg["rain"].log_prob(torch.tensor(1.0, dtype=T)).exp()
+    assert abs(rain[1.0] - float(ref)) < 1e-12
+
+
+def _lssm():
+    f = torch.tensor([[0.9, 0.2], [-0.1, 0.8]], dtype=T)
+    q = torch.tensor([[0.1, 0.02], [0.02, 0.05]], dtype=T)
+    h = torch.tensor([[1.0], [0.5]], dtype=T)
+    r = torch.tensor([[0.3]], dtype=T)
+    return f, q, h, r, torch.tensor([0.2, -0.3], dtype=T), torch.eye(2, dtype=T)
+
+
+def lssm_model(ys):
+    f, q, h, r, m0, p0 = _lssm()
+    z = pyro.sample("z_init", dist.MultivariateNormal(m0, p0))
+    for t, y in enumerate(ys):
+        z = pyro.sample(f"z_{t}", dist.MultivariateNormal(z @ f, q))
+        pyro.sample(f"y_{t}", dist.MultivariateNormal(z @ h, r), obs=y)
+
+
+def test_linear_state_space_matches_pyro_kalman_filter():
+    ys = torch.tensor([[0.5], [0.1], [-0.4], [0.3], [0.8]], dtype=T)
+    post = exact(lssm_model)(ys)
+    assert isinstance(post, cp.Gaussian)
+    last = post.marginal(f"z_{len(ys) - 1}")
+    f, q, h, r, m0, p0 = _lssm()
+    hmm = dist.GaussianHMM(dist.MultivariateNormal(m0, p0), f, dist.MultivariateNormal(
+        torch.zeros(2, dtype=T), q), h, dist.MultivariateNormal(torch.zeros(1, dtype=T), r),
+        duration=len(ys))
+    ref = hmm.filter(ys)
+    torch.testing.assert_close(last.mean, ref.loc, atol=1e-10, rtol=0)
+    torch.testing.assert_close(last.cov, ref.covariance_matrix, atol=1e-10, rtol=0)
+
+
+def test_hybrid_pyro_model():
+    def model(y):
+        b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.5, dtype=T)))
+        x = pyro.sample("x", dist.Normal(3.0 if b else 0.0, 1.0))
+        pyro.sample("y", dist.Normal(x, 0.5), obs=y)
+    post = exact(model)(torch.tensor(2.5, dtype=T))
+    assert isinstance(post, Mixture) and post.space == cp.Euclidean(1, "x")
+    ratio = torch.exp(torch.tensor(-0.5 * (0.25 - 6.25) / 1.25, dtype=T))
+    assert abs(float(post.prob(1.0)) - float(ratio / (1 + ratio))) < 1e-12
+
+
+def test_sites_outside_the_fragment_are_named():
+    def gamma_site():
+        pyro.sample("rate", dist.Gamma(1.0, 1.0))
+    with pytest.raises(TypeError, match="site 'rate': Gamma is outside"):
+        exact(gamma_site)()
+
+    def square():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(x * x, 1.0), obs=torch.tensor(1.0))
+    with pytest.raises(TypeError, match="product x \\* x is not affine in the Gaussian variable x"):
+        exact(square)()
+
+    def logistic():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("b", dist.Bernoulli(logits=x))
+    with pytest.raises(TypeError, match="site 'b'"):
+        exact(logistic)()
+
+    def batched_mvn():
+        pyro.sample("v", dist.MultivariateNormal(torch.zeros(3, 2), torch.eye(2)))
+    with pytest.raises(TypeError, match="site 'v': batched"):
+        exact(batched_mvn)()
+
+
+def test_inconsistent_observation_names_the_site():
+    def model():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Normal(x, 0.0), obs=torch.tensor(1.0))
+        pyro.sample("y2", dist.Normal(x, 0.0), obs=torch.tensor(2.0))
+    with pytest.raises(cp.ConditioningError, match="y2 =="):
+        exact(model)()
