@@ -1,1 +1,52 @@
-"""Language models as Markov kernels (in progress)."""
+"""Language models as Markov kernels.
+
+A `TokenKernel` is the kernel prefix -> next-token law of any batched next-token model; decoding
+methods (`Temperature`, `TopK`, `TopP`, `MinP`, `Typical`, `Eta`, `Epsilon`) are kernel
+transformations, and `sample_filtered` draws from the filtered law without sorting. Gumbel tricks
+(`gumbel_max`, `posterior_gumbel`, `counterfactual`, `gumbel_topk`, `stochastic_beam_search`),
+conditional Poisson sampling and beam search with Horvitz-Thompson estimators, and speculative
+sampling (single and multi-draft) complete the sampling toolbox. `symspell_bigram()` is a real
+offline word model.
+"""
+
+from condprob.lm.cpsbs import (
+    CPBeam,
+    conditional_poisson_sample,
+    cp_beam_search,
+    horvitz_thompson,
+    inclusion_probabilities,
+    log_normaliser,
+)
+from condprob.lm.filters import (
+    Epsilon,
+    Eta,
+    Filter,
+    MinP,
+    Temperature,
+    TopK,
+    TopP,
+    Typical,
+    entropy,
+)
+from condprob.lm.gumbel import (
+    Beam,
+    counterfactual,
+    gumbel_max,
+    gumbel_topk,
+    posterior_gumbel,
+    sbs_estimate,
+    stochastic_beam_search,
+)
+from condprob.lm.kernel import PrefixSpace, SequenceKernel, TokenKernel
+from condprob.lm.models import BigramLM, symspell_bigram
+from condprob.lm.sampling import sample_filtered, sample_sorted
+from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
+
+__all__ = [
+    "Beam", "BigramLM", "CPBeam", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
+    "SequenceKernel", "Temperature", "TokenKernel", "TopK", "TopP", "Typical",
+    "conditional_poisson_sample", "counterfactual", "cp_beam_search", "entropy", "gumbel_max",
+    "gumbel_topk", "horvitz_thompson", "inclusion_probabilities", "log_normaliser",
+    "posterior_gumbel", "recursive_rejection", "sample_filtered", "sample_sorted", "sbs_estimate",
+    "speculative_generate", "speculative_step", "stochastic_beam_search", "symspell_bigram",
+]

@@ -73,18 +73,21 @@ def _unit_interval(name: str, value: float, closed_right: bool) -> float:
     return float(value)
 
 
+def _at_least(probs: torch.Tensor, threshold: torch.Tensor | float) -> torch.Tensor:
+    """probs >= threshold, always keeping the most probable tokens."""
+    return (probs >= threshold) | (probs == probs.amax(-1, keepdim=True))
+
+
 class Filter:
     """A decoding method: logits (..., V) -> logits with removed tokens set to -inf."""
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
-        """Boolean mask of the kept tokens."""
+        """Boolean mask of the kept tokens (never empty)."""
         raise NotImplementedError
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         check_logits(logits)
-        keep = self.keep(logits)
-        keep |= torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).bool()
-        return logits.masked_fill(~keep, NEG_INF)
+        return logits.masked_fill(~self.keep(logits), NEG_INF)
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ class Eta(Filter):
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
         eta = torch.clamp(math.sqrt(self.eps) * torch.exp(-entropy(logits)), max=self.eps)
-        return torch.softmax(logits, -1) >= eta.unsqueeze(-1)
+        return _at_least(torch.softmax(logits, -1), eta.unsqueeze(-1))
 
 
 @dataclass(frozen=True)
@@ -185,4 +188,4 @@ class Epsilon(Filter):
         _unit_interval("epsilon", self.eps, closed_right=False)
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits, -1) >= self.eps
+        return _at_least(torch.softmax(logits, -1), self.eps)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 
-from condprob.errors import ValidationError
 from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits
 
 
@@ -60,11 +59,32 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     if min_p is not None:
         MinP(min_p)
     batch = logits.shape[:-1]
-    probs = torch.softmax(logits.reshape(-1, logits.shape[-1]) / temperature, -1)
-    pmax = probs.amax(-1)
-    min_thr = None if min_p is None else min_p * pmax
+    flat = logits.reshape(-1, logits.shape[-1]) / temperature
     if top_p is not None and top_p >= 1.0:
         top_p = None
+    if top_k is None or top_k >= flat.shape[-1]:
+        probs = torch.softmax(flat, -1)
+        return _dual_pivot(probs, None, top_p, min_p, generator).reshape(batch)
+    # Top-k first: the kept set lies among the k largest, so the pivots run on k candidates.
+    cand, idx = torch.topk(flat, top_k, dim=-1)
+    lse = torch.logsumexp(flat, -1, keepdim=True)
+    out = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
+    tied = (flat >= cand[:, -1:]).sum(-1) > top_k
+    if tied.any():
+        out[tied] = _dual_pivot(torch.exp(flat[tied] - lse[tied]), top_k, top_p, min_p,
+                                generator)
+    free = ~tied
+    j = _dual_pivot(torch.exp(cand[free] - lse[free]), None, top_p, min_p, generator)
+    out[free] = idx[free].gather(-1, j.unsqueeze(-1)).squeeze(-1)
+    return out.reshape(batch)
+
+
+def _dual_pivot(probs: torch.Tensor, top_k: int | None, top_p: float | None,
+                min_p: float | None, generator: torch.Generator | None) -> torch.Tensor:
+    """Dual-pivot rejection sampling on rows of probabilities (a sub-vector of the law allowed:
+    the filters only look at tokens above the pivot, which the sub-vector must contain)."""
+    pmax = probs.amax(-1)
+    min_thr = None if min_p is None else min_p * pmax
     out = torch.empty(probs.shape[0], dtype=torch.long, device=probs.device)
     rows = torch.arange(probs.shape[0], device=probs.device)
     low = torch.zeros_like(pmax)
@@ -84,7 +104,7 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
         high[rows[narrow]] = piv2[narrow]
         low[rows[rej & ~ok2]] = piv2[rej & ~ok2]
         rows = rows[rej]
-    return out.reshape(batch)
+    return out
 
 
 def sample_sorted(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
@@ -101,13 +121,3 @@ def sample_sorted(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     flat = probs.reshape(-1, probs.shape[-1])
     return torch.multinomial(flat, 1, generator=generator).reshape(logits.shape[:-1])
 
-
-def check_probability_rows(probs: torch.Tensor, name: str) -> torch.Tensor:
-    """Validate rows of probabilities: finite, non-negative, positive total."""
-    if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
-        raise ValidationError(f"{name} must be a floating torch.Tensor")
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValidationError(f"{name} must be finite and non-negative")
-    if (probs.sum(-1) <= 0).any():
-        raise ValidationError(f"{name} has a row with zero total mass")
-    return probs

@@ -1,0 +1,209 @@
+"""Next-token models as Markov kernels from prefixes to tokens.
+
+A `TokenKernel` wraps any batched callable from token-id prefixes (a LongTensor (B, T)) to logits
+(B, V): a torch module, an n-gram table (`condprob.lm.models.BigramLM`) or a Hugging Face causal LM
+(`TokenKernel.from_hf`). It is the kernel prefix -> Cat(softmax(logits)). Decoding methods are kernel
+transformations (`kernel.transform(TopP(0.9), Temperature(0.7))`), and `kernel.steps(n)` is the
+n-fold composition prefix -> prefix + n tokens (a `SequenceKernel`; `>>` adds steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from condprob.errors import ValidationError
+from condprob.lm.filters import Filter, check_logits, entropy
+from condprob.protocol import Morphism
+from condprob.spaces import FiniteSpace, Space
+
+LogitFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class PrefixSpace(Space):
+    """The countable space of finite token sequences over a vocabulary."""
+
+    def __init__(self, vocab: FiniteSpace):
+        self.vocab = vocab
+        self.name = "prefix"
+        self.factors = (self,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Space):
+            return NotImplemented
+        return isinstance(other, PrefixSpace) and other.vocab == self.vocab
+
+    def __hash__(self) -> int:
+        return hash(("prefix", self.vocab))
+
+    def __repr__(self) -> str:
+        return f"Prefixes({self.vocab!r})"
+
+
+def as_prefix(prefix: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
+              vocab_size: int) -> torch.Tensor:
+    """A (B, T) LongTensor of token ids in [0, V), from a tensor or (nested) lists."""
+    t = prefix if isinstance(prefix, torch.Tensor) else torch.as_tensor(prefix, dtype=torch.long)
+    if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise ValidationError(f"a prefix holds integer token ids, got dtype {t.dtype}")
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2:
+        raise ValidationError(f"a prefix batch has shape (B, T), got {tuple(t.shape)}")
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= vocab_size):
+        raise ValidationError(f"token ids must lie in [0, {vocab_size}), got a prefix with "
+                              f"ids in [{int(t.min())}, {int(t.max())}]")
+    return t.long()
+
+
+class TokenKernel(Morphism):
+    """The kernel prefix -> Cat(softmax(model(prefix))) over a vocabulary.
+
+    `model` maps a LongTensor (B, T) of prefixes to logits (B, V). `vocab` is a list of token
+    strings or the vocabulary size; `eos` is the id that ends a sequence (optional).
+    """
+
+    def __init__(self, model: LogitFn, vocab: Sequence[str] | int, eos: int | None = None,
+                 transforms: Sequence[Filter] = ()):
+        if not callable(model):
+            raise TypeError(f"model must be callable (prefixes -> logits), got {model!r}")
+        self.model = model
+        self.vocab = FiniteSpace(vocab, name="token")
+        if eos is not None and not 0 <= eos < self.vocab.size:
+            raise ValidationError(f"eos id {eos} is outside the vocabulary of size "
+                                  f"{self.vocab.size}")
+        self.eos = eos
+        self.transforms = tuple(transforms)
+        self.dom = PrefixSpace(self.vocab)
+        self.cod = self.vocab
+
+    @classmethod
+    def from_hf(cls, model: torch.nn.Module, tokenizer: object) -> TokenKernel:
+        """Wrap a loaded Hugging Face causal LM and its tokenizer (nothing is downloaded)."""
+        vocab = [tokenizer.convert_ids_to_tokens(i) for i in range(len(tokenizer))]
+        eos = getattr(tokenizer, "eos_token_id", None)
+
+        def logits(prefix: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return model(prefix).logits[:, -1, : len(vocab)]
+
+        return cls(logits, vocab, eos=eos)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.vocab.size
+
+    def transform(self, *filters: Filter) -> TokenKernel:
+        """The kernel after the decoding methods `filters`, applied left to right."""
+        for f in filters:
+            if not isinstance(f, Filter):
+                raise TypeError(f"{f!r} is not a condprob.lm filter (Temperature, TopK, ...)")
+        return TokenKernel(self.model, list(self.vocab.labels), self.eos,
+                           self.transforms + tuple(filters))
+
+    def logits(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
+        """Normalised log-probabilities (B, V) of the next token given each prefix."""
+        t = as_prefix(prefix, self.vocab_size)
+        out = self.model(t)
+        if not isinstance(out, torch.Tensor) or out.shape != (t.shape[0], self.vocab_size):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValidationError(f"the model returned {shape}; expected logits of shape "
+                                  f"({t.shape[0]}, {self.vocab_size})")
+        check_logits(out, "model logits")
+        for f in self.transforms:
+            out = f(out)
+        return torch.log_softmax(out, -1)
+
+    def dist(self, prefix: torch.Tensor | Sequence) -> torch.distributions.Categorical:
+        """The next-token law as a torch Categorical with batch_shape (B,)."""
+        return torch.distributions.Categorical(logits=self.logits(prefix))
+
+    def sample(self, prefix: torch.Tensor | Sequence,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """One next token per prefix, shape (B,)."""
+        probs = self.logits(prefix).exp()
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def log_prob(self, token: torch.Tensor | Sequence[int],
+                 prefix: torch.Tensor | Sequence) -> torch.Tensor:
+        """log P(token | prefix), shape (B,)."""
+        lp = self.logits(prefix)
+        tok = torch.as_tensor(token, dtype=torch.long).reshape(-1)
+        if tok.shape[0] != lp.shape[0]:
+            raise ValidationError(f"{tok.shape[0]} tokens for {lp.shape[0]} prefixes")
+        return lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+
+    def entropy(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
+        """H(next token | prefix) in nats, shape (B,)."""
+        return entropy(self.logits(prefix))
+
+    def steps(self, n: int) -> SequenceKernel:
+        """The n-fold composition: prefix -> prefix followed by n tokens (stopping at eos)."""
+        return SequenceKernel(self, n)
+
+    def then(self, other: Morphism) -> Morphism:
+        raise TypeError("a TokenKernel maps prefixes to tokens; compose sequence kernels "
+                        "(kernel.steps(n) >> kernel.steps(m)) instead")
+
+    def score(self, tokens: torch.Tensor | Sequence, prefix_len: int = 1
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position (log-probability, entropy) of tokens[:, t] given tokens[:, :t], for
+        t >= prefix_len; both (B, T - prefix_len). Surprisal is minus the log-probability."""
+        seq = as_prefix(tokens, self.vocab_size)
+        if not 1 <= prefix_len < seq.shape[1]:
+            raise ValidationError(f"prefix_len must lie in [1, {seq.shape[1]}), got {prefix_len}")
+        lps, hs = [], []
+        for t in range(prefix_len, seq.shape[1]):
+            lp = self.logits(seq[:, :t])
+            lps.append(lp.gather(-1, seq[:, t : t + 1]).squeeze(-1))
+            hs.append(entropy(lp))
+        return torch.stack(lps, -1), torch.stack(hs, -1)
+
+
+class SequenceKernel(Morphism):
+    """prefix -> prefix + up to n tokens drawn from a `TokenKernel` (n-fold composition).
+
+    After `eos` the sequence stops: later positions hold `eos` with probability one.
+    """
+
+    def __init__(self, step: TokenKernel, n: int):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValidationError(f"the number of steps must be a positive integer, got {n!r}")
+        self.step = step
+        self.n = n
+        self.dom = step.dom
+        self.cod = step.dom
+
+    def then(self, other: Morphism) -> Morphism:
+        if not isinstance(other, SequenceKernel) or other.step is not self.step:
+            raise TypeError("sequence kernels compose when they extend with the same TokenKernel")
+        return SequenceKernel(self.step, self.n + other.n)
+
+    def sample(self, prefix: torch.Tensor | Sequence,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Prefixes extended by n tokens, shape (B, T + n)."""
+        seq = as_prefix(prefix, self.step.vocab_size)
+        done = torch.zeros(seq.shape[0], dtype=torch.bool)
+        for _ in range(self.n):
+            nxt = self.step.sample(seq, generator)
+            if self.step.eos is not None:
+                nxt = torch.where(done, self.step.eos, nxt)
+                done |= nxt == self.step.eos
+            seq = torch.cat([seq, nxt.unsqueeze(-1)], -1)
+        return seq
+
+    def log_prob(self, sequence: torch.Tensor | Sequence, prefix_len: int) -> torch.Tensor:
+        """log P(sequence[:, prefix_len:] | sequence[:, :prefix_len]), shape (B,)."""
+        seq = as_prefix(sequence, self.step.vocab_size)
+        if seq.shape[1] != prefix_len + self.n:
+            raise ValidationError(f"expected sequences of length {prefix_len + self.n}, got "
+                                  f"{seq.shape[1]}")
+        lp, _ = self.step.score(seq, prefix_len)
+        if self.step.eos is not None:
+            after = torch.cumsum(seq[:, prefix_len:] == self.step.eos, -1)
+            after = torch.cat([torch.zeros_like(after[:, :1]), after[:, :-1]], -1) > 0
+            tail_ok = ~after | (seq[:, prefix_len:] == self.step.eos)
+            lp = torch.where(after, 0.0, lp)
+            lp = torch.where(tail_ok, lp, float("-inf"))
+        return lp.sum(-1)

@@ -1,0 +1,137 @@
+"""TokenKernel and SequenceKernel on exact bigram tables and the symspell word model."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from condprob.errors import SpaceMismatchError, ValidationError
+from condprob.lm.filters import TopK
+from condprob.lm.kernel import PrefixSpace, TokenKernel
+from condprob.lm.models import BigramLM, symspell_bigram
+
+
+def test_next_token_law_is_the_table(bigram):
+    model = bigram.model
+    trans = model.transition_matrix()
+    torch.testing.assert_close(bigram.logits([[0, 2], [1, 3]]).exp(), trans[[2, 3]],
+                               atol=1e-15, rtol=0)
+    torch.testing.assert_close(bigram.logits(torch.zeros(2, 0, dtype=torch.long)).exp(),
+                               model.initial.expand(2, -1), atol=1e-15, rtol=0)
+    lp = bigram.log_prob([1, 0], [[0, 2], [1, 3]])
+    torch.testing.assert_close(lp, trans[[2, 3], [1, 0]].log(), atol=1e-15, rtol=0)
+    h = -(trans[2] * trans[2].log()).sum()
+    torch.testing.assert_close(bigram.entropy([[2]])[0], h, atol=1e-12, rtol=0)
+    assert isinstance(bigram.dist([[1]]), torch.distributions.Categorical)
+    assert bigram.dist([[1], [2]]).batch_shape == (2,)
+
+
+def test_sequence_law_sums_to_one_and_is_the_chain_product(bigram):
+    seqk = bigram.steps(2) >> bigram.steps(1)
+    assert seqk.n == 3 and seqk.dom == seqk.cod == PrefixSpace(bigram.vocab)
+    seqs = torch.tensor([[1, *rest] for rest in itertools.product(range(4), repeat=3)])
+    lp = seqk.log_prob(seqs, 1)
+    assert abs(float(lp.exp().sum()) - 1) < 1e-12
+    t = bigram.model.transition_matrix()
+    s = seqs[13]
+    want = t[s[0], s[1]] * t[s[1], s[2]] * t[s[2], s[3]]
+    torch.testing.assert_close(lp[13].exp(), want, atol=1e-15, rtol=0)
+
+
+def test_sequences_stop_at_eos(make_bigram):
+    k = make_bigram(3, eos=2)
+    seqk = k.steps(3)
+    seqs = torch.tensor([[0, *rest] for rest in itertools.product(range(3), repeat=3)])
+    lp = seqk.log_prob(seqs, 1)
+    assert abs(float(lp.exp().sum()) - 1) < 1e-12
+    assert lp[seqs.tolist().index([0, 2, 0, 1])] == float("-inf")
+    draws = seqk.sample(torch.zeros(200, 1, dtype=torch.long), torch.Generator().manual_seed(0))
+    after = torch.cumsum(draws == 2, -1) > 0
+    assert (draws[after] == 2).all()
+
+
+def test_sampling_is_seeded_and_follows_the_law(bigram, gtest):
+    g = torch.Generator().manual_seed(5)
+    draws = bigram.sample(torch.full((20000, 1), 2), g)
+    t = bigram.model.transition_matrix()
+    assert gtest(draws, t[2]) > 1e-3
+    assert gtest(draws, t[1]) < 1e-6
+    a = bigram.steps(4).sample([[0]], torch.Generator().manual_seed(1))
+    b = bigram.steps(4).sample([[0]], torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == (1, 5)
+
+
+def test_transform_is_a_kernel_transformation(bigram):
+    top = bigram.transform(TopK(1))
+    p = top.logits([[0]]).exp()[0]
+    t = bigram.model.transition_matrix()[0]
+    assert p[t.argmax()] == 1.0 and p.sum() == 1.0
+    assert top.transforms == (TopK(1),) and bigram.transforms == ()
+
+
+def test_score_gives_surprisal_and_entropy(bigram):
+    lp, h = bigram.score([[0, 1, 2, 3]], prefix_len=1)
+    t = bigram.model.transition_matrix()
+    torch.testing.assert_close(lp[0], t[[0, 1, 2], [1, 2, 3]].log(), atol=1e-15, rtol=0)
+    torch.testing.assert_close(h[0], -(t[[0, 1, 2]] * t[[0, 1, 2]].log()).sum(-1))
+
+
+def test_errors(bigram, make_bigram):
+    with pytest.raises(ValidationError, match=r"token ids must lie in \[0, 4\)"):
+        bigram.logits([[0, 4]])
+    with pytest.raises(ValidationError, match="integer token ids"):
+        bigram.logits(torch.zeros(1, 2))
+    with pytest.raises(ValidationError, match=r"shape \(B, T\)"):
+        bigram.logits(torch.zeros(1, 2, 2, dtype=torch.long))
+    with pytest.raises(ValidationError, match="2 tokens for 1 prefixes"):
+        bigram.log_prob([0, 1], [[0]])
+    with pytest.raises(ValidationError, match="prefix_len"):
+        bigram.score([[0, 1]], prefix_len=2)
+    with pytest.raises(ValidationError, match="positive integer"):
+        bigram.steps(0)
+    with pytest.raises(ValidationError, match="expected sequences of length 3"):
+        bigram.steps(2).log_prob([[0, 1]], 1)
+    with pytest.raises(TypeError, match="callable"):
+        TokenKernel(3, 4)
+    with pytest.raises(ValidationError, match="eos id 7"):
+        TokenKernel(bigram.model, 4, eos=7)
+    with pytest.raises(TypeError, match="not a condprob.lm filter"):
+        bigram.transform(lambda x: x)
+    with pytest.raises(TypeError, match="compose sequence kernels"):
+        bigram.then(bigram)
+    with pytest.raises(SpaceMismatchError):
+        _ = bigram.steps(1) >> make_bigram(5).steps(1)
+    bad = TokenKernel(lambda p: torch.zeros(p.shape[0], 3), 4)
+    with pytest.raises(ValidationError, match=r"expected logits of shape \(1, 4\)"):
+        bad.logits([[0]])
+    nan = TokenKernel(lambda p: torch.full((p.shape[0], 4), float("nan")), 4)
+    with pytest.raises(ValidationError, match="model logits contain NaN"):
+        nan.logits([[0]])
+
+
+def test_dense_bigram_validation():
+    with pytest.raises(ValidationError, match="transition must be"):
+        BigramLM.from_matrix(torch.eye(3), torch.ones(2) / 2)
+    with pytest.raises(ValidationError, match="transition rows"):
+        BigramLM.from_matrix(torch.ones(2, 2), torch.ones(2) / 2)
+    with pytest.raises(ValidationError, match="initial rows"):
+        BigramLM.from_matrix(torch.eye(2), torch.ones(2))
+
+
+def test_symspell_word_bigram_model():
+    k = symspell_bigram()
+    assert k.vocab_size == 82834
+    the = k.vocab.index("the")
+    p = k.logits([[the], [k.vocab.index("of")]]).exp()
+    torch.testing.assert_close(p.sum(-1), torch.ones(2, dtype=torch.float64), atol=1e-12, rtol=0)
+    assert k.vocab.label(int(p[1].argmax())) == "the"
+    h = float(k.entropy([[the]])[0])
+    assert 7.0 < h < 8.5
+    with pytest.raises(ValidationError, match="too large"):
+        k.model.transition_matrix()
+    small = symspell_bigram(max_words=500)
+    assert small.vocab_size == 500 and "the" in small.vocab
+    t = small.model.transition_matrix()
+    torch.testing.assert_close(t.sum(-1), torch.ones(500, dtype=torch.float64), atol=1e-12, rtol=0)
