@@ -26,6 +26,11 @@ Message = FiniteMessage | GaussianMessage | PointMessage
 EDGE_KINDS = (Kernel, LinearGaussian, NonlinearGaussian, SDEKernel)
 
 
+def same_space(a: Space, b: Space) -> bool:
+    """a == b, comparing kinds first (a finite and a Euclidean space are never equal)."""
+    return a.is_finite == b.is_finite and a.is_euclidean == b.is_euclidean and a == b
+
+
 class Model:
     """A tree of kernels with a prior at the root and observations at nodes.
 
@@ -112,12 +117,12 @@ class Model:
             if not isinstance(k, EDGE_KINDS):
                 raise ValidationError(f"edge {u!r} -> {v!r}: unsupported kernel kind "
                                       f"{type(k).__name__}")
-            if k.dom != self.space(u):
+            if not same_space(k.dom, self.space(u)):
                 raise SpaceMismatchError(f"kernel on edge {u!r} -> {v!r}", self.space(u), k.dom)
             self._validate_auxiliary(u, v, k, data.get("auxiliary"))
         for v in g:
             obs = g.nodes[v].get("observation")
-            if obs is not None and obs.space != self.space(v):
+            if obs is not None and not same_space(obs.space, self.space(v)):
                 raise SpaceMismatchError(f"observation at node {v!r}", self.space(v), obs.space)
 
     def _validate_auxiliary(self, u: Hashable, v: Hashable, k: Morphism,
@@ -136,7 +141,7 @@ class Model:
         if not isinstance(aux, want):
             raise ValidationError(f"{where}: auxiliary must be a {want.__name__}, "
                                   f"got {type(aux).__name__}")
-        if aux.dom != k.dom or aux.cod != k.cod:
+        if not (same_space(aux.dom, k.dom) and same_space(aux.cod, k.cod)):
             raise SpaceMismatchError(f"auxiliary on {where}", (k.dom, k.cod), (aux.dom, aux.cod))
         if isinstance(k, SDEKernel) and (k.grid.shape != aux.grid.shape
                                             or not torch.equal(k.grid, aux.grid)):
