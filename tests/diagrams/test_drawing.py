@@ -1,0 +1,81 @@
+"""Drawing: SVG and PNG output, deterministic layout, notebook display, error paths."""
+
+import pytest
+from matplotlib.figure import Figure
+
+from condprob import FiniteSpace
+from diagrams import Box, Copy, Discard, Id, Predicate, State, draw, figure, to_png, to_svg
+from diagrams.drawing import layout, save
+
+
+@pytest.fixture
+def diagram(spaces):
+    X, Y, _ = spaces
+    return (State("ω", X) >> Copy(X) >> (Box("c", X, Y) @ Id(X))
+            >> (Copy(Y) @ Discard(X))
+            >> (Predicate("p", Y) @ (Box("h", Y, Y @ Y, deterministic=True) >> (Id(Y) @ Discard(Y)))))
+
+
+def test_svg_is_reproducible(diagram):
+    a, b = to_svg(diagram), to_svg(diagram)
+    assert a.startswith("<?xml") and "<svg" in a
+    assert a == b
+    assert diagram._repr_svg_() == a
+
+
+def test_png_bytes(diagram):
+    png = to_png(diagram)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert diagram._repr_png_() == png
+
+
+def test_layout_is_deterministic_and_ordered(diagram):
+    l1, l2 = layout(diagram), layout(diagram)
+    assert [(n.kind, n.layer, n.x) for n in l1.nodes] == [(n.kind, n.layer, n.x) for n in l2.nodes]
+    assert len(l1.copies) == 1 and len(l1.discards) == 1
+    xs = [n.x for n in l1.outputs]
+    assert xs == sorted(xs)
+    for layer in {n.layer for n in l1.nodes}:
+        row = sorted((n for n in l1.nodes if n.layer == layer), key=lambda n: n.x)
+        for a, b in zip(row, row[1:], strict=False):
+            assert b.x - a.x >= (a.width + b.width) / 2 - 1e-9  # no overlaps
+
+
+def test_long_wires_get_routed_through_each_layer(spaces):
+    X, _, _ = spaces
+    f = Box("f", X, X)
+    d = Copy(X) >> ((f >> f >> f) @ Id(X))
+    lay = layout(d)
+    assert sum(n.kind == "wire" for n in lay.nodes) == 3
+
+
+def test_draw_to_files(tmp_path, diagram):
+    for suffix in ("svg", "png", "pdf"):
+        fig = draw(diagram, tmp_path / f"d.{suffix}", highlight=["c"], wire_labels=True,
+                   title="t")
+        assert isinstance(fig, Figure) and (tmp_path / f"d.{suffix}").stat().st_size > 500
+    with pytest.raises(ValueError, match="format"):
+        draw(diagram, tmp_path / "d.gif")
+
+
+def test_equations_and_highlight_change_the_picture(diagram, spaces):
+    X = spaces[0]
+    fig = figure(diagram, "=", Id(X) @ Id(X))
+    assert isinstance(fig, Figure)
+    assert to_svg(diagram, highlight=["c"]) != to_svg(diagram)
+    assert to_svg(fig) == to_svg(figure(diagram, "=", Id(X) @ Id(X)))
+
+
+def test_figure_errors(diagram):
+    with pytest.raises(ValueError, match="at least one"):
+        figure()
+    with pytest.raises(TypeError, match="draws diagrams and strings"):
+        figure(diagram, 3)
+    with pytest.raises(ValueError, match="format"):
+        save(figure(diagram), "x.txt")
+
+
+def test_empty_and_unlabelled_wires():
+    anon = FiniteSpace(2)
+    assert "<svg" in to_svg(Id(anon))
+    assert "<svg" in to_svg(Id())
