@@ -78,7 +78,11 @@ def _coords(space: Space, keys: Sequence[FactorKey]) -> list[int]:
 
 
 class LinearEquation:
-    """The event `matrix @ x == rhs` (r equations on R^n), named for error messages."""
+    """The event `matrix @ x == rhs` (r equations on R^n), named for error messages.
+
+    `LinearEquation.observe(index, values)` is the special case x[index] == values, which
+    conditioning handles by indexing instead of matrix products.
+    """
 
     def __init__(self, matrix: Tensorish, rhs: Tensorish, name: str | None = None,
                  dtype: torch.dtype | None = None):
@@ -90,7 +94,24 @@ class LinearEquation:
                 f"an equation A x = b needs A of shape (r, n) and b of shape (r,), got "
                 f"{tuple(a.shape)} and {tuple(b.shape)}")
         self.matrix, self.rhs = a, b
+        self.index: torch.Tensor | None = None
         self.name = name or f"A x == b ({a.shape[0]} equation{'s' * (a.shape[0] != 1)})"
+
+    @classmethod
+    def observe(cls, index: Sequence[int] | torch.Tensor, values: Tensorish, dim: int,
+                name: str | None = None) -> LinearEquation:
+        """The equations x[index] == values on R^dim."""
+        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        v = _tensor(values, None, "the observed values").reshape(-1)
+        if idx.shape != v.shape:
+            raise ValidationError(f"{idx.numel()} indices but {v.numel()} observed values")
+        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= dim):
+            raise ValidationError(f"observed indices must lie in [0, {dim}), got "
+                                  f"{int(idx.min())}..{int(idx.max())}")
+        eq = object.__new__(cls)
+        eq.matrix, eq.rhs, eq.index = v.new_zeros(len(idx), dim), v, idx
+        eq.name = name or f"x[index] == values ({len(idx)} observations)"
+        return eq
 
     def __repr__(self) -> str:
         return self.name
@@ -138,7 +159,7 @@ class LinearGaussian(Morphism):
         tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
         if float((q - q.T).abs().max()) > tol:
             raise ValidationError("covariance is not symmetric")
-        if n and float(torch.linalg.eigvalsh(q).min()) < -tol:
+        if n and self._pd_factor() is None and float(torch.linalg.eigvalsh(q).min()) < -tol:
             raise ValidationError("covariance is not positive semi-definite")
 
     @classmethod
@@ -171,19 +192,25 @@ class LinearGaussian(Morphism):
             return self._base.diagonal() - (self._down**2).sum(-1)
         return self.cov.diagonal().clone()
 
+    def _floor(self) -> float:
+        q = self.cov
+        return 10 * float(q.diagonal().abs().max()) * len(q) * _eps_scale(q.dtype) if len(q) else 0
+
+    def _pd_factor(self) -> torch.Tensor | None:
+        """The Cholesky factor of Q when Q is numerically positive definite (cached), else None."""
+        if self._factor is None:
+            chol, info = torch.linalg.cholesky_ex(self.cov)
+            if int(info) == 0 and bool((chol.diagonal() ** 2 > self._floor()).all()):
+                self._factor = chol
+        return self._factor
+
     @property
     def factor(self) -> torch.Tensor:
         """A matrix L with L L' = Q (Cholesky where Q is positive definite, else from eigh)."""
-        if self._factor is None:
-            q = self.cov
-            floor = 10 * float(q.diagonal().abs().max()) * len(q) * _eps_scale(q.dtype) if len(q) else 0
-            chol, info = torch.linalg.cholesky_ex(q)
-            if int(info) == 0 and bool((chol.diagonal() ** 2 > floor).all()):
-                self._factor = chol
-            else:
-                w, v = torch.linalg.eigh(q)
-                self._factor = v * torch.where(w > floor, w, 0).sqrt()
-        return self._factor
+        if self._pd_factor() is None:
+            w, v = torch.linalg.eigh(self.cov)
+            self._factor = v * torch.where(w > self._floor(), w, 0).sqrt()
+        return self._factor  # type: ignore[return-value]
 
     def __repr__(self) -> str:
         return f"LinearGaussian({self.dom} -> {self.cod})"
@@ -345,7 +372,7 @@ class Gaussian(LinearGaussian):
     def _condition(self, event: Any) -> Gaussian:
         """Exact conditioning on a `LinearEquation`, an (A, b) pair or {factor: value}."""
         eq = self._equation(event)
-        return self.condition_linear(eq.matrix, eq.rhs, name=eq.name)
+        return self.condition_linear(eq)
 
     def _equation(self, event: Any) -> LinearEquation:
         if isinstance(event, LinearEquation):
@@ -361,8 +388,7 @@ class Gaussian(LinearGaussian):
                 rows += idx
                 vals.append(v)
                 names.append(f"{key} == {v.tolist() if v.numel() <= 4 else '<value>'}")
-            eye = torch.eye(self.cod.dim, dtype=self.dtype)
-            eq = LinearEquation(eye[rows], torch.cat(vals), name=" and ".join(names))
+            eq = LinearEquation.observe(rows, torch.cat(vals), self.cod.dim, " and ".join(names))
         elif isinstance(event, tuple) and len(event) == 2:
             eq = LinearEquation(*event, dtype=self.dtype)
         else:
@@ -393,13 +419,20 @@ class Gaussian(LinearGaussian):
         """
         eq = matrix if isinstance(matrix, LinearEquation) else \
             LinearEquation(matrix, rhs, name=name, dtype=self.dtype)
-        a, b = eq.matrix.to(self.dtype), eq.rhs.to(self.dtype)
+        a, b = eq.matrix, eq.rhs.to(self.dtype)
         if a.shape[1] != self.cod.dim:
             raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[1])
         r, eps = a.shape[0], _eps_scale(self.dtype)
-        c = b - a @ self.mean
-        ca = self.cov @ a.T                                   # (n, r)
-        s = a @ ca
+        if eq.index is not None:
+            am = self.mean[eq.index]
+            ca = self.cov[:, eq.index]                        # (n, r)
+            s = ca[eq.index]
+        else:
+            a = a.to(self.dtype)
+            am = a @ self.mean
+            ca = self.cov @ a.T
+            s = a @ ca
+        c = b - am
         s = (s + s.T) / 2
         chol, info = torch.linalg.cholesky_ex(s)
         floor = float(s.diagonal().abs().max()) * r * eps
@@ -413,7 +446,7 @@ class Gaussian(LinearGaussian):
             keep = lam > lam_tol
             uk = u[:, keep]
             resid = c - uk @ (uk.T @ c)
-            scale = float(b.abs().max() + (a @ self.mean).abs().max())
+            scale = float(b.abs().max() + am.abs().max())
             limit = tol if tol is not None else \
                 10 * math.sqrt(r) * (math.sqrt(lam_tol) + r * eps * scale)
             err = float(resid.abs().max())
