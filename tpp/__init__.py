@@ -1,3 +1,24 @@
-"""`tpp`: built on the condprob core (filled by its own issue)."""
+"""`tpp`: marked temporal point processes on the condprob core.
 
-import condprob  # noqa: F401  (the packages stand on the core, never the reverse)
+Event data (`EventBatch`), models with exact likelihoods (`HomogeneousPoisson`,
+`InhomogeneousPoisson`, `Renewal`, `SelfCorrecting`, `Hawkes`), neural models (`tpp.neural`),
+metrics (`tpp.metrics`) and ground-truth generators (`omi_processes`). Every model's next-event
+law is a kernel history -> (tau, mark) in the core's protocol (`PointProcess.kernel()`).
+"""
+
+from tpp.data import EventBatch
+from tpp.hawkes import Hawkes
+from tpp.kernel import HistorySpace, NextEvent, NextEventKernel
+from tpp.process import PointProcess
+from tpp.simple import (
+    HomogeneousPoisson,
+    InhomogeneousPoisson,
+    Renewal,
+    SelfCorrecting,
+    omi_processes,
+    sinusoidal_rate,
+)
+
+__all__ = ["EventBatch", "Hawkes", "HistorySpace", "HomogeneousPoisson", "InhomogeneousPoisson",
+           "NextEvent", "NextEventKernel", "PointProcess", "Renewal", "SelfCorrecting",
+           "omi_processes", "sinusoidal_rate"]
