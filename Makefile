@@ -5,12 +5,12 @@ PIP = $(VENV)/bin/pip install -c constraints.txt
 export HYPOTHESIS_PROFILE ?= ci
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: env test lint demo bench clean
+.PHONY: env test lint docs demo bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(PIP) -q --upgrade pip
-	$(PIP) -q -e ".[test,triton]"
+	$(PIP) -q -e ".[test,triton,docs]"
 	touch $@
 
 env: $(VENV)/.installed
@@ -18,7 +18,10 @@ env: $(VENV)/.installed
 lint: env
 	$(VENV)/bin/ruff check condprob crf tpp diagrams tests benchmarks
 
-test: lint
+docs: env
+	$(VENV)/bin/mkdocs build --strict --quiet
+
+test: lint docs
 	$(VENV)/bin/python -m pytest -n 2 -q
 
 demo: env
