@@ -1,0 +1,185 @@
+"""`LinearChainCRF`: a linear-chain CRF over label sequences on the core's chain engine.
+
+    p(y | x) = exp(start[y_1] + sum_t (emit[t, y_t] + trans[y_{t-1}, y_t]) + end[y_n]) / Z(x)
+
+Emissions (*batch, T, L) come from any encoder. Masks may be any pattern (right or left padding,
+holes): masked positions are skipped. Every quantity is exact: log_prob, log_partition,
+marginals, Viterbi, k-best, exact samples, entropy, and the likelihood of partial labels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from condprob import chain as ch
+from condprob.errors import ValidationError
+from crf.distribution import CRFDistribution
+
+REDUCTIONS = ("none", "sum", "mean", "token_mean")
+
+
+class LinearChainCRF(nn.Module):
+    """A linear-chain CRF with learned transition, start and end scores.
+
+    Args:
+        labels: the number of labels or their names.
+        init_scale: transition/start/end scores start uniform in [-init_scale, init_scale].
+    """
+
+    def __init__(self, labels: int | Sequence[str], init_scale: float = 0.1):
+        super().__init__()
+        if isinstance(labels, int):
+            if labels < 1:
+                raise ValidationError(f"the number of labels must be positive, got {labels}")
+            labels = [str(i) for i in range(labels)]
+        self.labels = list(labels)
+        if not self.labels or len(set(self.labels)) != len(self.labels):
+            raise ValidationError(f"labels must be a non-empty list of distinct names, got "
+                                  f"{self.labels}")
+        n = len(self.labels)
+        self.transitions = nn.Parameter(torch.empty(n, n))
+        self.start = nn.Parameter(torch.empty(n))
+        self.end = nn.Parameter(torch.empty(n))
+        for p in (self.transitions, self.start, self.end):
+            nn.init.uniform_(p, -init_scale, init_scale)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    # Inputs ---------------------------------------------------------------------------------
+    def _check(self, emissions: Tensor, mask: Tensor | None) -> None:
+        if not isinstance(emissions, Tensor) or emissions.dim() < 2:
+            raise ValidationError("emissions must be a tensor of shape (*batch, T, num_labels)")
+        if emissions.shape[-1] != self.num_labels:
+            raise ValidationError(f"emissions have {emissions.shape[-1]} labels in the last "
+                                  f"dimension, the CRF has {self.num_labels}")
+        if mask is not None and (mask.dtype != torch.bool or mask.shape != emissions.shape[:-1]):
+            raise ValidationError(f"mask must be a bool tensor of shape "
+                                  f"{tuple(emissions.shape[:-1])}, got {mask.dtype} "
+                                  f"{tuple(mask.shape)}")
+
+    def _check_tags(self, emissions: Tensor, tags: Tensor, mask: Tensor | None) -> Tensor:
+        if tags.shape != emissions.shape[:-1]:
+            raise ValidationError(f"tags must have shape {tuple(emissions.shape[:-1])}, got "
+                                  f"{tuple(tags.shape)}")
+        keep = torch.ones_like(tags, dtype=torch.bool) if mask is None else mask
+        bad = keep & ((tags < 0) | (tags >= self.num_labels))
+        if bool(bad.any()):
+            raise ValidationError(f"tags must lie in [0, {self.num_labels}) at unmasked positions")
+        return tags.long()
+
+    def label_chain(self, emissions: Tensor, mask: Tensor | None = None) -> ch.Chain:
+        """The chain over labels (no constraint)."""
+        self._check(emissions, mask)
+        dt = emissions.dtype
+        return ch.Chain(emissions, self.transitions.to(dt), self.start.to(dt), self.end.to(dt),
+                        mask)
+
+    def chain(self, emissions: Tensor, mask: Tensor | None = None,
+              allowed: Tensor | None = None) -> ch.Chain:
+        """The chain the model's distribution lives on; `allowed` (*batch, T, L) bool restricts
+        the labels of each position."""
+        c = self.label_chain(emissions, mask)
+        if allowed is None:
+            return c
+        return ch.Chain(emissions.masked_fill(~allowed, float("-inf")), c.pairwise, c.start,
+                        c.end, mask)
+
+    def _to_labels(self, states: Tensor) -> Tensor:
+        return states
+
+    def _to_label_marginals(self, marginals: Tensor) -> Tensor:
+        return marginals
+
+    def _outside(self, tags: Tensor, mask: Tensor | None) -> Tensor:
+        """(*batch,) bool: gold sequences the model gives probability zero by construction."""
+        return torch.zeros(tags.shape[:-1], dtype=torch.bool, device=tags.device)
+
+    # Densities ------------------------------------------------------------------------------
+    def log_partition(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """log Z(x), shape (*batch,)."""
+        return ch.log_partition(self.chain(emissions, mask))
+
+    def score(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The unnormalised log-score of label sequences (*batch, T); -inf if not allowed."""
+        tags = self._check_tags(emissions, tags, mask)
+        s = ch.score(self.label_chain(emissions, mask), tags)
+        return s.masked_fill(self._outside(tags, mask), float("-inf"))
+
+    def log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
+        """log p(tags | x), shape (*batch,); exactly -inf for impossible sequences."""
+        return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
+
+    def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None,
+            reduction: str = "mean") -> Tensor:
+        """Negative log-likelihood with reduction none (per sequence), sum, mean (over
+        sequences) or token_mean (over unmasked tokens). Raises ValidationError when a gold
+        sequence has probability zero (use `log_prob` to get -inf instead)."""
+        if reduction not in REDUCTIONS:
+            raise ValidationError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        tags = self._check_tags(emissions, tags, mask)
+        outside = self._outside(tags, mask)
+        if bool(outside.any()):
+            raise ValidationError(
+                f"gold sequence(s) at flattened batch index "
+                f"{outside.reshape(-1).nonzero().flatten().tolist()} lie outside the model's "
+                "language (probability zero); fix the data or the constraint")
+        loss = -self.log_prob(emissions, tags, mask)
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        if reduction == "mean":
+            return loss.mean()
+        tokens = tags.numel() if mask is None else mask.sum()
+        return loss.sum() / tokens
+
+    forward = nll
+
+    def partial_log_likelihood(self, emissions: Tensor, allowed: Tensor,
+                               mask: Tensor | None = None) -> Tensor:
+        """log p(y_t in allowed_t for all t | x) for label sets allowed (*batch, T, L) bool:
+        the marginal likelihood of partially labelled sequences."""
+        if allowed.dtype != torch.bool or allowed.shape != emissions.shape:
+            raise ValidationError(f"allowed must be a bool tensor of shape "
+                                  f"{tuple(emissions.shape)}, got {allowed.dtype} "
+                                  f"{tuple(allowed.shape)}")
+        return (ch.log_partition(self.chain(emissions, mask, allowed))
+                - self.log_partition(emissions, mask))
+
+    # Inference ------------------------------------------------------------------------------
+    def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """p(y_t = l | x), shape (*batch, T, L); zero at masked positions."""
+        return self._to_label_marginals(ch.marginals(self.chain(emissions, mask)))
+
+    def decode(self, emissions: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Viterbi: (log-score of the best sequence (*batch,), labels (*batch, T) with -1 at
+        masked positions)."""
+        best, states = ch.viterbi(self.chain(emissions, mask))
+        return best, self._to_labels(states)
+
+    def top_k(self, emissions: Tensor, k: int, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The k best distinct sequences: (scores (k, *batch), labels (k, *batch, T)); missing
+        ones (fewer than k sequences) have score -inf and labels -1."""
+        scores, states = ch.kbest(self.chain(emissions, mask), k)
+        return scores, self._to_labels(states)
+
+    def sample(self, emissions: Tensor, num_samples: int = 1, mask: Tensor | None = None,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Exact samples (num_samples, *batch, T), -1 at masked positions."""
+        return self._to_labels(ch.sample(self.chain(emissions, mask), num_samples, generator))
+
+    def entropy(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The entropy of p(y | x) in nats, shape (*batch,)."""
+        return ch.entropy(self.chain(emissions, mask))
+
+    def distribution(self, emissions: Tensor, mask: Tensor | None = None) -> CRFDistribution:
+        """p(y | x) as a torch/Pyro distribution (`crf.CRFDistribution`)."""
+        return CRFDistribution(self, emissions, mask)
+
+    def extra_repr(self) -> str:
+        return f"labels={self.num_labels}"
