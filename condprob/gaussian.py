@@ -64,6 +64,12 @@ def _eps_scale(dtype: torch.dtype) -> float:
     return torch.finfo(dtype).eps
 
 
+def _psd_within(q: torch.Tensor, tol: float) -> bool:
+    """q >= -tol I, checked by a Cholesky factorisation of q + 2 tol I (no eigendecomposition)."""
+    shifted = q + 2 * tol * torch.eye(len(q), dtype=q.dtype)
+    return int(torch.linalg.cholesky_ex(shifted)[1]) == 0
+
+
 def _factor_slices(space: Space) -> list[slice]:
     out, start = [], 0
     for f in space.factors:
@@ -159,7 +165,7 @@ class LinearGaussian(Morphism):
         tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
         if float((q - q.T).abs().max()) > tol:
             raise ValidationError("covariance is not symmetric")
-        if n and self._pd_factor() is None and float(torch.linalg.eigvalsh(q).min()) < -tol:
+        if n and self._pd_factor() is None and not _psd_within(q, tol):
             raise ValidationError("covariance is not positive semi-definite")
 
     @classmethod
