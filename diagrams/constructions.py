@@ -12,6 +12,9 @@ and to the computed result. `Equation.check()` evaluates both sides; `Equation.d
 - Jeffrey update:      sigma' = tau ; d                                       (d = c-dagger)
 - exact conditioning:  normalise(omega ; (id_X @ [Y = y])) = y ; c            (c = omega's
                        conditional of X given Y, evaluated at the point y)
+
+Disintegration, inversion and Jeffrey's update take finite or Gaussian kernels; Pearl's update and
+exact conditioning on a point are drawn with predicates, so they take finite kernels.
 """
 
 from __future__ import annotations
@@ -21,8 +24,9 @@ from typing import Any
 
 from condprob.conditioning import disintegrate, invert, jeffrey, update
 from condprob.errors import SpaceMismatchError, ValidationError
-from condprob.finite import Kernel, State
 from condprob.finite import Predicate as KernelPredicate
+from condprob.finite import State
+from condprob.protocol import Morphism
 from condprob.spaces import FactorKey, Unit
 from diagrams.semantics import Interpretation, same_kernel
 from diagrams.syntax import Box, Copy, Diagram, Discard, Id, Permute, Predicate
@@ -38,7 +42,7 @@ class Equation:
     rhs: Diagram
     interpretation: Interpretation
 
-    def sides(self) -> tuple[Kernel, Kernel]:
+    def sides(self) -> tuple[Morphism, Morphism]:
         """Both sides evaluated to kernels."""
         return self.interpretation(self.lhs), self.interpretation(self.rhs)
 
@@ -62,13 +66,19 @@ class Equation:
         return fig
 
 
-def _state(s: Any, what: str) -> State:
+def _state(s: Any, what: str) -> Any:
+    if not isinstance(s, Morphism) or not s.is_state:
+        raise TypeError(f"{what} must be a state (a condprob.State or Gaussian), got {s!r}")
+    return s
+
+
+def _finite_state(s: Any, what: str) -> State:
     if not isinstance(s, State):
         raise TypeError(f"{what} must be a condprob.State, got {type(s).__name__}")
     return s
 
 
-def disintegration(joint: State, along: FactorKey | tuple[FactorKey, ...] = 0) -> Equation:
+def disintegration(joint: Morphism, along: FactorKey | tuple[FactorKey, ...] = 0) -> Equation:
     """Disintegrate a joint state along some factors: joint = marginal ; copy ; (id @ c)."""
     joint = _state(joint, "the joint")
     keys = (along,) if isinstance(along, int | str) else tuple(along)
@@ -88,7 +98,7 @@ def disintegration(joint: State, along: FactorKey | tuple[FactorKey, ...] = 0) -
     return Equation("disintegration", omega, rhs, Interpretation(meaning))
 
 
-def bayesian_inversion(prior: State, channel: Kernel) -> Equation:
+def bayesian_inversion(prior: Morphism, channel: Morphism) -> Equation:
     """The Bayesian inverse d of c w.r.t. sigma: <id, c> sigma = swap <id, d> (sigma ; c)."""
     prior = _state(prior, "the prior")
     if prior.cod != channel.dom:
@@ -103,7 +113,7 @@ def bayesian_inversion(prior: State, channel: Kernel) -> Equation:
 
 def pearl_update(state: State, predicate: KernelPredicate) -> Equation:
     """Pearl's update sigma|p as the normalised diagram sigma ; copy ; (id @ p)."""
-    state = _state(state, "the state")
+    state = _finite_state(state, "the state")
     if not isinstance(predicate, KernelPredicate):
         raise TypeError(f"the evidence must be a condprob.Predicate, got {type(predicate).__name__}")
     X = state.cod
@@ -113,7 +123,7 @@ def pearl_update(state: State, predicate: KernelPredicate) -> Equation:
     return Equation("Pearl update", lhs, rhs, Interpretation(meaning))
 
 
-def jeffrey_update(prior: State, channel: Kernel, evidence: State) -> Equation:
+def jeffrey_update(prior: Morphism, channel: Morphism, evidence: Morphism) -> Equation:
     """Jeffrey's update with soft evidence tau on Y: sigma' = tau ; c-dagger."""
     prior, evidence = _state(prior, "the prior"), _state(evidence, "the evidence")
     X, Y = channel.dom, channel.cod
@@ -131,7 +141,7 @@ def exact_conditioning(joint: State, observe: FactorKey, value: Any) -> Equation
 
     normalise(omega ; (id_X @ [Y = y])) = y ; c, with c : Y -> X the disintegration along Y.
     """
-    joint = _state(joint, "the joint")
+    joint = _finite_state(joint, "the joint")
     (yi,) = joint.cod.factor_indices(observe)
     xs = tuple(i for i in range(joint.cod.ndim) if i != yi)
     if not xs:

@@ -15,7 +15,7 @@ predicates when a row has mass zero. The contraction order is chosen by opt_eins
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -24,10 +24,11 @@ import opt_einsum
 import torch
 
 from condprob import backend as B
+from condprob import finite, gaussian
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
 from condprob.finite import Kernel, Predicate, State
 from condprob.protocol import Morphism
-from condprob.spaces import Space, Unit
+from condprob.spaces import Space, Unit, product
 from diagrams.syntax import Box, Diagram
 
 Meaning = Morphism | Predicate
@@ -102,15 +103,11 @@ class Interpretation:
             raise SpaceMismatchError(f"domain of box {box.name!r}", box.box_dom, m.dom)
         if m.cod != box.box_cod:
             raise SpaceMismatchError(f"codomain of box {box.name!r}", box.box_cod, m.cod)
-        if not isinstance(m, Kernel):
-            raise TypeError(
-                f"box {box.name!r} is interpreted by {type(m).__name__}; diagram evaluation "
-                "supports finite kernels (condprob.Kernel, condprob.State)")
         if m.batch_shape:
             raise ValidationError(
                 f"box {box.name!r} has batch shape {m.batch_shape}; diagrams evaluate unbatched "
                 "kernels")
-        if box.deterministic and not bool(np.all(np.asarray(
+        if box.deterministic and isinstance(m, Kernel) and not bool(np.all(np.asarray(
                 B.zero_mask(m.array) | B.zero_mask(m.array - 1)))):
             raise ValidationError(
                 f"box {box.name!r} is declared deterministic but its kernel is not 0/1")
@@ -167,8 +164,21 @@ class Interpretation:
             value = np.asarray(value, dtype=object)
         return value.reshape(d.dom.size, d.cod.size)
 
-    def __call__(self, d: Diagram) -> Kernel:
-        """The kernel a diagram denotes; with predicates, the rows are normalised (conditioned)."""
+    def __call__(self, d: Diagram, method: str = "auto") -> Morphism:
+        """The kernel a diagram denotes; with predicates, the rows are normalised (conditioned).
+
+        Finite diagrams are contracted as tensor networks (`method="contract"`); diagrams of other
+        kernels (Gaussian) are composed layer by layer with the core's `>>`, `@` and structural
+        kernels (`method="compose"`, also available for finite kernels).
+        """
+        if not isinstance(d, Diagram):
+            raise TypeError(f"an interpretation evaluates diagrams, got {type(d).__name__}")
+        if method not in ("auto", "contract", "compose"):
+            raise ValueError(f"method must be 'auto', 'contract' or 'compose', got {method!r}")
+        finite = d.dom.is_finite and d.cod.is_finite and all(
+            isinstance(self.meaning(b), Kernel | Predicate) for b, _, _ in d.boxes)
+        if method == "compose" or not finite:
+            return self._compose(d)
         a = self.array(d)
         if not d.is_causal:
             mass = B.total(a, -1)
@@ -185,33 +195,96 @@ class Interpretation:
             return State(a[0], d.cod, validate=False)
         return Kernel(a, d.dom, d.cod, validate=False)
 
+    def _kit(self, d: Diagram) -> tuple[Any, dict[str, Any]]:
+        """The structural kernels (identity, copy, projection) of the kind of d's boxes."""
+        meanings = {b.name: self.meaning(b) for b, _, _ in d.boxes}
+        preds = [n for n, m in meanings.items() if isinstance(m, Predicate)]
+        if preds:
+            raise TypeError(f"predicates {preds} are evaluated by contraction (finite kernels)")
+        if all(isinstance(m, Kernel) for m in meanings.values()) and (
+                meanings or all(t.is_finite for t in d.types)):
+            return finite, {"exact": self.exact}
+        if all(isinstance(m, gaussian.LinearGaussian) for m in meanings.values()) and (
+                meanings or all(t.is_euclidean for t in d.types)):
+            return gaussian, {"dtype": torch.float64}
+        kinds = sorted({f"{n}: {type(m).__name__}" for n, m in meanings.items()})
+        raise TypeError(f"cannot evaluate a diagram mixing kinds of kernels ({', '.join(kinds)}); "
+                        "use finite or Gaussian kernels throughout")
+
+    def _compose(self, d: Diagram) -> Morphism:
+        """Evaluate layer by layer: route the wires, then (identity @ box), with the core's `>>`."""
+        kit, opts = self._kit(d)
+        last_use: dict[int, int] = {}
+        for k, (_, ins, _) in enumerate(d.boxes):
+            for w in ins:
+                last_use[w] = k
+        for w in d.outputs:
+            last_use[w] = len(d.boxes)
+        result: Morphism | None = None
+        cur = list(d.inputs)
+
+        def route(target: list[int]) -> None:
+            nonlocal result, cur
+            if target == cur:
+                return
+            step = _routing(kit, opts, [d.types[w] for w in cur], cur, target)
+            result = step if result is None else result >> step
+            cur = list(target)
+
+        for k, (b, ins, outs) in enumerate(d.boxes):
+            keep = [w for w in dict.fromkeys(cur) if last_use.get(w, -1) > k]
+            route(keep + list(ins))
+            m = self.meaning(b)
+            if keep:
+                m = kit.identity(product(*(d.types[w] for w in keep)), **opts) @ m
+            result = m if result is None else result >> m
+            cur = keep + list(outs)
+        route(list(d.outputs))
+        if result is None:  # an identity wiring
+            return kit.identity(d.dom, **opts)
+        return result
+
     def validity(self, d: Diagram) -> B.Array:
         """The mass of each row before normalising: the probability of the predicates per input."""
         return B.total(self.array(d), -1)
 
-    def equal(self, lhs: Diagram, rhs: Diagram, atol: float = 1e-10,
-              support: Iterable[bool] | None = None) -> bool:
-        """Semantic equality: the two diagrams denote the same kernel (exactly, or within atol).
-
-        `support` restricts the comparison to some inputs (almost-everywhere equalities).
-        """
+    def equal(self, lhs: Diagram, rhs: Diagram, atol: float = 1e-10) -> bool:
+        """Semantic equality: the two diagrams denote the same kernel (exactly, or within atol)."""
         if lhs.dom != rhs.dom or lhs.cod != rhs.cod:
             raise SpaceMismatchError("comparing diagrams", lhs.dom.__matmul__(lhs.cod),
                                      rhs.dom.__matmul__(rhs.cod))
-        return same_kernel(self(lhs), self(rhs), atol, support)
+        return same_kernel(self(lhs), self(rhs), atol)
 
 
-def same_kernel(a: Kernel, b: Kernel, atol: float = 1e-10,
-                support: Iterable[bool] | None = None) -> bool:
-    """Whether two finite kernels agree: exactly when both are exact, else within atol."""
-    x, y = a.array, b.array
-    if support is not None:
-        rows = np.flatnonzero(np.asarray(list(support), dtype=bool))
-        x, y = x[..., rows, :], y[..., rows, :]
-    if B.is_exact(x) and B.is_exact(y):
-        return B.equal(x, y)
-    fx, fy = B.to_float(x), B.to_float(y)
-    return fx.shape == fy.shape and (fx.numel() == 0 or (fx - fy).abs().max().item() <= atol)
+def same_kernel(a: Morphism, b: Morphism, atol: float = 1e-10) -> bool:
+    """Whether two kernels agree: exactly when both are exact, else within atol (same kind)."""
+    if isinstance(a, Kernel) != isinstance(b, Kernel) or not hasattr(a, "allclose"):
+        raise TypeError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
+    return bool(a.allclose(b, atol=atol))
+
+
+def _routing(kit: Any, opts: dict[str, Any], types: list[Space], cur: list[int],
+             target: list[int]) -> Morphism:
+    """The structural kernel from wires `cur` to wires `target` (copies, discards, permutes)."""
+    needed = {w: target.count(w) for w in cur}
+    parts, expanded = [], []
+    for t, w in zip(types, cur, strict=True):
+        n = max(needed[w], 1)
+        part = kit.identity(t, **opts)
+        for _ in range(1, n):
+            part = kit.copy(t, **opts) >> (kit.identity(t, **opts) @ part)
+        parts.append(part)
+        expanded += [w] * n
+    step = parts[0]
+    for part in parts[1:]:
+        step = step @ part
+    taken: dict[int, int] = {}
+    keys = []
+    for w in target:
+        pos = [i for i, v in enumerate(expanded) if v == w][taken.get(w, 0)]
+        taken[w] = taken.get(w, 0) + 1
+        keys.append(pos)
+    return step >> kit.projection(step.cod, *keys, **opts)
 
 
 def evaluate(d: Diagram, assignment: Mapping[str | Box, Meaning] | Interpretation) -> Kernel:

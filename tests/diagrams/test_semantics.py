@@ -132,10 +132,12 @@ def test_interpretation_errors(spaces, model):
         Interpretation({"c": batched})(Box("c", X, Y))
 
 
-def test_non_finite_wires_are_refused():
+def test_contraction_needs_finite_wires():
     R = cp.Euclidean(1, name="R")
     with pytest.raises(TypeError, match="non-finite"):
-        Interpretation({})(Id(R))
+        Interpretation({}).array(Id(R))
+    with pytest.raises(TypeError, match="evaluates diagrams"):
+        Interpretation({}).array("d")
 
 
 def test_reused_box_name_is_refused(spaces):
