@@ -5,8 +5,10 @@ methods (`Temperature`, `TopK`, `TopP`, `MinP`, `Typical`, `Eta`, `Epsilon`) are
 transformations, and `sample_filtered` draws from the filtered law without sorting. Gumbel tricks
 (`gumbel_max`, `posterior_gumbel`, `counterfactual`, `gumbel_topk`, `stochastic_beam_search`),
 conditional Poisson sampling and beam search with Horvitz-Thompson estimators, and speculative
-sampling (single and multi-draft) complete the sampling toolbox. `symspell_bigram()` is a real
-offline word model.
+sampling (single and multi-draft) complete the sampling toolbox. Regular languages constrain
+generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
+decoding), `ConditionedBigram` (exact conditioning of finite-state models) and `smc` (importance
+weights and resampling for any model). `symspell_bigram()` is a real offline word model.
 """
 
 from condprob.lm.cpsbs import (
@@ -39,11 +41,20 @@ from condprob.lm.gumbel import (
 )
 from condprob.lm.kernel import PrefixSpace, SequenceKernel, TokenKernel
 from condprob.lm.models import BigramLM, symspell_bigram
+from condprob.lm.regex import (
+    ConditionedBigram,
+    SMCResult,
+    TokenIndex,
+    char_dfa,
+    constrain,
+    smc,
+)
 from condprob.lm.sampling import sample_filtered, sample_sorted
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
-    "Beam", "BigramLM", "CPBeam", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
+    "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "SMCResult", "TokenIndex", "char_dfa",
+    "constrain", "smc", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
     "SequenceKernel", "Temperature", "TokenKernel", "TopK", "TopP", "Typical",
     "conditional_poisson_sample", "counterfactual", "cp_beam_search", "entropy", "gumbel_max",
     "gumbel_topk", "horvitz_thompson", "inclusion_probabilities", "log_normaliser",

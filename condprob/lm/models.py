@@ -78,6 +78,12 @@ class BigramLM(torch.nn.Module):
             return self.initial.log().expand(prefix.shape[0], -1).clone()
         return self.probs_after(prefix[:, -1]).log()
 
+    def matmul(self, x: torch.Tensor) -> torch.Tensor:
+        """P @ x for the transition matrix P (V, V) and x (V, K), without forming P."""
+        rows = torch.repeat_interleave(torch.arange(self.vocab_size), self.crow.diff())
+        out = self.base.unsqueeze(-1) * (self.unigram @ x)
+        return out.index_add_(0, rows, self.val.unsqueeze(-1) * x[self.col])
+
     def transition_matrix(self) -> torch.Tensor:
         """The dense (V, V) transition matrix (only for V <= 4096)."""
         if self.vocab_size > DENSE_LIMIT:

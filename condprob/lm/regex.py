@@ -1,0 +1,305 @@
+"""Regular-language constraints for language models: token indexes, masked decoding, exact
+conditioning of bigram models, and sequential Monte Carlo for any model.
+
+- `char_dfa(pattern, chars)`: a character regular expression (Python-style syntax, parsed by
+  interegular) as a `condprob.automata.DFA` over the characters `chars`.
+- `TokenIndex`: the token-level automaton, next[q, v] = the state after reading token v's string
+  from state q (`NO_STATE` where it leaves the language). It is built by walking a vocabulary trie
+  level by level for all automaton states at once: the trie is formed by deduplicating
+  (parent node, character) pairs at each depth, and each level is one gather over the states.
+- `constrain(kernel, index)`: masked decoding (local masking: the model's law restricted to the
+  tokens that keep the text completable, renormalised). For a neural model this is not the law of
+  the model conditioned on the language; `smc` corrects it with importance weights.
+- `ConditionedBigram`: exact conditioning of a bigram model on "the generated text lies in the
+  language" by backward filtering on the product (last token, automaton state):
+  beta_n(v, q) = P(accept within n more tokens | v, q), and next-token laws
+  P(w | v, q, accept) proportional to P(w | v) beta_{n-1}(w, next[q, w]).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import interegular
+import torch
+
+from condprob.automata import DFA, NO_STATE
+from condprob.errors import ConditioningError, ValidationError
+from condprob.lm.filters import NEG_INF
+from condprob.lm.kernel import TokenKernel, as_prefix
+from condprob.lm.models import BigramLM
+
+
+def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
+    """The minimal DFA over the characters `chars` of a character-level regular expression."""
+    chars = tuple(dict.fromkeys(chars))
+    try:
+        fsm = interegular.parse_pattern(pattern).to_fsm()
+    except Exception as err:  # interegular raises several private error types
+        raise ValidationError(f"malformed pattern {pattern!r}: {err}") from err
+    keys = {c: fsm.alphabet[c] for c in chars}
+    transitions = {(q, c): row[keys[c]] for q, row in fsm.map.items() for c in chars
+                   if keys[c] in row}
+    states = {fsm.initial} | {q for q, _ in transitions} | set(transitions.values())
+    return DFA.from_transitions(chars, transitions, fsm.initial, set(fsm.finals) & states)
+
+
+class TokenIndex:
+    """Token-level automaton: `next_state` (S, V), `accepting` (S,) and `start`.
+
+    `eos` (optional) is the token that ends the text: allowed exactly in accepting states, where
+    it leads to the absorbing state `done` = S (all further tokens are eos).
+    """
+
+    def __init__(self, next_state: torch.Tensor, accepting: torch.Tensor, start: int,
+                 eos: int | None = None):
+        self.next_state = next_state
+        self.accepting = accepting
+        self.start = start
+        self.eos = eos
+
+    @classmethod
+    def from_dfa(cls, dfa: DFA, tokens: Sequence[str], eos: int | None = None) -> TokenIndex:
+        """Walk the vocabulary trie of the token strings through a character-level `dfa`."""
+        if not dfa.accepting:
+            raise ConditioningError("the regular language", "it is empty")
+        n_sym = len(dfa.symbols)
+        codes = [[dfa.index.get(c, n_sym) for c in tok] for tok in tokens]
+        lengths = torch.tensor([len(c) for c in codes], dtype=torch.long)
+        width = int(lengths.max()) if codes else 0
+        chars = torch.full((len(codes), max(width, 1)), n_sym, dtype=torch.long)
+        for i, c in enumerate(codes):
+            chars[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        s = dfa.num_states
+        sink = s
+        table = torch.full((s + 1, n_sym + 1), sink, dtype=torch.long)
+        table[:s, :n_sym] = torch.where(dfa.table == NO_STATE, sink, dfa.table)
+        state = torch.arange(s + 1).unsqueeze(-1).expand(-1, len(codes)).clone()
+        node = torch.zeros(len(codes), dtype=torch.long)
+        level_state = torch.arange(s + 1).unsqueeze(-1)
+        for d in range(width):
+            live = lengths > d
+            keys = node[live] * (n_sym + 1) + chars[live, d]
+            uniq, inverse = torch.unique(keys, return_inverse=True)
+            parent, char = uniq // (n_sym + 1), uniq % (n_sym + 1)
+            level_state = table[level_state[:, parent], char]
+            node = node.clone()
+            node[live] = inverse
+            state[:, live] = level_state[:, inverse]
+        nxt = torch.where(state[:s] == sink, NO_STATE, state[:s])
+        nxt[:, lengths == 0] = NO_STATE
+        accepting = torch.zeros(s, dtype=torch.bool)
+        accepting[list(dfa.accepting)] = True
+        if eos is not None:
+            nxt[:, eos] = torch.where(accepting, s, NO_STATE)
+        return cls(nxt, accepting, dfa.start, eos)
+
+    @classmethod
+    def from_regex(cls, pattern: str, tokens: Sequence[str], eos: int | None = None
+                   ) -> TokenIndex:
+        """The index of a character regular expression over the token strings `tokens`."""
+        chars = sorted({c for t in tokens for c in t})
+        return cls.from_dfa(char_dfa(pattern, chars), tokens, eos)
+
+    @classmethod
+    def from_token_regex(cls, pattern: str, tokens: Sequence[str], eos: int | None = None
+                         ) -> TokenIndex:
+        """The index of a regular expression whose atoms are whole tokens (automata syntax)."""
+        symbols = [t for i, t in enumerate(tokens) if i != eos]
+        dfa = DFA.from_regex(pattern, symbols)
+        if not dfa.accepting:
+            raise ConditioningError(f"the language of {pattern!r}", "it is empty")
+        cols = [i for i in range(len(tokens)) if i != eos]
+        nxt = torch.full((dfa.num_states, len(tokens)), NO_STATE, dtype=torch.long)
+        nxt[:, cols] = dfa.table
+        accepting = torch.zeros(dfa.num_states, dtype=torch.bool)
+        accepting[list(dfa.accepting)] = True
+        if eos is not None:
+            nxt[:, eos] = torch.where(accepting, dfa.num_states, NO_STATE)
+        return cls(nxt, accepting, dfa.start, eos)
+
+    @property
+    def num_states(self) -> int:
+        return self.next_state.shape[0]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.next_state.shape[1]
+
+    def allowed(self) -> torch.Tensor:
+        """(S + 1, V) mask of the tokens allowed in each state (row S: after eos, only eos)."""
+        done = torch.zeros(1, self.vocab_size, dtype=torch.bool)
+        if self.eos is not None:
+            done[0, self.eos] = True
+        return torch.cat([self.next_state != NO_STATE, done])
+
+    def run(self, tokens: torch.Tensor) -> torch.Tensor:
+        """States after reading token sequences (B, T): NO_STATE if they left the language,
+        S once eos was read."""
+        q = torch.full((tokens.shape[0],), self.start, dtype=torch.long)
+        ext = torch.cat([self.next_state, torch.full((1, self.vocab_size), NO_STATE)])
+        if self.eos is not None:
+            ext[-1, self.eos] = self.num_states
+        for t in range(tokens.shape[1]):
+            q = torch.where(q == NO_STATE, q, ext[q.clamp(min=0), tokens[:, t]])
+        return q
+
+    def accepts(self, tokens: torch.Tensor | Sequence) -> torch.Tensor:
+        """Whether each token sequence (B, T) is a text of the language (ended by eos if any)."""
+        q = self.run(as_prefix(tokens, self.vocab_size))
+        if self.eos is not None:
+            return q == self.num_states
+        acc = torch.cat([self.accepting, torch.zeros(1, dtype=torch.bool)])
+        return acc[q]
+
+
+def constrain(kernel: TokenKernel, index: TokenIndex, prompt_len: int = 0) -> TokenKernel:
+    """Masked decoding: the kernel's law restricted to the tokens the index allows after the
+    tokens generated past the first `prompt_len` ones, renormalised."""
+    if index.vocab_size != kernel.vocab_size:
+        raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
+                              f"{kernel.vocab_size}")
+    allowed = index.allowed()
+
+    def model(prefix: torch.Tensor) -> torch.Tensor:
+        q = index.run(prefix[:, prompt_len:])
+        if (q == NO_STATE).any():
+            raise ConditioningError("a prefix outside the language", "no continuation is allowed")
+        return kernel.logits(prefix).masked_fill(~allowed[q], NEG_INF)
+
+    return TokenKernel(model, list(kernel.vocab.labels), kernel.eos)
+
+
+class ConditionedBigram:
+    """A bigram kernel conditioned exactly on "the next tokens form a text of the language".
+
+    Without eos the event is: the next `max_len` tokens are a string of the language. With eos:
+    eos comes within `max_len` tokens and the tokens before it are a string of the language.
+    `log_prob_event` is log P(event | prompt); `kernel()` is the conditioned next-token kernel.
+    """
+
+    def __init__(self, kernel: TokenKernel, index: TokenIndex, max_len: int):
+        if not isinstance(kernel.model, BigramLM):
+            raise TypeError("exact conditioning needs a finite-state model (a BigramLM kernel); "
+                            "for other models use condprob.lm.regex.smc")
+        if index.vocab_size != kernel.vocab_size or index.eos != kernel.eos:
+            raise ValidationError("the index must share the kernel's vocabulary and eos")
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
+            raise ValidationError(f"max_len must be a positive integer, got {max_len!r}")
+        self.base, self.index, self.max_len = kernel, index, max_len
+        self.bigram: BigramLM = kernel.model
+        self.beta = self._backward()
+
+    def _backward(self) -> torch.Tensor:
+        """beta[n, v, q] for n = 0..max_len; q ranges over the states and `done` (= S)."""
+        idx, m = self.index, self.bigram
+        s = idx.num_states
+        nxt = idx.next_state
+        beta = torch.zeros(self.max_len + 1, m.vocab_size, s + 1, dtype=torch.float64)
+        if idx.eos is None:
+            beta[0, :, :s] = idx.accepting.double()
+        else:
+            beta[:, :, s] = 1.0
+        cols = nxt.clamp(min=0).T  # (V, S)
+        for n in range(1, self.max_len + 1):
+            gathered = beta[n - 1].gather(1, cols)  # (V, S): beta_{n-1}(w, next[q, w])
+            beta[n, :, :s] = m.matmul(torch.where(nxt.T == NO_STATE, 0.0, gathered))
+        return beta
+
+    def log_prob_event(self, prompt: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """log P(event | prompt) for each prompt (B, T) with T >= 1, exact."""
+        t = as_prefix(prompt, self.base.vocab_size)
+        if t.shape[1] < 1:
+            raise ValidationError("the prompt needs at least one token (the bigram context)")
+        return self.beta[self.max_len, t[:, -1], self.index.start].log()
+
+    def kernel(self, prompt_len: int = 1) -> TokenKernel:
+        """The conditioned next-token kernel for texts generated after a prompt of `prompt_len`
+        tokens (defined for up to max_len generated tokens)."""
+        idx, beta, m = self.index, self.beta, self.bigram
+        s = idx.num_states
+        nxt_ext = torch.cat([idx.next_state, torch.full((1, idx.vocab_size), NO_STATE)])
+        done_logits = torch.full((idx.vocab_size,), NEG_INF, dtype=torch.float64)
+        if idx.eos is not None:
+            nxt_ext[s, idx.eos] = s
+            done_logits[idx.eos] = 0.0
+
+        def model(prefix: torch.Tensor) -> torch.Tensor:
+            gen = prefix.shape[1] - prompt_len
+            if gen < 0 or gen >= self.max_len:
+                raise ValidationError(f"the conditioned kernel covers generated lengths "
+                                      f"[0, {self.max_len}), got {gen}")
+            q = idx.run(prefix[:, prompt_len:])
+            if (q == NO_STATE).any():
+                raise ConditioningError("a prefix outside the language", "it has probability 0")
+            nq = nxt_ext[q]  # (B, V)
+            remaining = self.max_len - gen - 1
+            w = beta[remaining][torch.arange(idx.vocab_size), nq.clamp(min=0)]
+            w = torch.where(nq == NO_STATE, 0.0, w)
+            logits = m.probs_after(prefix[:, -1]).log() + w.log()
+            if idx.eos is not None:
+                logits = torch.where((q == s).unsqueeze(-1), done_logits, logits)
+            if (logits == NEG_INF).all(-1).any():
+                raise ConditioningError("the language after this prefix", "it has probability 0")
+            return logits
+
+        return TokenKernel(model, list(self.base.vocab.labels), self.base.eos)
+
+    def sample(self, prompt: Sequence[int] | torch.Tensor,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Texts drawn from the conditioned law after each prompt: (B, T + max_len)."""
+        t = as_prefix(prompt, self.base.vocab_size)
+        if bool((self.log_prob_event(t) == NEG_INF).any()):
+            raise ConditioningError("the language", "it has probability zero after a prompt")
+        return self.kernel(t.shape[1]).steps(self.max_len).sample(t, generator)
+
+
+class SMCResult(NamedTuple):
+    """Particles (N, T), their normalised weights (N,) and the unbiased estimate of
+    log P(event) (the log of the product of the mean incremental weights)."""
+
+    particles: torch.Tensor
+    weights: torch.Tensor
+    log_evidence: torch.Tensor
+
+
+def smc(kernel: TokenKernel, index: TokenIndex, prompt: Sequence[int], max_len: int,
+        num_particles: int = 256, generator: torch.Generator | None = None) -> SMCResult:
+    """Sequential Monte Carlo for the kernel conditioned on the language (any model).
+
+    Proposal: the locally masked law; incremental weight: the model's mass on the tokens that keep
+    the text completable within the remaining steps (at the last step: tokens that complete it).
+    Multinomial resampling at every step. The event is that of `ConditionedBigram`.
+    """
+    if index.vocab_size != kernel.vocab_size:
+        raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
+                              f"{kernel.vocab_size}")
+    allowed = index.allowed()
+    s = index.num_states
+    if index.eos is not None:
+        last = torch.zeros_like(allowed)
+        last[:, index.eos] = allowed[:, index.eos]
+    else:
+        acc = torch.cat([index.accepting, torch.zeros(1, dtype=torch.bool)])
+        last = allowed.clone()
+        last[:s] &= acc[torch.where(index.next_state == NO_STATE, s, index.next_state)]
+    parts = as_prefix([list(prompt)] * num_particles, kernel.vocab_size)
+    log_z = torch.zeros((), dtype=torch.float64)
+    log_n = torch.log(torch.tensor(float(num_particles), dtype=torch.float64))
+    for step in range(max_len):
+        q = index.run(parts[:, len(prompt):])
+        mask = (last if step == max_len - 1 else allowed)[q]
+        lp = kernel.logits(parts).double().masked_fill(~mask, NEG_INF)
+        done = q == s
+        lp = torch.where(done.unsqueeze(-1), torch.where(mask, 0.0, NEG_INF), lp)
+        inc = torch.logsumexp(lp, -1)
+        log_z = log_z + torch.logsumexp(inc, 0) - log_n
+        if log_z == NEG_INF:
+            return SMCResult(parts, torch.zeros(num_particles, dtype=torch.float64), log_z)
+        pick = torch.multinomial(torch.softmax(inc, 0), num_particles, replacement=True,
+                                 generator=generator)
+        nxt = torch.multinomial(torch.softmax(lp[pick], -1), 1, generator=generator)
+        parts = torch.cat([parts[pick], nxt], -1)
+    weights = torch.full((num_particles,), 1.0 / num_particles, dtype=torch.float64)
+    return SMCResult(parts, weights, log_z)

@@ -1,0 +1,204 @@
+"""Token indexes, masked decoding, exact conditioning of bigram models on a regular language,
+and SMC, against brute-force enumeration and the core chain engine."""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+import torch
+
+from condprob import chain
+from condprob.automata import DFA, NO_STATE
+from condprob.errors import ConditioningError, ValidationError
+from condprob.lm.kernel import TokenKernel
+from condprob.lm.models import BigramLM
+from condprob.lm.regex import ConditionedBigram, TokenIndex, char_dfa, constrain, smc
+
+TOKENS = ["a", "b", "ab", "ba", "1", "a1", "x", "", "</s>"]
+EOS = 8
+PATTERN = r"(ab|b)+1?"
+
+
+def walk(dfa, q, s):
+    for c in s:
+        if c not in dfa.index or q == NO_STATE:
+            return NO_STATE
+        q = int(dfa.table[q, dfa.index[c]])
+    return q
+
+
+def test_index_equals_walking_every_token_from_every_state():
+    dfa = char_dfa(PATTERN, "ab1x")
+    idx = TokenIndex.from_dfa(dfa, TOKENS[:EOS])
+    for q in range(dfa.num_states):
+        for v, tok in enumerate(TOKENS[:EOS]):
+            want = walk(dfa, q, tok) if tok else NO_STATE
+            assert int(idx.next_state[q, v]) == want, (q, tok)
+
+
+def test_index_on_random_vocabularies_matches_python_re():
+    g = torch.Generator().manual_seed(0)
+    alphabet = "ab1-@."
+    vocab = sorted({"".join(alphabet[int(i)] for i in torch.randint(0, 6, (int(n),), generator=g))
+                    for n in torch.randint(1, 5, (300,), generator=g)})
+    pattern = r"[ab]+@[ab1]+\.(a|b1)"
+    idx = TokenIndex.from_regex(pattern, vocab)
+    rx = re.compile(pattern)
+    pairs = list(itertools.product(range(len(vocab)), repeat=2))
+    got = idx.accepts(torch.tensor(pairs)).tolist()
+    want = [bool(rx.fullmatch(vocab[a] + vocab[b])) for a, b in pairs]
+    assert got == want and any(want)
+
+
+def test_token_level_regex_index():
+    idx = TokenIndex.from_token_regex("a (b | ab)* x", TOKENS, eos=EOS)
+    assert idx.accepts([[0, 1, 2, 6, EOS]]).item()
+    assert not idx.accepts([[0, 1, 2, 6]]).item()
+    assert not idx.accepts([[1, 6, EOS]]).item()
+
+
+def bigram_kernel(eos=None, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = len(TOKENS)
+    t = torch.softmax(torch.randn(v, v, generator=g, dtype=torch.float64), -1)
+    if eos is not None:
+        t[eos] = 0.0
+        t[eos, eos] = 1.0
+    i = torch.softmax(torch.randn(v, generator=g, dtype=torch.float64), -1)
+    return TokenKernel(BigramLM.from_matrix(t, i), TOKENS, eos=eos)
+
+
+def brute_force(kernel, prompt, n, accept):
+    seqs = torch.tensor([[*prompt, *s] for s in itertools.product(range(len(TOKENS)), repeat=n)])
+    p = kernel.steps(n).log_prob(seqs, len(prompt)).exp()
+    ok = torch.tensor([bool(accept(s[len(prompt):])) for s in seqs.tolist()])
+    return seqs, p, ok
+
+
+def text_of(tokens):
+    out = []
+    for t in tokens:
+        if t == EOS:
+            return "".join(out), True
+        out.append(TOKENS[t])
+    return "".join(out), False
+
+
+def test_exact_conditioning_without_eos_equals_brute_force_and_the_chain_engine():
+    k = bigram_kernel()
+    idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + ["#"])
+    rx = re.compile(PATTERN)
+    n = 3
+    cond = ConditionedBigram(k, idx, n)
+    seqs, p, ok = brute_force(k, [4], n, lambda s: idx.accepts([s])[0])
+    assert all(bool(rx.fullmatch("".join(TOKENS[t] for t in s[1:]))) == bool(o)
+               for s, o in zip(seqs.tolist(), ok.tolist(), strict=True) if "" not in
+               [TOKENS[t] for t in s[1:]] and "</s>" not in [TOKENS[t] for t in s[1:]])
+    truth = p[ok].sum()
+    torch.testing.assert_close(cond.log_prob_event([[4]])[0].exp(), truth, atol=1e-14, rtol=0)
+    # the same number from the core chain engine on the product of the automaton with the chain
+    dfa = DFA.from_transitions(list(range(len(TOKENS))),
+                               {(q, v): int(r) for q in range(idx.num_states)
+                                for v, r in enumerate(idx.next_state[q].tolist()) if r >= 0},
+                               idx.start, [q for q in range(idx.num_states)
+                                           if idx.accepting[q]])
+    prod = dfa.product()
+    trans = k.model.transition_matrix().log()
+    unary, pair, start, end = prod.lift(torch.zeros(n, len(TOKENS), dtype=torch.float64), trans,
+                                        trans[4])
+    logz = chain.log_partition(chain.Chain(unary, pair, start, end))
+    torch.testing.assert_close(logz.exp(), truth, atol=1e-12, rtol=0)
+    # the conditioned kernel's sequence law is the brute-force conditional
+    ck = cond.kernel(prompt_len=1)
+    lp = ck.steps(n).log_prob(seqs[ok], 1).exp()
+    torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
+
+
+def test_exact_conditioning_with_eos_equals_brute_force(gtest):
+    k = bigram_kernel(eos=EOS)
+    idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + [""], eos=EOS)
+    rx = re.compile(PATTERN)
+    n = 4
+
+    def accept(s):
+        text, ended = text_of(s)
+        tail = s[s.index(EOS):] if EOS in s else []
+        return (ended and rx.fullmatch(text) is not None and all(t != 7 for t in s)
+                and all(t == EOS for t in tail))
+
+    seqs, p, ok = brute_force(k, [0], n, accept)
+    cond = ConditionedBigram(k, idx, n)
+    truth = p[ok].sum()
+    torch.testing.assert_close(cond.log_prob_event([[0]])[0].exp(), truth, atol=1e-14, rtol=0)
+    lp = cond.kernel(1).steps(n).log_prob(seqs[ok], 1).exp()
+    torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
+    draws = cond.sample(torch.zeros(4000, 1, dtype=torch.long), torch.Generator().manual_seed(0))
+    code = {tuple(s): i for i, s in enumerate(seqs[ok].tolist())}
+    idxs = torch.tensor([code[tuple(s)] for s in draws.tolist()])
+    assert gtest(idxs, p[ok] / truth) > 1e-3
+    # power: local masking samples from a different law
+    masked = constrain(k, idx, prompt_len=1).steps(n)
+    local = masked.log_prob(seqs[ok], 1).exp()
+    local_draws = masked.sample(torch.zeros(4000, 1, dtype=torch.long),
+                                torch.Generator().manual_seed(1))
+    assert not torch.allclose(local, p[ok] / truth, atol=1e-3)
+    keep = torch.tensor([tuple(s) in code for s in local_draws.tolist()])
+    idl = torch.tensor([code[tuple(s)] for s in local_draws[keep].tolist()])
+    assert gtest(idl, p[ok] / truth) < 1e-6
+
+
+@pytest.mark.slow
+def test_smc_estimates_the_probability_of_the_language():
+    k = bigram_kernel(eos=EOS)
+    idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + [""], eos=EOS)
+    truth = float(ConditionedBigram(k, idx, 4).log_prob_event([[0]])[0].exp())
+    g = torch.Generator().manual_seed(3)
+    ests = torch.stack([smc(k, idx, [0], 4, 64, g).log_evidence.exp() for _ in range(200)])
+    se = float(ests.std() / len(ests) ** 0.5)
+    assert abs(float(ests.mean()) - truth) < 4 * se + 1e-12
+    res = smc(k, idx, [0], 4, 64, g)
+    assert idx.accepts(res.particles[:, 1:]).all()
+
+
+def test_masked_decoding_only_produces_texts_of_the_language():
+    k = bigram_kernel(eos=EOS)
+    idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + [""], eos=EOS)
+    m = constrain(k, idx, prompt_len=1)
+    draws = m.steps(6).sample(torch.zeros(300, 1, dtype=torch.long),
+                              torch.Generator().manual_seed(4))
+    for s in draws.tolist():
+        text, ended = text_of(s[1:])
+        assert re.fullmatch(r"((ab|b)+1?)?", text[: len(text)]) or not ended
+        if ended:
+            assert re.fullmatch(PATTERN, text)
+
+
+def test_errors():
+    k = bigram_kernel()
+    idx = TokenIndex.from_regex(PATTERN, TOKENS)
+    with pytest.raises(ValidationError, match="malformed pattern"):
+        char_dfa("(ab", "ab")
+    with pytest.raises(ConditioningError, match="empty"):
+        TokenIndex.from_regex("zz", TOKENS)
+    with pytest.raises(ValidationError, match="index over 3 tokens"):
+        constrain(k, TokenIndex.from_regex("a", ["a", "b", "c"]))
+    with pytest.raises(TypeError, match="finite-state model"):
+        ConditionedBigram(TokenKernel(lambda p: torch.zeros(p.shape[0], 9), TOKENS), idx, 2)
+    with pytest.raises(ValidationError, match="share the kernel's vocabulary and eos"):
+        ConditionedBigram(k, TokenIndex.from_regex(PATTERN, TOKENS, eos=EOS), 2)
+    with pytest.raises(ValidationError, match="max_len"):
+        ConditionedBigram(k, idx, 0)
+    cond = ConditionedBigram(k, idx, 2)
+    with pytest.raises(ValidationError, match="at least one token"):
+        cond.log_prob_event(torch.zeros(1, 0, dtype=torch.long))
+    with pytest.raises(ConditioningError, match="outside the language"):
+        cond.kernel(1).logits([[0, 6]])
+    with pytest.raises(ValidationError, match="generated lengths"):
+        cond.kernel(1).logits([[0, 1, 1]])
+    with pytest.raises(ConditioningError, match="outside the language"):
+        constrain(k, idx, 1).logits([[0, 6]])
+    impossible = ConditionedBigram(k, TokenIndex.from_regex("ab1ab1", TOKENS), 1)
+    with pytest.raises(ConditioningError, match="probability zero"):
+        impossible.sample([[0]])
