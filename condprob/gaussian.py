@@ -165,7 +165,7 @@ class LinearGaussian(Morphism):
         tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
         if float((q - q.T).abs().max()) > tol:
             raise ValidationError("covariance is not symmetric")
-        if n and self._pd_factor() is None and not _psd_within(q, tol):
+        if n and not _psd_within(q, tol):
             raise ValidationError("covariance is not positive semi-definite")
 
     @classmethod

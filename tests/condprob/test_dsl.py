@@ -202,3 +202,42 @@ def test_laws_fresh_drop_repeat_failure(spec):
     glaws.law_drop_unused_draw(spec)
     glaws.law_repeat_condition(spec)
     glaws.law_failure_absorbs(spec)
+
+
+def test_mixture_and_enumeration_errors():
+    g = cp.Gaussian([0.0], [[1.0]])
+    with pytest.raises(cp.ValidationError, match="at least one component"):
+        Mixture([])
+    with pytest.raises(cp.ValidationError, match="negative weight"):
+        Mixture([("a", -0.5, g)])
+    with pytest.raises(cp.ValidationError, match="is not a Gaussian on"):
+        Mixture([("a", 0.5, g), ("b", 0.5, cp.Gaussian([0.0, 0.0], torch.eye(2)))])
+    mix = Mixture([("a", F(1, 4), g), ("b", F(3, 4), cp.Gaussian([2.0], [[1.0]]))])
+    with pytest.raises(cp.ConditioningError, match="label event 'c'"):
+        mix.given("c")
+    assert mix.prob(lambda lab: lab in "ab") == 1
+
+    def many():
+        return sum(bernoulli(F(1, 2)) for _ in range(4))
+    with pytest.raises(cp.ValidationError, match="max_branches=8"):
+        infer(many, max_branches=8)
+
+    def mismatch():
+        return categorical([F(1, 2), F(1, 2)], labels=["a"])
+    with pytest.raises(cp.ValidationError, match="2 probabilities but 1 labels"):
+        infer(mismatch)
+
+    def no_gauss_in_branch():
+        return normal() if bernoulli(F(1, 2)) else 1.0
+    with pytest.raises(cp.ValidationError, match="every branch"):
+        infer(no_gauss_in_branch)
+
+
+def test_posterior_of_constants_and_unused_model():
+    with Model() as m:
+        post = m.posterior(torch.tensor([1.0, 2.0], dtype=T))
+    assert post.mean.tolist() == [1.0, 2.0] and post.cov.abs().max() == 0
+    with Model() as m:
+        with pytest.raises(cp.ValidationError, match="at least one variable"):
+            m.posterior()
+        condition(normal() * 0 == 0)

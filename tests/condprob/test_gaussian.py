@@ -296,3 +296,15 @@ def test_discard_and_structural_kernels():
     assert (g >> copy(1)).cov.tolist() == [[2.0, 2.0], [2.0, 2.0]]
     assert g.to_pyro().log_prob(torch.tensor([1.0], dtype=T)).item() == pytest.approx(
         float(g.log_prob([1.0])), abs=1e-14)
+
+
+def test_observe_equation_and_its_errors():
+    g = Gaussian([0.0, 1.0, 2.0], torch.eye(3, dtype=T))
+    post = g.condition_linear(LinearEquation.observe([2, 0], [5.0, 4.0], 3))
+    assert post.mean.tolist() == [4.0, 1.0, 5.0] and post.variance.tolist() == [0.0, 1.0, 0.0]
+    with pytest.raises(cp.ValidationError, match="2 indices but 1 observed"):
+        LinearEquation.observe([0, 1], [1.0], 3)
+    with pytest.raises(cp.ValidationError, match=r"must lie in \[0, 3\)"):
+        LinearEquation.observe([3], [1.0], 3)
+    with pytest.raises(cp.ConditioningError, match="x0 twice"):
+        g.condition_linear(LinearEquation.observe([0, 0], [1.0, 2.0], 3, name="x0 twice"))
