@@ -4,7 +4,7 @@ Models are networkx trees of kernels (`Model`); `backward_filter` pulls observat
 h-transforms (`FiniteMessage`, `GaussianMessage` (c, F, H), `PointMessage`), `forward_guide` draws
 weighted guided samples (`WeightedSamples`), `posterior_marginals` gives exact smoothing marginals
 for finite and linear-Gaussian models. Diffusions: `SDEKernel`, `LinearSDE`, `backward_ode`,
-`guided_path`; MCMC: `pcn`, `mh_parameters`.
+`guided_path`; MCMC: `condprob.bffg.mcmc` (`pcn`, `mh_parameters`); chains: `condprob.bffg.special`.
 """
 
 from condprob.bffg.inference import (

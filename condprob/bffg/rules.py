@@ -40,14 +40,18 @@ def _tilt(h: GaussianMessage, Q: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return torch.linalg.inv(IHQ), torch.linalg.slogdet(IHQ).logabsdet
 
 
-def log_integral(h: GaussianMessage, mean: torch.Tensor, Q: torch.Tensor) -> torch.Tensor:
-    """log of the integral of N(y; mean, Q) h(y) dy, for mean (..., d) and Q (d, d) or (..., d, d)."""
-    M, logdet = _tilt(h, Q)
-    MF = M @ h.F
+def log_integral(h: GaussianMessage, mean: torch.Tensor, Q: torch.Tensor,
+                 tilt: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """log of the integral of N(y; mean, Q) h(y) dy, for mean (..., d) and Q (d, d) or (..., d, d).
+
+    `tilt` passes (M, log det(I + H Q)) when the caller has them.
+    """
+    M, logdet = _tilt(h, Q) if tilt is None else tilt
+    MF = (M @ h.F[:, None])[..., 0]
     MH = M @ h.H
-    QMF = Q @ MF
-    return (h.c - 0.5 * logdet + 0.5 * (h.F * QMF).sum(-1) + (MF * mean).sum(-1)
-            - 0.5 * torch.einsum("...i,...ij,...j->...", mean, MH, mean))
+    QMF = (Q @ MF[..., None])[..., 0]
+    quad = ((mean[..., None, :] @ MH)[..., 0, :] * mean).sum(-1)
+    return (h.c - 0.5 * logdet + 0.5 * (h.F * QMF).sum(-1) + (MF * mean).sum(-1) - 0.5 * quad)
 
 
 def pullback_linear(h: GaussianMessage | PointMessage, A: torch.Tensor, b: torch.Tensor,
@@ -61,11 +65,11 @@ def pullback_linear(h: GaussianMessage | PointMessage, A: torch.Tensor, b: torch
         psd_cholesky(Q, "kernel covariance Q (an exactly observed child needs a density)")
         obs = GaussianMessage.observation(A, Q, h.value - b)
         return GaussianMessage(obs.c + h.c, obs.F, obs.H)
-    M, _ = _tilt(h, Q)
-    MH = M @ h.H
+    tilt = _tilt(h, Q)
+    MH = tilt[0] @ h.H
     H = A.T @ MH @ A
-    F = A.T @ (M @ h.F - MH @ b)
-    return GaussianMessage(log_integral(h, b, Q), F, (H + H.T) / 2)
+    F = A.T @ (tilt[0] @ h.F - MH @ b)
+    return GaussianMessage(log_integral(h, b, Q, tilt), F, (H + H.T) / 2, validate=False)
 
 
 def guided_gaussian(h: GaussianMessage, mean: torch.Tensor,

@@ -143,6 +143,8 @@ class LinearSDE(SDEKernel):
     def __init__(self, B: Coef, beta: Coef, sigma: Coef, grid: object):
         self._coefs = (B, beta, sigma)
         self.constant = not any(callable(c) for c in self._coefs)
+        self._fixed = tuple(torch.as_tensor(c, dtype=torch.float64) for c in self._coefs) \
+            if self.constant else None
         Bt, bt, st = self.coefficients(0.0 if self.constant else float(_grid(grid)[0]))
         d = Bt.shape[0]
         if Bt.shape != (d, d) or bt.shape != (d,) or st.ndim != 2 or st.shape[0] != d:
@@ -154,6 +156,8 @@ class LinearSDE(SDEKernel):
 
     def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B(t), beta(t), sigma(t)) as float64 tensors."""
+        if self._fixed is not None:
+            return self._fixed  # type: ignore[return-value]
         return tuple(torch.as_tensor(c(t) if callable(c) else c, dtype=torch.float64)
                      for c in self._coefs)  # type: ignore[return-value]
 
