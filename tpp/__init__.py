@@ -9,6 +9,7 @@ law is a kernel history -> (tau, mark) in the core's protocol (`PointProcess.ker
 from tpp.data import EventBatch
 from tpp.hawkes import Hawkes
 from tpp.kernel import HistorySpace, NextEvent, NextEventKernel
+from tpp.neural import ConditionalGenerator, IntensityFree, TimeGivenMark
 from tpp.process import PointProcess
 from tpp.simple import (
     HomogeneousPoisson,
@@ -18,7 +19,9 @@ from tpp.simple import (
     omi_processes,
     sinusoidal_rate,
 )
+from tpp.train import train
 
-__all__ = ["EventBatch", "Hawkes", "HistorySpace", "HomogeneousPoisson", "InhomogeneousPoisson",
-           "NextEvent", "NextEventKernel", "PointProcess", "Renewal", "SelfCorrecting",
-           "omi_processes", "sinusoidal_rate"]
+__all__ = ["ConditionalGenerator", "EventBatch", "Hawkes", "HistorySpace", "HomogeneousPoisson",
+           "InhomogeneousPoisson", "IntensityFree", "NextEvent", "NextEventKernel", "PointProcess",
+           "Renewal", "SelfCorrecting", "TimeGivenMark", "omi_processes", "sinusoidal_rate",
+           "train"]

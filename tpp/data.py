@@ -193,6 +193,8 @@ class EventBatch:
     @property
     def last_times(self) -> Tensor:
         """Time of each sequence's last event (0 for an empty sequence)."""
+        if self.max_len == 0:
+            return torch.zeros_like(self.T)
         idx = (self.lengths - 1).clamp(min=0)
         last = self.times.gather(1, idx[:, None])[:, 0]
         return torch.where(self.lengths > 0, last, torch.zeros_like(last))

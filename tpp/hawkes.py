@@ -171,8 +171,10 @@ class Hawkes(PointProcess):
     def _state_after(self, history: EventBatch) -> Tensor:
         """State just after each history's last event, (B, k', j, r)."""
         self.check_marks(history)
-        S = self._states(history)
         B = len(history)
+        if history.max_len == 0:
+            return torch.zeros(B, *self.beta.shape, dtype=torch.float64)
+        S = self._states(history)
         idx = (history.lengths - 1).clamp(min=0)
         S_last = S[torch.arange(B), idx]
         onehot = torch.nn.functional.one_hot(history.marks[torch.arange(B), idx],

@@ -52,7 +52,8 @@ class PointProcess:
         """Negative log-likelihood of the batch divided by its number of events."""
         if batch.num_events == 0:
             raise ValidationError("NLL per event needs at least one event")
-        return float(-self.log_likelihood(batch).sum()) / batch.num_events
+        with torch.no_grad():
+            return float(-self.log_likelihood(batch).sum()) / batch.num_events
 
     def check_marks(self, batch: EventBatch) -> None:
         """Raise unless the batch's marks fit this model's mark space."""

@@ -121,6 +121,14 @@ def test_next_event_law_is_normalised_and_sampler_matches_it():
         law.log_prob(torch.ones(3), torch.full((3,), 2))
 
 
+def test_next_event_after_empty_history_is_the_baseline_law():
+    empty = EventBatch(torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long), torch.zeros(2,
+                       dtype=torch.long), 1.0, num_marks=2)
+    lp = DEP.next_event(empty).log_prob(torch.full((2,), 0.5), torch.tensor([0, 1]))
+    ref = torch.log(torch.tensor([0.1, 0.05], dtype=torch.float64)) - 0.15 * 0.5
+    assert torch.allclose(lp, ref, rtol=1e-14)
+
+
 def test_kernel_protocol():
     k = DEP.kernel()
     hist = DEP.simulate(5.0, 2, seed=1)
