@@ -202,15 +202,17 @@ class DFA:
     def run(self, seqs: Tensor, mask: Tensor | None = None) -> Tensor:
         """Run on a batch of symbol-index sequences (*batch, T), skipping masked positions:
         the state reached, `NO_STATE` where the automaton rejected on the way."""
-        table = self.table.to(seqs.device)
         seqs = seqs.long()
         if bool(((seqs < 0) | (seqs >= len(self.symbols))).any()):
             raise ValidationError(f"symbol indices must lie in [0, {len(self.symbols)})")
+        dead = self.num_states  # an extra absorbing row stands for rejection
+        table = torch.cat([self.table.masked_fill(self.table == NO_STATE, dead),
+                           torch.full((1, len(self.symbols)), dead)]).to(seqs.device)
         q = torch.full(seqs.shape[:-1], self.start, dtype=torch.long, device=seqs.device)
         for t in range(seqs.shape[-1]):
-            r = torch.where(q == NO_STATE, q, table[q.clamp_min(0), seqs[..., t]])
+            r = table[q, seqs[..., t]]
             q = r if mask is None else torch.where(mask[..., t], r, q)
-        return q
+        return q.masked_fill(q == dead, NO_STATE)
 
     def accepts_batch(self, seqs: Tensor, mask: Tensor | None = None) -> Tensor:
         """Acceptance of a batch of symbol-index sequences: bool (*batch,)."""

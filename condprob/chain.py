@@ -20,6 +20,7 @@ nothing else. `sample` is exact forward filtering, backward sampling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -36,6 +37,9 @@ def _check_potential(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValidationError(f"{name} must be a floating-point tensor, got {type(x).__name__}"
                               + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
+    total = x.sum()  # NaN or +inf iff x holds NaN or +inf (or overflows: then look closer)
+    if not (torch.isnan(total) or torch.isposinf(total)):
+        return
     if bool((torch.isnan(x) | torch.isposinf(x)).any()):
         raise ValidationError(f"{name} contains NaN or +inf; log-potentials must be < +inf "
                               "(-inf forbids a state or step)")
@@ -240,13 +244,16 @@ def _raise_impossible(bad: Tensor) -> None:
             f"{bad.nonzero().flatten().tolist()} (flattened index)")
 
 
-def _into(c: _Compact, t: int, state: Tensor) -> Tensor:
-    """pairwise[t][:, state]: the scores of stepping into `state` (*, B) at t, shape (*, B, S)."""
-    pair = c.pair(t)
-    if pair.dim() == 2:
-        return pair.t()[state]
-    rows = torch.arange(c.unary.shape[0], device=state.device)
-    return pair.transpose(-1, -2)[rows, state]
+def _into(c: _Compact) -> Callable[[int, Tensor], Tensor]:
+    """f(t, state) = pairwise[t][:, state]: the scores of stepping into `state` (*, B) at
+    position t, shape (*, B, S)."""
+    into = c.pairwise.transpose(-1, -2).contiguous()
+    if into.dim() == 2:
+        return lambda t, state: into[state]
+    rows = torch.arange(c.unary.shape[0], device=into.device)
+    if into.dim() == 3:
+        return lambda t, state: into[rows, state]
+    return lambda t, state: into[rows, t, state]
 
 
 def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
@@ -258,11 +265,13 @@ def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
     c = _compact(chain)
     fwd = _recursion(c, MaxSemiring(), keep_history=True)
     _raise_impossible(_impossible(c, fwd.value))
+    into = _into(c)
+    full = bool((c.lengths == c.unary.shape[1]).all())
     state = (fwd.history[-1][0] + c.end).argmax(-1)
     out = [state]
     for t in range(c.unary.shape[1] - 2, -1, -1):
-        best = (fwd.history[t][0] + _into(c, t + 1, state)).argmax(-1)
-        state = torch.where(t < c.lengths - 1, best, state)
+        best = (fwd.history[t][0] + into(t + 1, state)).argmax(-1)
+        state = best if full else torch.where(t < c.lengths - 1, best, state)
         out.append(state)
     paths = torch.stack(out[::-1], -1)
     return fwd.value[0].reshape(c.batch_shape), c.expand(paths, PAD)
@@ -341,10 +350,11 @@ def sample(chain: Chain, num_samples: int = 1,
         return (logits - torch.log(-torch.log(u))).argmax(-1)
 
     steps = c.unary.shape[1]
+    into = _into(c)
     state = draw((fwd.history[-1][0] + c.end).expand(num_samples, -1, -1))
     out = [state]
     for t in range(steps - 2, -1, -1):
-        new = draw(fwd.history[t][0] + _into(c, t + 1, state))
+        new = draw(fwd.history[t][0] + into(t + 1, state))
         state = torch.where(t < c.lengths - 1, new, state)
         out.append(state)
     paths = torch.stack(out[::-1], -1)
@@ -360,7 +370,7 @@ def _work_dtype(x: Tensor) -> torch.dtype:
 def _shifted_exp(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
     """exp(x - m), m: the max over dims (0 where that max is -inf), and m."""
     m = x.amax(dims, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    m = m.masked_fill(torch.isneginf(m), 0.0)
     return torch.exp(x - m), m
 
 
@@ -372,25 +382,28 @@ class _Scaled:
     end: Tensor  # (B, S)
     alphas: Tensor  # (T, B, S), each normalised to sum 1
     scales: Tensor  # (T, B)
+    full: bool  # every chain has all T positions
 
 
 def _scaled_forward(c: _Compact) -> _Scaled:
     dt = _work_dtype(c.unary)
-    u, ushift = _shifted_exp(c.unary.to(dt).transpose(0, 1), (-1,))
+    u, ushift = _shifted_exp(c.unary.transpose(0, 1).to(dt, memory_format=torch.contiguous_format),
+                             (-1,))
     e, pshift = _shifted_exp(c.pairwise.to(dt), (-2, -1))
     s0, sshift = _shifted_exp(c.start.to(dt), (-1,))
     en, eshift = _shifted_exp(c.end.to(dt), (-1,))
     steps = u.shape[0]
-    a = s0 * u[0]
+    us = u.unbind(0)
+    a = s0 * us[0]
     alphas, scales = [], []
     shared = e.dim() == 2
     for t in range(steps):
         if t > 0:
             if shared:
-                a = torch.mm(a, e) * u[t]
+                a = torch.mm(a, e).mul_(us[t])
             else:
                 pair = e[:, t] if e.dim() == 4 else e
-                a = torch.bmm(a.unsqueeze(1), pair).squeeze(1) * u[t]
+                a = torch.bmm(a.unsqueeze(1), pair).squeeze(1).mul_(us[t])
         s = a.sum(-1, keepdim=True)
         a = a / s
         alphas.append(a)
@@ -403,13 +416,14 @@ def _scaled_forward(c: _Compact) -> _Scaled:
             pstep = pshift.reshape(-1, steps).t()[1:]
         else:
             pstep = pshift.reshape(-1).expand_as(logs[1:])
-        logs = logs + torch.cat([torch.zeros_like(logs[:1]), pstep], 0)
-    valid = c.valid().t()
+        logs[1:] += pstep
+    full = bool((c.lengths == steps).all())
+    if not full:
+        logs = logs.masked_fill(~c.valid().t(), 0.0)
     last = c.lengths - 1
     rows = torch.arange(A.shape[1], device=A.device)
-    logz = torch.where(valid, logs, torch.zeros_like(logs)).sum(0)
-    logz = logz + torch.log((A[last, rows] * en).sum(-1)) + sshift[:, 0] + eshift[:, 0]
-    return _Scaled(logz, u, e, en, A, scale)
+    logz = logs.sum(0) + torch.log((A[last, rows] * en).sum(-1)) + sshift[:, 0] + eshift[:, 0]
+    return _Scaled(logz, u, e, en, A, scale, full)
 
 
 def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
@@ -419,28 +433,32 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
     The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
     and the end scores enter at each chain's last position, so the loop has no branches.
     """
-    steps = f.unary.shape[0]
-    at_end = (torch.arange(steps, device=f.end.device)[:, None] == (c.lengths - 1)[None, :])
-    inject = torch.where(at_end.unsqueeze(-1), f.end.unsqueeze(0), torch.zeros_like(f.unary))
+    rows = torch.arange(f.end.shape[0], device=f.end.device)
+    inject = torch.zeros_like(f.unary)
+    inject[c.lengths - 1, rows] = f.end
     scaled_u = f.unary / f.scales.unsqueeze(-1)
     e = f.pair
-    b = inject[-1]
+    us, inj = scaled_u.unbind(0), inject.unbind(0)
+    b = inj[-1]
     betas = [b]
     et = e.t() if e.dim() == 2 else None
-    for t in range(steps - 2, -1, -1):
-        v = scaled_u[t + 1] * b
+    for t in range(len(us) - 2, -1, -1):
+        v = us[t + 1] * b
         if et is not None:
-            b = torch.addmm(inject[t], v, et)
+            b = torch.addmm(inj[t], v, et)
         else:
             pair = e[:, t + 1] if e.dim() == 4 else e
-            b = torch.baddbmm(inject[t].unsqueeze(-1), pair, v.unsqueeze(-1)).squeeze(-1)
+            b = torch.baddbmm(inj[t].unsqueeze(-1), pair, v.unsqueeze(-1)).squeeze(-1)
         betas.append(b)
     B = torch.stack(betas[::-1])
     M = f.alphas * B
     norm = M.sum(-1, keepdim=True)
-    valid = c.valid().t().unsqueeze(-1)
-    M = torch.where(valid, M / norm, torch.zeros_like(M))
-    W = torch.where(valid, scaled_u * B / norm, torch.zeros_like(M))
+    M.div_(norm)
+    W = scaled_u.mul_(B).div_(norm)
+    if not f.full:
+        invalid = ~c.valid().t().unsqueeze(-1)
+        M.masked_fill_(invalid, 0.0)
+        W.masked_fill_(invalid, 0.0)
     return M, W
 
 
@@ -472,8 +490,8 @@ def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
 
 def _unsettled(f: _Scaled, M: Tensor, W: Tensor) -> Tensor:
     """Rows whose scaled pass under- or overflowed: (B,) bool."""
-    return ~(torch.isfinite(f.logz) & torch.isfinite(M).all(-1).all(0)
-             & torch.isfinite(W).all(-1).all(0))
+    return ~(torch.isfinite(f.logz) & torch.isfinite(M.sum((0, 2)))
+             & torch.isfinite(W.sum((0, 2))))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -490,10 +508,11 @@ class _LogPartition(torch.autograd.Function):
         c, f = ctx.c, ctx.f
         M, W = _scaled_backward(c, f)
         bad = _unsettled(f, M, W)
-        keep = (~bad)[None, :, None]
-        M = torch.where(keep, M, torch.zeros_like(M))
-        W = torch.where(keep, W, torch.zeros_like(W))
-        gw = torch.where(bad, torch.zeros_like(f.logz), g.to(f.alphas.dtype))
+        gw = g.to(f.alphas.dtype)
+        if bool(bad.any()):
+            M = M.masked_fill(bad[None, :, None], 0.0)
+            W = W.masked_fill(bad[None, :, None], 0.0)
+            gw = gw.masked_fill(bad, 0.0)
         dt = c.unary.dtype
         gu = (M * gw[None, :, None]).transpose(0, 1).to(dt)
         gp = _pairwise_grad(c, f, W, gw).to(c.pairwise.dtype)

@@ -1,0 +1,175 @@
+"""CRF speed on CPU against pytorch-crf 0.7.2, torch-struct 0.5 and ccrf 0.0.3, side by side.
+
+Settings (the issue's): 1 thread, float32, batch 32, length 100, 20 and 64 labels; RegCCRF with
+the BIO language of 9 entity types (19 labels). Peers run in their own environment (`crf`, made
+by `bash benchmarks/peers/make_all.sh`). Our figures are the median over two rounds measured
+before and after the peers, to even out the load of a shared machine.
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_crf            # torch-struct at 64 labels skipped
+    CRF_BENCH_STRUCT64=1 OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_crf   # needs ~12 GB and minutes
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+import torch
+
+import crf
+from benchmarks.harness import Table, median_time, run_peer
+
+B, T = 32, 100
+SIZES = (20, 64)
+TYPES = [f"T{i}" for i in range(9)]
+
+PEER_CRF = """
+import torch
+torch.set_num_threads(1)
+from torchcrf import CRF
+out = {}
+for L in SIZES:
+    torch.manual_seed(0)
+    crf = CRF(L, batch_first=True)
+    u = torch.randn(B, T, L, requires_grad=True)
+    y = torch.randint(0, L, (B, T))
+    def nll():
+        (-crf(u, y)).backward()
+    def vit():
+        with torch.no_grad():
+            crf.decode(u)
+    out[f"nll{L}"] = median_time(nll, 7)
+    out[f"vit{L}"] = median_time(vit, 7)
+print(json.dumps(out))
+"""
+
+PEER_STRUCT = """
+import torch
+torch.set_num_threads(1)
+from torch_struct import LinearChainCRF
+out = {}
+for L in SIZES:
+    torch.manual_seed(0)
+    pot = torch.randn(B, T - 1, L, L, requires_grad=True)
+    def part():
+        LinearChainCRF(pot).partition.sum().backward()
+    out[f"part{L}"] = median_time(part, 3 if L <= 20 else 1, 1 if L <= 20 else 0)
+print(json.dumps(out))
+"""
+
+PEER_CCRF = """
+import torch, warnings
+warnings.filterwarnings("ignore")
+torch.set_num_threads(1)
+import automic
+from ccrf import CRF, RegCCRF
+out = {}
+for L in SIZES:
+    torch.manual_seed(0)
+    m = CRF(L)
+    u = torch.randn(B, T, L, requires_grad=True)
+    y = torch.randint(0, L, (B, T))
+    out[f"crf{L}"] = median_time(lambda: m.loss(u, y).backward(), 5)
+# the BIO language over TYPES: state 0 = outside (start), state k = inside a chunk of type k
+K = len(TYPES)
+A = automic.Automaton(K + 1, set(range(K + 1)))
+for q in range(K + 1):
+    A.transitions[q]["O"].add(0)
+    for k, t in enumerate(TYPES):
+        A.transitions[q]["B-" + t].add(k + 1)
+    if q:
+        A.transitions[q]["I-" + TYPES[q - 1]].add(q)
+reg = RegCCRF(A)
+u = torch.randn(B, T, reg.n_labels, requires_grad=True)
+y = torch.tensor([reg.encode(s) for s in SEQS])
+out["reg_labels"] = reg.n_labels
+out["reg_nll"] = median_time(lambda: reg.loss(u, y).backward(), 5)
+def regmap():
+    with torch.no_grad():
+        reg.map(u)
+out["reg_map"] = median_time(regmap, 5)
+print(json.dumps(out))
+"""
+
+
+def ours() -> dict[str, float]:
+    torch.set_num_threads(1)
+    out = {}
+    for L in SIZES:
+        torch.manual_seed(0)
+        m = crf.LinearChainCRF(L)
+        u = torch.randn(B, T, L, requires_grad=True)
+        y = torch.randint(0, L, (B, T))
+
+        def nll(m=m, u=u, y=y):
+            m.nll(u, y, reduction="sum").backward()
+
+        def vit(m=m, u=u):
+            with torch.no_grad():
+                m.decode(u)
+
+        def marg(m=m, u=u):
+            with torch.no_grad():
+                m.marginals(u)
+
+        out[f"nll{L}"] = median_time(nll, 7)
+        out[f"vit{L}"] = median_time(vit, 7)
+        out[f"marg{L}"] = median_time(marg, 7)
+    labels, pattern = crf.bio(TYPES)
+    reg = crf.RegCCRF(labels, pattern)
+    u = torch.randn(B, T, len(labels), requires_grad=True)
+    with torch.no_grad():
+        y = reg.sample(torch.zeros(B, T, len(labels)), 1, generator=torch.Generator().manual_seed(0))[0]
+
+    def reg_nll():
+        reg.nll(u, y, reduction="mean").backward()
+
+    def reg_map():
+        with torch.no_grad():
+            reg.decode(u)
+
+    out["reg_nll"] = median_time(reg_nll, 7)
+    out["reg_map"] = median_time(reg_map, 7)
+    out["reg_states"] = reg.num_states
+    out["seqs"] = [[labels[i] for i in s] for s in y.tolist()]
+    return out
+
+
+def main() -> None:
+    first = ours()
+    prelude = f"B, T, SIZES, TYPES = {B}, {T}, {SIZES!r}, {TYPES!r}\nSEQS = {first['seqs']!r}\n"
+    sizes64 = os.environ.get("CRF_BENCH_STRUCT64") == "1"
+    peer_crf = run_peer("crf", prelude + PEER_CRF)
+    struct_sizes = SIZES if sizes64 else (20,)
+    peer_struct = run_peer("crf", prelude.replace(f"SIZES = {SIZES!r}", "")
+                           + f"SIZES = {struct_sizes!r}\n" + PEER_STRUCT)
+    peer_ccrf = run_peer("crf", prelude + PEER_CCRF)
+    second = ours()
+    me = {k: statistics.median([first[k], second[k]]) for k in first if k != "seqs"}
+
+    def get(d: dict | None, k: str) -> float | None:
+        return None if d is None else d.get(k)
+
+    table = Table("CRF on CPU: 1 thread, float32, batch 32, length 100 (lower time is better)")
+    for L in SIZES:
+        table.add_time(f"NLL + backward, {L} labels", me[f"nll{L}"], "pytorch-crf 0.7.2",
+                       get(peer_crf, f"nll{L}"))
+        table.add_time(f"NLL + backward, {L} labels", me[f"nll{L}"], "ccrf 0.0.3 CRF",
+                       get(peer_ccrf, f"crf{L}"))
+        note = "" if get(peer_struct, f"part{L}") is not None else "skipped: ~12 GB"
+        table.add_time(f"log Z + backward, {L} labels", me[f"nll{L}"], "torch-struct 0.5",
+                       get(peer_struct, f"part{L}"), note)
+        table.add_time(f"Viterbi, {L} labels", me[f"vit{L}"], "pytorch-crf 0.7.2",
+                       get(peer_crf, f"vit{L}"))
+        table.add_time(f"marginals, {L} labels", me[f"marg{L}"], "(none: pytorch-crf has no "
+                       "marginals)", None)
+    reg_note = f"BIO, {len(TYPES)} types, {int(me['reg_states'])} chain states"
+    table.add_time(f"RegCCRF NLL + backward ({reg_note})", me["reg_nll"], "ccrf 0.0.3 RegCCRF",
+                   get(peer_ccrf, "reg_nll"))
+    table.add_time(f"RegCCRF decode ({reg_note})", me["reg_map"], "ccrf 0.0.3 RegCCRF",
+                   get(peer_ccrf, "reg_map"))
+    table.emit("crf")
+
+
+if __name__ == "__main__":
+    main()
