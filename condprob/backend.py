@@ -1,8 +1,11 @@
 """Array operations shared by the float backend (torch tensors) and the exact backend.
 
-The exact backend stores numbers as numpy object arrays of `fractions.Fraction` or sympy numbers
-(including symbols), so that sums, products, matrix products, reshapes and broadcasting are the same
-code as for torch tensors. This module holds the few operations where the two differ.
+The exact backend stores numbers as numpy object arrays of rationals or sympy numbers (including
+symbols), so that sums, products, matrix products, reshapes and broadcasting are the same code as
+for torch tensors. Rationals given as `fractions.Fraction` (or ints, or floats read as their
+shortest decimal) are held as `gmpy2.mpq`, the GMP rationals that sympy itself uses: they compare
+equal to Fractions and are 5 to 10 times faster. This module holds the few operations where the
+two backends differ.
 """
 
 from __future__ import annotations
@@ -12,11 +15,15 @@ from fractions import Fraction
 from numbers import Number
 from typing import Any
 
+import gmpy2
 import numpy as np
 import sympy
 import torch
 
 Array = torch.Tensor | np.ndarray
+Rational = gmpy2.mpq
+EXACT_TYPES = (Fraction, type(gmpy2.mpq()), sympy.Basic)
+ZERO, ONE = gmpy2.mpq(0), gmpy2.mpq(1)
 
 
 def is_exact(a: Any) -> bool:
@@ -25,16 +32,14 @@ def is_exact(a: Any) -> bool:
 
 
 def _exact_scalar(x: Any) -> Any:
-    if isinstance(x, bool):
-        return Fraction(int(x))
-    if isinstance(x, Fraction | sympy.Basic):
+    if isinstance(x, sympy.Basic):
         return x
-    if isinstance(x, int | np.integer):
-        return Fraction(int(x))
+    if isinstance(x, bool | int | np.integer | Fraction | type(ZERO)):
+        return gmpy2.mpq(int(x)) if isinstance(x, bool | np.integer) else gmpy2.mpq(x)
     if isinstance(x, float | np.floating):
         if not math.isfinite(x):
             raise ValueError(f"{x} is not a finite number")
-        return Fraction(repr(float(x)))
+        return gmpy2.mpq(Fraction(repr(float(x))))
     if isinstance(x, Number):
         return sympy.nsimplify(x)
     return sympy.sympify(x)
@@ -43,15 +48,15 @@ def _exact_scalar(x: Any) -> Any:
 def to_exact(data: Any) -> np.ndarray:
     """An exact object array from nested lists, arrays or tensors.
 
-    Python ints and Fractions stay Fractions; floats are read as their shortest decimal (0.1 -> 1/10);
-    if any entry is a sympy object, every entry becomes one.
+    Ints, Fractions and floats (read as their shortest decimal: 0.1 -> 1/10) become exact
+    rationals; if any entry is a sympy object, every entry becomes one.
     """
     if isinstance(data, torch.Tensor):
         data = data.detach().cpu().tolist()
     arr = np.array(data, dtype=object)
     flat = [_exact_scalar(x) for x in arr.ravel()]
     if any(isinstance(x, sympy.Basic) for x in flat):
-        flat = [sympy.nsimplify(x) if isinstance(x, Fraction) else sympy.sympify(x) for x in flat]
+        flat = [sympy.sympify(x) for x in flat]
     out = np.empty(len(flat), dtype=object)
     out[:] = flat
     return out.reshape(arr.shape)
@@ -106,9 +111,7 @@ def safe_divide(num: Array, den: Array, fallback: Array) -> Array:
     zero = zero_mask(den)
     if isinstance(num, torch.Tensor):
         return torch.where(zero, fallback, num / torch.where(zero, torch.ones_like(den), den))
-    one = np.ones_like(den)
-    one[...] = Fraction(1)
-    q = simplify(num / np.where(zero, one, den))
+    q = simplify(num / np.where(zero, ONE, den))
     return np.where(zero, fallback, q)
 
 
@@ -165,7 +168,7 @@ def zeros(shape: tuple[int, ...], like: Array) -> Array:
     if isinstance(like, torch.Tensor):
         return torch.zeros(shape, dtype=like.dtype, device=like.device)
     out = np.empty(shape, dtype=object)
-    out[...] = Fraction(0)
+    out[...] = ZERO
     return out
 
 
@@ -173,7 +176,7 @@ def one_hot(index: np.ndarray, n: int, exact: bool, dtype: torch.dtype) -> Array
     """A (len(index), n) 0/1 matrix with a one at each row's index."""
     if exact:
         out = zeros((len(index), n), like=np.empty(0, dtype=object))
-        out[np.arange(len(index)), index] = Fraction(1)
+        out[np.arange(len(index)), index] = ONE
         return out
     out = torch.zeros((len(index), n), dtype=dtype)
     out[torch.arange(len(index)), torch.as_tensor(index, dtype=torch.long)] = 1

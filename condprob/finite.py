@@ -3,7 +3,7 @@
 A `Kernel` c : X -> D(Y) is a row-stochastic matrix of shape (*batch, |X|, |Y|); a `State` is a
 kernel out of the unit space, shape (*batch, 1, |Y|). Entries are torch tensors (float64 by default,
 float32 allowed, autograd flows through every operation) or, in the exact backend, numpy object
-arrays of `fractions.Fraction` or sympy numbers and symbols. Every operation works in both.
+arrays of exact rationals (Fractions in, held as `gmpy2.mpq`) or sympy numbers and symbols.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _as_array(data: Any, exact: bool | None, dtype: torch.dtype | None) -> Array
         return data if exact is not False else B.to_float(data, dtype or torch.float64)
     if exact is None and not isinstance(data, torch.Tensor):
         flat = np.array(data, dtype=object).ravel()
-        exact = any(isinstance(x, Fraction | sympy.Basic) for x in flat)
+        exact = any(isinstance(x, B.EXACT_TYPES) for x in flat)
     if exact:
         return B.to_exact(data)
     if isinstance(data, torch.Tensor):
@@ -289,7 +289,7 @@ class State(Kernel):
                   name: str | None = None, **kwargs: Any) -> State:
         """A state from {label: probability}; labels missing from the dict get zero."""
         space = space if space is not None else FiniteSpace(probs.keys(), name=name)
-        zero = Fraction(0) if any(isinstance(v, Fraction | sympy.Basic) for v in probs.values()) else 0.0
+        zero = B.ZERO if any(isinstance(v, B.EXACT_TYPES) for v in probs.values()) else 0.0
         for lab in probs:
             space.index(lab)
         return cls([probs.get(lab, zero) for lab in space.labels], space, **kwargs)
@@ -598,9 +598,11 @@ def deterministic(fn: Callable[[Hashable], Hashable], dom: Space | Iterable[Hash
     return Kernel._make(B.one_hot(idx, cod.size, exact, dtype), dom, cod, sharp=True)
 
 
-def identity(space: Space, exact: bool = False) -> Kernel:
+def identity(space: Space, exact: bool = False, dtype: torch.dtype = torch.float64) -> Kernel:
     """The identity kernel id_X."""
-    return deterministic(lambda x: x, space, space, exact=exact)
+    space = _as_space(space)
+    return Kernel._make(B.one_hot(np.arange(space.size), space.size, exact, dtype), space, space,
+                        sharp=True)
 
 
 def copy(space: Space, exact: bool = False) -> Kernel:
@@ -639,10 +641,13 @@ def projection(space: Space, *keys: FactorKey, exact: bool = False) -> Kernel:
 
 
 def pair(f: Kernel, g: Kernel) -> Kernel:
-    """Pairing <f, g> : X -> Y @ Z, x -> f(x) (x) g(x) = copy >> (f @ g)."""
+    """Pairing <f, g> : X -> Y @ Z, x -> f(x) (x) g(x), which equals copy >> (f @ g)."""
     if f.dom != g.dom:
         raise SpaceMismatchError("pairing <f, g> needs one domain", f.dom, g.dom)
-    return copy(f.dom) >> (f @ g)  # type: ignore[return-value]
+    a, b = f._coerce(g)
+    out = a[..., :, :, None] * b[..., :, None, :]
+    out = out.reshape(*out.shape[:-2], f.cod.size * g.cod.size)
+    return Kernel._make(out, f.dom, product(f.cod, g.cod), f._sharp and g._sharp)
 
 
 def graph(c: Kernel) -> Kernel:
