@@ -50,11 +50,12 @@ from condprob.lm.regex import (
     smc,
 )
 from condprob.lm.sampling import sample_filtered, sample_sorted
+from condprob.lm.scores import TokenScores, curvature, token_scores
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
     "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "SMCResult", "TokenIndex", "char_dfa",
-    "constrain", "smc", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
+    "constrain", "smc", "TokenScores", "curvature", "token_scores", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
     "SequenceKernel", "Temperature", "TokenKernel", "TopK", "TopP", "Typical",
     "conditional_poisson_sample", "counterfactual", "cp_beam_search", "entropy", "gumbel_max",
     "gumbel_topk", "horvitz_thompson", "inclusion_probabilities", "log_normaliser",

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import interegular
+import numpy as np
 import torch
 
 from condprob.automata import DFA, NO_STATE
@@ -45,6 +46,25 @@ def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
     return DFA.from_transitions(chars, transitions, fsm.initial, set(fsm.finals) & states)
 
 
+def _encode(tokens: Sequence[str], symbols: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token lengths (V,) and a padded (V, max length) matrix of symbol indices of their
+    characters (len(symbols) for characters outside `symbols` and for padding)."""
+    lengths = np.fromiter((len(t) for t in tokens), dtype=np.int64, count=len(tokens))
+    width = max(int(lengths.max(initial=0)), 1)
+    points = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
+    sym_points = np.array([ord(c) for c in symbols], dtype=np.uint32)
+    order = np.argsort(sym_points)
+    pos = np.searchsorted(sym_points[order], points).clip(max=max(len(symbols) - 1, 0))
+    known = sym_points[order][pos] == points if len(symbols) else np.zeros(len(points), bool)
+    codes = np.where(known, order[pos], len(symbols))
+    starts = np.cumsum(lengths) - lengths
+    rows = np.repeat(np.arange(len(tokens)), lengths)
+    cols = np.arange(len(points)) - np.repeat(starts, lengths)
+    out = np.full((len(tokens), width), len(symbols), dtype=np.int64)
+    out[rows, cols] = codes
+    return torch.from_numpy(lengths), torch.from_numpy(out)
+
+
 class TokenIndex:
     """Token-level automaton: `next_state` (S, V), `accepting` (S,) and `start`.
 
@@ -65,30 +85,31 @@ class TokenIndex:
         if not dfa.accepting:
             raise ConditioningError("the regular language", "it is empty")
         n_sym = len(dfa.symbols)
-        codes = [[dfa.index.get(c, n_sym) for c in tok] for tok in tokens]
-        lengths = torch.tensor([len(c) for c in codes], dtype=torch.long)
-        width = int(lengths.max()) if codes else 0
-        chars = torch.full((len(codes), max(width, 1)), n_sym, dtype=torch.long)
-        for i, c in enumerate(codes):
-            chars[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        lengths, chars = _encode(tokens, dfa.symbols)
+        width = chars.shape[1]
         s = dfa.num_states
         sink = s
         table = torch.full((s + 1, n_sym + 1), sink, dtype=torch.long)
         table[:s, :n_sym] = torch.where(dfa.table == NO_STATE, sink, dfa.table)
-        state = torch.arange(s + 1).unsqueeze(-1).expand(-1, len(codes)).clone()
-        node = torch.zeros(len(codes), dtype=torch.long)
-        level_state = torch.arange(s + 1).unsqueeze(-1)
+        final = torch.full((s, len(tokens)), sink, dtype=torch.long)
+        # tokens still walking, the trie node of each (its index in the current level), and the
+        # automaton state of every level node from every start state
+        walking = torch.nonzero(lengths > 0).squeeze(-1)
+        node = torch.zeros(walking.numel(), dtype=torch.long)
+        level_state = torch.arange(s).unsqueeze(-1)
         for d in range(width):
-            live = lengths > d
-            keys = node[live] * (n_sym + 1) + chars[live, d]
-            uniq, inverse = torch.unique(keys, return_inverse=True)
-            parent, char = uniq // (n_sym + 1), uniq % (n_sym + 1)
-            level_state = table[level_state[:, parent], char]
-            node = node.clone()
-            node[live] = inverse
-            state[:, live] = level_state[:, inverse]
-        nxt = torch.where(state[:s] == sink, NO_STATE, state[:s])
-        nxt[:, lengths == 0] = NO_STATE
+            keys = node * (n_sym + 1) + chars[walking, d]
+            uniq, node = torch.unique(keys, return_inverse=True)
+            level_state = table[level_state[:, uniq // (n_sym + 1)], uniq % (n_sym + 1)]
+            ends = lengths[walking] == d + 1
+            final[:, walking[ends]] = level_state[:, node[ends]]
+            alive = (level_state != sink).any(0)
+            go_on = ~ends & alive[node]
+            walking, node = walking[go_on], node[go_on]
+            if not walking.numel():
+                break
+        state = final
+        nxt = torch.where(state == sink, NO_STATE, state)
         accepting = torch.zeros(s, dtype=torch.bool)
         accepting[list(dfa.accepting)] = True
         if eos is not None:
