@@ -28,6 +28,9 @@ inconsistent.
   a checkout of the repository); rows say n/a without them. Run on the small problem only (it
   builds dense (n + m) x (n + m) maps per equation).
 
+Timings are medians of 3 runs after a warm-up for the small problem and single runs for the large
+one (each run takes seconds there); one thread everywhere.
+
 Run: `.venv/bin/python -m benchmarks.bench_gaussian` from the repository root (`--smoke` for a
 tiny problem). Peers come from `bash benchmarks/peers/make_all.sh`.
 """
@@ -46,8 +49,8 @@ from benchmarks.harness import ROOT, Table, fmt_seconds, median_time, run_peer
 from condprob.gaussian import Gaussian, LinearEquation
 
 LENGTH = 0.1
-PROBLEMS = [(1000, 100), (5000, 1000)]
-SMOKE = [(100, 10)]
+PROBLEMS = [(1000, 100, 3), (5000, 1000, 1)]  # (points, observations, timed repeats)
+SMOKE = [(100, 10, 1)]
 GI_MAX = 1000
 
 KERNEL = """
@@ -79,8 +82,9 @@ def ours(prob: dict, repeat: int, validate: bool = True) -> tuple[float, np.ndar
         post = prior.condition_linear(LinearEquation.observe(idx, y, len(k)))
         return post.mean, post.variance
 
-    seconds = median_time(run, repeat=repeat)
-    return seconds, run()[0].numpy()
+    out: list = []
+    seconds = median_time(lambda: out.append(run()), repeat=repeat, warmup=int(repeat > 1))
+    return seconds, out[-1][0].numpy()
 
 
 PEER_CODE = {
@@ -93,9 +97,10 @@ def run():
     v = gprob.normal(np.zeros(len(s)), K)
     post = v.condition({v[idx]: y})
     return post.mean(), post.var()
+res = []
 try:
-    t = median_time(run, repeat=REPEAT)
-    np.save(OUT, run()[0]); print(json.dumps({"time": t}))
+    t = median_time(lambda: res.append(run()), repeat=REPEAT, warmup=WARMUP)
+    np.save(OUT, res[-1][0]); print(json.dumps({"time": t}))
 except Exception as e:
     print(json.dumps({"error": type(e).__name__ + ": " + str(e)[:200]}))
 """,
@@ -132,8 +137,9 @@ for jitter in (1e-10, 1e-8, 1e-6, 1e-4):
         out = {"error": type(e).__name__ + ": " + str(e)[:200]}
 else:
     print(json.dumps(out)); raise SystemExit
-t = median_time(lambda: run(jitter), repeat=REPEAT)
-np.save(OUT, run(jitter)[0].numpy()); print(json.dumps({"time": t, "jitter": jitter}))
+res = []
+t = median_time(lambda: res.append(run(jitter)), repeat=REPEAT, warmup=WARMUP)
+np.save(OUT, res[-1][0].numpy()); print(json.dumps({"time": t, "jitter": jitter}))
 """,
     "gaussianinfer": """
 import sys, numpy as np
@@ -149,9 +155,10 @@ def run():
         g.condition(ys[int(i)], float(v))
     g.do_inference()
     return g.state.b[:, 0], np.diag(g.state.Sigma)
+res = []
 try:
-    t = median_time(run, repeat=REPEAT, warmup=0)
-    np.save(OUT, run()[0]); print(json.dumps({"time": t}))
+    t = median_time(lambda: res.append(run()), repeat=1, warmup=0)
+    np.save(OUT, res[-1][0]); print(json.dumps({"time": t}))
 except InferenceError as e:
     print(json.dumps({"error": "InferenceError: " + str(e), "false_failure": True}))
 """,
@@ -165,6 +172,7 @@ def peer(name: str, path: Path, repeat: int) -> tuple[dict | None, np.ndarray | 
     out = path.with_suffix(f".{name}.npy")
     code = (PEER_CODE[name].replace("KERNEL", KERNEL).replace("PATH", repr(str(path)))
             .replace("OUT", repr(str(out))).replace("REPEAT", str(repeat))
+            .replace("WARMUP", str(int(repeat > 1)))
             .replace("LENGTH", repr(LENGTH)).replace("SRC", repr(str(src / "python"))))
     res = run_peer(name, code)
     return res, (np.load(out) if res is not None and "time" in res else None)
@@ -175,10 +183,10 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="a tiny problem, one repeat")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    problems, repeat = (SMOKE, 1) if args.smoke else (PROBLEMS, 3)
+    problems = SMOKE if args.smoke else PROBLEMS
     table = Table("Exact Gaussian conditioning: GP posterior mean and variances (float64)")
     with tempfile.TemporaryDirectory() as tmp:
-        for n, m in problems:
+        for n, m, repeat in problems:
             path = Path(tmp) / f"gp_{n}_{m}.npz"
             prob = make_problem(n, m, path)
             task = f"GP {n} points, {m} exact obs"
@@ -191,7 +199,7 @@ def main() -> None:
                 if name == "gaussianinfer" and n > GI_MAX:
                     table.add_value(f"{task}: time", "", name, "not run (too slow at this size)")
                     continue
-                res, pmean = peer(name, path, 1 if name == "gaussianinfer" else repeat)
+                res, pmean = peer(name, path, repeat)
                 note = f"jitter {res['jitter']:g}" if res and "jitter" in res else ""
                 if res is None:
                     table.add_time(f"{task}: time", t_ours, name, None, "not installed")

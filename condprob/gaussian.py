@@ -372,7 +372,43 @@ class Gaussian(LinearGaussian):
         """The state as a `pyro.distributions.MultivariateNormal` (needs a full-rank cov)."""
         import pyro.distributions as pdist
 
+        if self._pd_factor() is None:
+            raise ValidationError("a MultivariateNormal needs a positive-definite covariance; "
+                                  "this Gaussian is singular")
         return pdist.MultivariateNormal(self.mean, scale_tril=self.factor)
+
+    @classmethod
+    def from_pyro(cls, d: torch.distributions.Distribution,
+                  space: Space | None = None) -> Gaussian:
+        """A state from an unbatched torch/Pyro Normal (one coordinate per entry) or
+        MultivariateNormal."""
+        base = d.base_dist if isinstance(d, torch.distributions.Independent) else d
+        if isinstance(base, torch.distributions.MultivariateNormal) and not base.batch_shape:
+            return cls(base.loc, base.covariance_matrix, space)
+        if isinstance(base, torch.distributions.Normal):
+            loc = base.loc.reshape(-1)
+            return cls(loc, torch.diag(base.scale.expand(base.loc.shape).reshape(-1) ** 2), space)
+        raise TypeError(f"cannot convert {type(d).__name__} to a Gaussian; supported: Normal, "
+                        "unbatched MultivariateNormal")
+
+    def prob_below(self, weights: Tensorish, threshold: float) -> torch.Tensor:
+        """P(weights . x <= threshold) = Phi((threshold - w.mean) / sqrt(w cov w)).
+
+        When w.x is deterministic (its variance is at rounding level of the prior's scale) this
+        is 1 if w.mean <= threshold up to rounding, else 0.
+        """
+        w = _tensor(weights, self.dtype, "the weights").reshape(-1)
+        if w.shape[0] != self.cod.dim:
+            raise SpaceMismatchError("weights of prob_below", (self.cod.dim,), tuple(w.shape))
+        mu, var = w @ self.mean, w @ self.cov @ w
+        gap = torch.as_tensor(threshold, dtype=self.dtype) - mu
+        ref = self.cov if self._base is None else self._base
+        var_tol = 10 * len(w) * _eps_scale(self.dtype) * float((w**2).sum()
+                                                               * ref.diagonal().abs().max())
+        if float(var) <= var_tol:
+            slack = math.sqrt(var_tol) + 10 * _eps_scale(self.dtype) * float(mu.abs())
+            return (gap >= -slack).to(self.dtype)
+        return torch.special.ndtr(gap / var.sqrt())
 
     # Exact operations ----------------------------------------------------------------------
     def _condition(self, event: Any) -> Gaussian:

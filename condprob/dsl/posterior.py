@@ -90,6 +90,12 @@ class Mixture:
             out += wi * (c.cov + torch.outer(d, d))
         return out
 
+    def prob_below(self, weights: Any, threshold: float) -> torch.Tensor:
+        """P(weights . x <= threshold) = sum_i w_i P_i(weights . x <= threshold)."""
+        w = self._float_weights(self.components[0][2])
+        return sum(wi * g.prob_below(weights, threshold)
+                   for wi, (_, _, g) in zip(w, self.components, strict=True))
+
     def sample(self, n: int, seed: int | None = None) -> tuple[list[Hashable], torch.Tensor]:
         """n draws: their labels and their values, shape (n, dim)."""
         gen = torch.Generator().manual_seed(seed) if seed is not None else None

@@ -241,3 +241,10 @@ def test_posterior_of_constants_and_unused_model():
         with pytest.raises(cp.ValidationError, match="at least one variable"):
             m.posterior()
         condition(normal() * 0 == 0)
+
+
+def test_mixture_half_space_probability():
+    mix = Mixture([("a", F(1, 4), cp.Gaussian([0.0], [[1.0]])),
+                   ("b", F(3, 4), cp.Gaussian([2.0], [[4.0]]))])
+    expect = 0.25 * 0.5 + 0.75 * 0.5 * (1 + math.erf(-2 / 2 / math.sqrt(2)))
+    assert math.isclose(float(mix.prob_below([1.0], 0.0)), expect, abs_tol=1e-14)

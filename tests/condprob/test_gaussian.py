@@ -308,3 +308,23 @@ def test_observe_equation_and_its_errors():
         LinearEquation.observe([3], [1.0], 3)
     with pytest.raises(cp.ConditioningError, match="x0 twice"):
         g.condition_linear(LinearEquation.observe([0, 0], [1.0, 2.0], 3, name="x0 twice"))
+
+
+def test_pyro_conversion_and_half_space_probabilities():
+    g = Gaussian([1.0, -1.0], [[2.0, 0.3], [0.3, 1.0]])
+    back = Gaussian.from_pyro(g.to_pyro())
+    glaws.assert_same_gaussian(back, g, atol=1e-14)
+    n = Gaussian.from_pyro(torch.distributions.Normal(torch.tensor([0.0, 1.0], dtype=T), 2.0))
+    assert n.cov.tolist() == [[4.0, 0.0], [0.0, 4.0]]
+    with pytest.raises(TypeError, match="cannot convert Gamma"):
+        Gaussian.from_pyro(torch.distributions.Gamma(1.0, 1.0))
+    with pytest.raises(cp.ValidationError, match="singular"):
+        g.condition_linear([[1.0, 0.0]], [0.0]).to_pyro()
+    # P(x0 + x1 <= 0.5) with x0 + x1 ~ N(0, 3.6)
+    p = g.prob_below([1.0, 1.0], 0.5)
+    assert math.isclose(float(p), 0.5 * (1 + math.erf(0.5 / math.sqrt(3.6 * 2))), abs_tol=1e-14)
+    point = g.condition_linear(torch.eye(2, dtype=T), [2.0, 0.0])
+    assert float(point.prob_below([1.0, 0.0], 2.0)) == 1.0
+    assert float(point.prob_below([1.0, 0.0], 1.9)) == 0.0
+    with pytest.raises(cp.SpaceMismatchError):
+        g.prob_below([1.0], 0.0)
