@@ -54,11 +54,12 @@ from condprob.lm.scores import TokenScores, curvature, token_scores
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
-    "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "SMCResult", "TokenIndex", "char_dfa",
-    "constrain", "smc", "TokenScores", "curvature", "token_scores", "Epsilon", "Eta", "Filter", "MinP", "PrefixSpace",
-    "SequenceKernel", "Temperature", "TokenKernel", "TopK", "TopP", "Typical",
-    "conditional_poisson_sample", "counterfactual", "cp_beam_search", "entropy", "gumbel_max",
+    "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "Epsilon", "Eta", "Filter", "MinP",
+    "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature", "TokenIndex", "TokenKernel",
+    "TokenScores", "TopK", "TopP", "Typical", "char_dfa", "conditional_poisson_sample",
+    "constrain", "counterfactual", "cp_beam_search", "curvature", "entropy", "gumbel_max",
     "gumbel_topk", "horvitz_thompson", "inclusion_probabilities", "log_normaliser",
     "posterior_gumbel", "recursive_rejection", "sample_filtered", "sample_sorted", "sbs_estimate",
-    "speculative_generate", "speculative_step", "stochastic_beam_search", "symspell_bigram",
+    "smc", "speculative_generate", "speculative_step", "stochastic_beam_search", "symspell_bigram",
+    "token_scores",
 ]

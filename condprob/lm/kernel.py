@@ -1,10 +1,11 @@
 """Next-token models as Markov kernels from prefixes to tokens.
 
-A `TokenKernel` wraps any batched callable from token-id prefixes (a LongTensor (B, T)) to logits
-(B, V): a torch module, an n-gram table (`condprob.lm.models.BigramLM`) or a Hugging Face causal LM
-(`TokenKernel.from_hf`). It is the kernel prefix -> Cat(softmax(logits)). Decoding methods are kernel
-transformations (`kernel.transform(TopP(0.9), Temperature(0.7))`), and `kernel.steps(n)` is the
-n-fold composition prefix -> prefix + n tokens (a `SequenceKernel`; `>>` adds steps).
+A `TokenKernel` wraps any batched callable from token-id prefixes (a LongTensor (B, T)) to
+logits (B, V): a torch module, an n-gram table (`condprob.lm.models.BigramLM`) or a Hugging Face
+causal LM (`TokenKernel.from_hf`). It is the kernel prefix -> Cat(softmax(logits)). Decoding
+methods are kernel transformations (`kernel.transform(TopP(0.9), Temperature(0.7))`), and
+`kernel.steps(n)` is the n-fold composition prefix -> prefix + n tokens (a `SequenceKernel`;
+`>>` adds steps).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Token filters: golden cases, brute-force definitions, tie handling, the sort-free sampler's law."""
+"""Token filters: golden cases, brute-force definitions, ties, the sort-free sampler's law."""
 
 from __future__ import annotations
 
