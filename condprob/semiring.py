@@ -15,6 +15,17 @@ from torch import Tensor
 NEG_INF = float("-inf")
 
 
+def logsumexp(x: Tensor, dim: int) -> Tensor:
+    """log sum exp over `dim`. An all -inf slice gives -inf with gradient 0 (torch's own gives
+    a NaN gradient there, which would poison every chain with an unreachable state)."""
+    m = x.detach().amax(dim, keepdim=True)
+    m = m.masked_fill(torch.isneginf(m), 0.0)
+    total = torch.exp(x - m).sum(dim)
+    empty = total == 0
+    out = torch.log(total.masked_fill(empty, 1.0)) + m.squeeze(dim)
+    return out.masked_fill(empty, NEG_INF)
+
+
 class Semiring:
     """Base class: (R, sum, times) on log-potentials with a leading value dimension."""
 
@@ -38,7 +49,7 @@ class LogSemiring(Semiring):
     """(logsumexp, +): log partition functions."""
 
     def sum(self, value: Tensor, dim: int) -> tuple[Tensor, None]:
-        return torch.logsumexp(value, dim), None
+        return logsumexp(value, dim), None
 
 
 class KMaxSemiring(Semiring):
@@ -96,7 +107,7 @@ class EntropySemiring(Semiring):
     def sum(self, value: Tensor, dim: int) -> tuple[Tensor, None]:
         mass, ent = value.unbind(0)
         dim = dim - 1 if dim >= 0 else dim
-        total = torch.logsumexp(mass, dim)
+        total = logsumexp(mass, dim)
         w = torch.exp(mass - total.unsqueeze(dim))
         w = torch.where(torch.isfinite(mass), w, torch.zeros_like(w))
         terms = torch.where(w > 0, w * ent - torch.special.xlogy(w, w), torch.zeros_like(w))
