@@ -303,23 +303,37 @@ def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torc
     logpsi = torch.zeros(n, dtype=torch.float64)
     out = [x]
     grid = kernel.grid
-    for i in range(grid.shape[0] - 1):
-        t, dt = float(grid[i]), float(grid[i + 1] - grid[i])
+    ts, dts = grid.tolist(), (grid[1:] - grid[:-1]).tolist()
+    dw = noise * (grid[1:] - grid[:-1]).sqrt()[None, :, None]
+    fixed = kernel._sigma
+    if fixed is not None:
+        a_fixed, sig_t = fixed @ fixed.T, fixed.T
+    if aux is not None and aux.constant and fixed is not None:
+        Bt, beta, st = aux.coefficients(0.0)
+        da_fixed = a_fixed - st @ st.T
+        tr_fixed = (da_fixed * guide.H).sum((-1, -2))
+    for i, (t, dt) in enumerate(zip(ts[:-1], dts, strict=True)):
         H, F = guide.H[i], guide.F[i]
         r = F - x @ H
         b = kernel.drift(t, x)
-        sig = kernel.sigma(t, x)
-        a = sig @ sig.transpose(-1, -2)
-        ar = r @ a if a.ndim == 2 else (a @ r[..., None])[..., 0]
+        if fixed is not None:
+            ar = r @ a_fixed
+            step = dw[:, i] @ sig_t
+        else:
+            sig = kernel.sigma(t, x)
+            a = sig @ sig.transpose(-1, -2)
+            ar = (a @ r[..., None])[..., 0]
+            step = (sig @ dw[:, i, :, None])[..., 0]
         if aux is not None:
-            Bt, beta, st = aux.coefficients(t)
-            da = a - st @ st.T
-            bt = x @ Bt.T + beta
+            if fixed is not None and aux.constant:
+                da, tr = da_fixed, tr_fixed[i]
+            else:
+                Bt, beta, st = aux.coefficients(t)
+                da = (a_fixed if fixed is not None else a) - st @ st.T
+                tr = (da * H).sum((-1, -2))
             dar = r @ da if da.ndim == 2 else (da @ r[..., None])[..., 0]
-            tr = (da * H).sum((-1, -2)) - (dar * r).sum(-1)
-            logpsi = logpsi + (((b - bt) * r).sum(-1) - 0.5 * tr) * dt
-        dw = noise[:, i] * dt**0.5
-        x = x + (b + ar) * dt + (dw @ sig.T if sig.ndim == 2 else (sig @ dw[..., None])[..., 0])
+            logpsi = logpsi + (((b - x @ Bt.T - beta + 0.5 * dar) * r).sum(-1) - 0.5 * tr) * dt
+        x = x + (b + ar) * dt + step
         out.append(x)
     if isinstance(guide.end, PointMessage):
         out[-1] = guide.end.value.expand(n, -1)
