@@ -30,7 +30,7 @@ __all__ = [
     "gaussian_states",
     "law_condition_forms",
     "law_conditions_commute",
-    "law_disintegration",
+    "law_disintegration_gaussian",
     "law_discard_gaussian",
     "law_drop_unused_draw",
     "law_failure_absorbs",
@@ -125,7 +125,7 @@ def _program(spec: dict[str, Any], conds: Callable[[Any, Any, Any], list[Any]],
 
 
 # Kernel laws --------------------------------------------------------------------------------
-def law_disintegration(joint: Gaussian, along: Any = 0) -> None:
+def law_disintegration_gaussian(joint: Gaussian, along: Any = 0) -> None:
     """joint == marginal >> <id, kernel> (with `along` the leading factors)."""
     d = disintegrate(joint, along)
     rebuilt = d.marginal >> copy(d.marginal.cod) >> (identity(d.marginal.cod) @ d.kernel)

@@ -227,7 +227,7 @@ def test_sampling_is_seeded_and_matches_moments():
 def test_law_disintegration(g, split):
     joint = Gaussian(g.mean, g.cov, cp.Euclidean(1 + split) @ cp.Euclidean(2 - split),
                      validate=False)
-    glaws.law_disintegration(joint, 0)
+    glaws.law_disintegration_gaussian(joint, 0)
 
 
 @given(glaws.gaussian_states(2, rank=2), glaws.gaussian_kernels(2, 2))
