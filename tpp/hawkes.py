@@ -242,6 +242,9 @@ class Hawkes(PointProcess):
         mark = (log_p * batch.mask).sum(1)
         return self.log_likelihood(batch) - mark, mark
 
+    def mark_given_time(self, batch: EventBatch) -> Tensor:
+        return self.intensities_at_events(batch).argmax(-1) * batch.mask
+
     def predict(self, batch: EventBatch) -> tuple[Tensor, Tensor]:
         """For every event i: E[tau_i | history before i] and argmax_k P(m_i = k | history).
 

@@ -175,6 +175,12 @@ class _MixtureTPP(_Neural):
         tau = torch.where(batch.mask, batch.inter_times, 1.0)
         return -self._log_survival(h, tau) * batch.mask
 
+    def mark_given_time(self, batch: EventBatch) -> Tensor:
+        with torch.no_grad():
+            h, _, _ = self._contexts(batch)
+            tau = torch.where(batch.mask, batch.inter_times, 1.0)
+            return self._joint(h, tau).argmax(-1) * batch.mask
+
     def predict(self, batch: EventBatch) -> tuple[Tensor, Tensor]:
         """E[tau_i | h_i] = sum_k p(k | h) E_k[tau] and argmax_k p(k | h_i) for every event."""
         with torch.no_grad():
@@ -306,6 +312,17 @@ class ConditionalGenerator(_Neural):
         h, _, _ = self._contexts(batch)
         tau = torch.where(batch.mask, batch.inter_times, 1.0)
         return -self._log_survival(h, tau, self.K) * batch.mask
+
+    def mark_given_time(self, batch: EventBatch) -> Tensor:
+        """argmax over k of the importance-weighted estimate of log p(tau_i, k | h_i)."""
+        if not self.num_marks:
+            raise ValidationError("mark_given_time needs categorical marks")
+        with torch.no_grad():
+            h, _, _ = self._contexts(batch)
+            tau = torch.where(batch.mask, batch.inter_times, 1.0)
+            scores = torch.stack([self._event_terms(h, tau, torch.full_like(batch.marks, k),
+                                                    self.K)[1] for k in range(self.num_marks)], -1)
+        return scores.argmax(-1) * batch.mask
 
     def next_event(self, history: EventBatch) -> NextEvent:
         _, h, _ = self._contexts(history)

@@ -44,6 +44,11 @@ class PointProcess:
             return ll, torch.zeros_like(ll)
         raise NotImplementedError
 
+    def mark_given_time(self, batch: EventBatch) -> Tensor:
+        """argmax_k p*(m_i = k | t_i, history before i) for every event (B, L): the mark
+        prediction when the next event's time is observed."""
+        raise NotImplementedError
+
     def kernel(self) -> NextEventKernel:
         """The next-event law as a kernel history -> (tau, mark) in the core's protocol."""
         return NextEventKernel(self)

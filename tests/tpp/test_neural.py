@@ -181,3 +181,22 @@ def test_generator_decoder_is_normalised_and_iwae_is_unbiased(data):
         se = (iw.var() / iw.numel() + ref_se**2).sqrt()
         assert abs(iw.mean() - ref) < 4 * se                  # exp(IWAE) is unbiased for p(x|h)
         assert abs(1.1 * iw.mean() - ref) > 4 * se            # power: a 10% bias would show
+
+
+def test_mark_given_time(data):
+    tr, va, te = data
+    torch.manual_seed(0)
+    tgm = TimeGivenMark(2, hidden=8, components=2)
+    tgm.fit_scaling(tr)
+    pred = tgm.mark_given_time(te)
+    with torch.no_grad():
+        h, _, _ = tgm._contexts(te)
+        ref = tgm._joint(h, torch.where(te.mask, te.inter_times, 1.0)).argmax(-1) * te.mask
+    assert torch.equal(pred, ref)
+    assert torch.equal(DEP.mark_given_time(te),
+                       DEP.intensities_at_events(te).argmax(-1) * te.mask)
+    gen = ConditionalGenerator(2, hidden=8)
+    gen.fit_scaling(tr)
+    assert gen.mark_given_time(te).shape == te.marks.shape
+    with pytest.raises(ValidationError, match="categorical"):
+        ConditionalGenerator(mark_dim=2).mark_given_time(te)

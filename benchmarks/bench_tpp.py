@@ -1,0 +1,225 @@
+"""Point processes: Hawkes speed side by side with tick 0.8.0.2, and ground-truth benchmarks.
+
+Speed: a 5-dimensional exponential Hawkes process (mu = 0.5, alpha = 0.1, beta = 2: 5 events per
+unit time), simulated to 100k and 1M events, and its log-likelihood plus gradient on 1M events;
+tick's `SimuHawkesExpKernels` and `ModelHawkesExpKernLogLik` run in their own environment
+(`tick`, made by `bash benchmarks/peers/make_all.sh`) on the same events, and the two
+log-likelihoods are compared.
+
+Ground truth (the true model's NLL is the floor): Omi et al. (2019)'s processes (one sequence of
+100k events, the last 20k held out, gap = held-out NLL per event minus the true model's, both
+conditional on the past), and Waghmare et al. (2022)'s two-mark Hawkes Ind and Dep(I) (T = 100,
+4000 training and 1000 test sequences; mark accuracy given the event's time).
+
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_tpp            # ~15 min on 2 cores
+    OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_tpp --quick    # small sizes, ~1 min
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.harness import Table, median_time, run_peer
+from tpp import ConditionalGenerator, EventBatch, Hawkes, IntensityFree, TimeGivenMark, train
+from tpp.metrics import mark_accuracy
+from tpp.simple import omi_processes
+
+D5 = Hawkes(torch.full((5,), 0.5), torch.full((5, 5), 0.1), 2.0)
+
+PEER_SIM = """
+import numpy as np
+from tick.hawkes import SimuHawkesExpKernels, ModelHawkesExpKernLogLik
+D = 5
+out = {}
+for n in SIZES:
+    def sim():
+        s = SimuHawkesExpKernels(adjacency=np.full((D, D), 0.1), decays=np.full((D, D), 2.0),
+                                 baseline=np.full(D, 0.5), end_time=n / 5.0, verbose=False, seed=1)
+        s.simulate()
+        return s
+    out[f"sim{n}"] = median_time(sim, repeat=REPEAT)
+    out[f"events{n}"] = int(sum(len(t) for t in sim().timestamps))
+data = np.load(PATH)
+events = [data["times"][data["marks"] == k] for k in range(D)]
+coeffs = np.concatenate([np.full(D, 0.5), np.full(D * D, 0.1)])
+def fit_loss_grad():
+    model = ModelHawkesExpKernLogLik(2.0)
+    model.fit(events, float(data["T"]))      # precomputes the decay-dependent sums
+    return model, model.loss(coeffs), model.grad(coeffs)
+out["fit_llgrad"] = median_time(fit_loss_grad, repeat=REPEAT)
+model = fit_loss_grad()[0]
+out["loss"] = float(model.loss(coeffs))
+out["grad"] = model.grad(coeffs).tolist()
+out["llgrad"] = median_time(lambda: (model.loss(coeffs), model.grad(coeffs)), repeat=REPEAT)
+print(json.dumps(out))
+"""
+
+
+def speed(sizes: tuple[int, ...], repeat: int) -> Table:
+    table = Table("tpp: 5-d exponential Hawkes, condprob vs tick 0.8.0.2 (1 thread)")
+    ours = {}
+    for n in sizes:
+        ours[n] = median_time(lambda n=n: D5.simulate(n / 5.0, seed=1), repeat=repeat)
+    big = D5.simulate(sizes[-1] / 5.0, seed=2)
+    n_big = big.num_events
+    params = [D5.mu.clone().requires_grad_(), D5.alpha.clone().requires_grad_(),
+              torch.tensor(2.0, dtype=torch.float64, requires_grad=True)]
+
+    def llgrad() -> None:
+        ll = Hawkes(*params, validate=False).log_likelihood(big).sum()
+        torch.autograd.grad(ll, params)
+
+    t_ll = median_time(llgrad, repeat=repeat)
+    ours_loss = float(-D5.log_likelihood(big).sum()) / n_big
+    mu, alpha = D5.mu.clone().requires_grad_(), D5.alpha.clone().requires_grad_()
+    (-Hawkes(mu, alpha, 2.0).log_likelihood(big).sum() / n_big).backward()
+    ours_grad = torch.cat([mu.grad, alpha.grad.flatten()]).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.npz"
+        t, m = big.sequence(0)
+        np.savez(path, times=t.numpy(), marks=m.numpy(), T=float(big.T[0]))
+        peer = run_peer("tick", f"SIZES = {list(sizes)}\nREPEAT = {repeat}\nPATH = {str(path)!r}\n"
+                        + PEER_SIM)
+    get = (lambda k: peer[k]) if peer else (lambda k: None)
+    for n in sizes:
+        table.add_time(f"simulate {n:,} events (branching, exact)", ours[n], "tick",
+                       get(f"sim{n}"), "Ogata thinning")
+    table.add_time(f"log-likelihood + gradient, {n_big:,} events", t_ll, "tick",
+                   get("fit_llgrad"), "fit() precomputation + loss + grad")
+    table.add_time(f"log-likelihood + gradient, {n_big:,} events (tick's sums precomputed)",
+                   t_ll, "tick", get("llgrad"), "loss + grad only, decay fixed")
+    if peer is not None:
+        # tick's loss omits a parameter-free term: it equals ours minus D * T / N
+        offset = 5 * float(big.T[0]) / n_big
+        diff = abs(peer["loss"] + offset - ours_loss) / abs(ours_loss)
+        gdiff = np.abs(np.array(peer["grad"]) - ours_grad).max()
+        table.add_value("NLL per event on the same events (tick + D T / N)", f"{ours_loss:.12f}",
+                        "tick", f"{peer['loss'] + offset:.12f}", f"{diff:.1e} rel.")
+        table.add_value("gradient in (mu, alpha): max abs difference",
+                        f"max abs {np.abs(ours_grad).max():.1e}", "tick", "-", f"{gdiff:.1e}")
+    return table
+
+
+def long_windows(times: torch.Tensor, t1: float, width: float) -> EventBatch:
+    """Cut one sequence on [0, t1] into windows of length `width` (each shifted to start at 0)."""
+    edges = np.arange(0.0, t1, width).tolist() + [t1]
+    seqs = [(times[(times > a) & (times <= b)] - a).tolist()
+            for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return EventBatch.from_sequences(seqs, None, T=width)
+
+
+def omi(n_events: int, epochs: int, table: Table) -> None:
+    n_test = n_events // 5
+    for name, proc in omi_processes().items():
+        seq = proc.simulate(n_events * 1.3, seed=0)            # every process has rate ~1
+        t = seq.sequence(0)[0][:n_events]
+        split, end = float(t[n_events - n_test - 1]), float(t[-1])
+        first = EventBatch.from_sequences([t[:n_events - n_test].tolist()], None, T=split)
+        full = EventBatch.from_sequences([t.tolist()], None, T=end)
+        held = EventBatch.from_sequences([(t[n_events - n_test:] - split).tolist()], None,
+                                         T=end - split)
+
+        def conditional_nll(model, full=full, first=first) -> float:
+            with torch.no_grad():
+                return -float(model.log_likelihood(full) - model.log_likelihood(first)) / n_test
+
+        truth = conditional_nll(proc)
+        models: dict[str, object] = {}
+        if name.startswith("hawkes"):
+            models["Hawkes MLE (exp)"] = Hawkes.fit(first)
+            if name == "hawkes2":
+                models["Hawkes MLE (2 exps)"] = Hawkes.fit(first, num_components=2)
+        data = long_windows(t[:n_events - n_test], split, 100.0)
+        tr, va = data.split((0.9, 0.1), seed=0)
+        neural = {"IntensityFree": IntensityFree(1, hidden=32, components=8)}
+        if name.startswith("hawkes"):
+            neural["ConditionalGenerator"] = ConditionalGenerator(1, hidden=32, latent=4,
+                                                                  num_particles=64)
+        for label, model in neural.items():
+            torch.manual_seed(0)
+            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=4,
+                  progress=False)
+            models[label] = model
+        published = {"hawkes1": "0.020", "hawkes2": "0.018", "stationary_renewal": "0.002",
+                     "self_correcting": "0.032"}.get(name, "n/a")
+        for label, model in models.items():
+            gap = (conditional_nll(model) if isinstance(model, Hawkes)
+                   else model.nll_per_event(held)) - truth
+            table.add_value(f"Omi {name}: {label}, NLL gap (true NLL {truth:.4f})",
+                            f"{gap:+.4f}", "Omi et al. 2019 neural (published)", published)
+            print(f"omi {name} {label}: gap {gap:+.4f}", flush=True)
+
+
+def hawkes_recovery(n_events: int, table: Table) -> None:
+    h1 = omi_processes()["hawkes1"]
+    seq = h1.simulate(n_events * 1.3, seed=5)
+    t = seq.sequence(0)[0][:n_events]
+    data = EventBatch.from_sequences([t.tolist()], None, T=float(t[-1]))
+    fit = Hawkes.fit(data)
+    err = max(abs(float(fit.mu[0]) - 0.2), abs(float(fit.alpha.sum()) - 0.8),
+              abs(float(fit.beta.flatten()[0]) - 1.0))
+    test = h1.simulate(20000.0, seed=6)
+    gap = fit.nll_per_event(test) - h1.nll_per_event(test)
+    table.add_value(f"Hawkes1 MLE, {n_events:,} events: max abs parameter error", f"{err:.4f}",
+                    "target", "<= 0.02")
+    table.add_value("Hawkes1 MLE: held-out NLL gap (nats/event)", f"{gap:+.5f}", "target",
+                    "<= 0.001")
+
+
+WAGHMARE = {
+    "Hawkes Ind": Hawkes([0.1, 0.05], [[0.2, 0.0], [0.0, 0.4 / 2]],
+                         torch.tensor([[1.0, 1.0], [1.0, 2.0]])),
+    "Hawkes Dep(I)": Hawkes([0.1, 0.05], [[0.2, 0.1], [0.2, 0.3]], 1.0),
+}
+PUBLISHED_F1 = {"Hawkes Ind": ("67.08", "70.80"), "Hawkes Dep(I)": ("57.06", "60.37")}
+
+
+def waghmare(n_train: int, epochs: int, table: Table) -> None:
+    """Their kernel is a e^{-b t}: alpha = a / b (Ind: a = 0.4, b = 2 gives alpha 0.2)."""
+    for name, truth in WAGHMARE.items():
+        tr = truth.simulate(100.0, n_train, seed=1)
+        te = truth.simulate(100.0, n_train // 4, seed=2)
+        tr, va = tr.split((0.9, 0.1), seed=0)
+        t_nll = truth.nll_per_event(te)
+        t_acc = mark_accuracy(truth.mark_given_time(te), te)
+        models: dict[str, object] = {"Hawkes MLE": Hawkes.fit(tr, decays="pair")}
+        for label, model in (("IntensityFree (marks independent)", IntensityFree(2, 32, 8)),
+                             ("TimeGivenMark", TimeGivenMark(2, 32, 8)),
+                             ("ConditionalGenerator", ConditionalGenerator(2, hidden=32,
+                                                                          num_particles=32))):
+            torch.manual_seed(0)
+            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=4,
+                  progress=False)
+            models[label] = model
+        lnm, prop = PUBLISHED_F1[name]
+        for label, model in models.items():
+            gap = model.nll_per_event(te) - t_nll
+            acc = mark_accuracy(model.mark_given_time(te), te)
+            pub = lnm if label.startswith("Intensity") else prop if label == "TimeGivenMark" \
+                else "n/a"
+            table.add_value(f"{name}: {label}, NLL gap / mark acc. (truth {t_acc:.2%})",
+                            f"{gap:+.4f} / {acc:.2%}", "Waghmare et al. 2022 micro-F1 %", pub)
+            print(f"{name} {label}: gap {gap:+.4f} acc {acc:.4f}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    q = args.quick
+    speed((10_000, 100_000) if q else (100_000, 1_000_000), 1 if q else 3).emit("tpp")
+    truth = Table("tpp: ground truth (gap = held-out NLL per event minus the true model's)")
+    hawkes_recovery(10_000 if q else 100_000, truth)
+    waghmare(200 if q else 4000, 2 if q else 30, truth)
+    omi(5_000 if q else 100_000, 2 if q else 30, truth)
+    truth.emit("tpp_truth")
+
+
+if __name__ == "__main__":
+    main()
