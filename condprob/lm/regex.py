@@ -65,6 +65,53 @@ def _encode(tokens: Sequence[str], symbols: Sequence[str]) -> tuple[torch.Tensor
     return torch.from_numpy(lengths), torch.from_numpy(out)
 
 
+class VocabularyTrie:
+    """The trie of a vocabulary's token strings, level by level, independent of any pattern.
+
+    Level d holds the distinct prefixes of length d + 1 as (parent node at level d - 1, character);
+    `ends[d]` lists the tokens of length d + 1 and their nodes. Walking an automaton through it
+    costs one gather per level over (states x nodes); empty tokens lead nowhere.
+    """
+
+    def __init__(self, tokens: Sequence[str]):
+        self.size = len(tokens)
+        self.chars = tuple(sorted({c for t in tokens for c in t}))
+        lengths, codes = _encode(tokens, self.chars)
+        self.parents: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
+        self.ends: list[tuple[torch.Tensor, torch.Tensor]] = []
+        base = len(self.chars) + 1
+        walking = torch.nonzero(lengths > 0).squeeze(-1)
+        node = torch.zeros(walking.numel(), dtype=torch.long)
+        for d in range(codes.shape[1]):
+            if not walking.numel():
+                break
+            uniq, node = torch.unique(node * base + codes[walking, d], return_inverse=True)
+            self.parents.append(uniq // base)
+            self.labels.append(uniq % base)
+            done = lengths[walking] == d + 1
+            self.ends.append((walking[done], node[done]))
+            walking, node = walking[~done], node[~done]
+
+    def walk(self, dfa: DFA) -> torch.Tensor:
+        """next[q, v]: the state of the character-level `dfa` after token v's string from q
+        (`NO_STATE` where it rejects)."""
+        s, n_sym = dfa.num_states, len(dfa.symbols)
+        sink = s
+        table = torch.full((s + 1, n_sym + 1), sink, dtype=torch.long)
+        table[:s, :n_sym] = torch.where(dfa.table == NO_STATE, sink, dfa.table)
+        charmap = torch.tensor([dfa.index.get(c, n_sym) for c in self.chars] + [n_sym],
+                               dtype=torch.long)
+        final = torch.full((s, self.size), NO_STATE, dtype=torch.long)
+        level_state = torch.arange(s).unsqueeze(-1)
+        for parents, labels, (tokens, nodes) in zip(self.parents, self.labels, self.ends,
+                                                     strict=True):
+            level_state = table[level_state[:, parents], charmap[labels]]
+            reached = level_state[:, nodes]
+            final[:, tokens] = torch.where(reached == sink, NO_STATE, reached)
+        return final
+
+
 class TokenIndex:
     """Token-level automaton: `next_state` (S, V), `accepting` (S,) and `start`.
 
@@ -80,36 +127,14 @@ class TokenIndex:
         self.eos = eos
 
     @classmethod
-    def from_dfa(cls, dfa: DFA, tokens: Sequence[str], eos: int | None = None) -> TokenIndex:
+    def from_dfa(cls, dfa: DFA, tokens: Sequence[str] | VocabularyTrie, eos: int | None = None
+                 ) -> TokenIndex:
         """Walk the vocabulary trie of the token strings through a character-level `dfa`."""
         if not dfa.accepting:
             raise ConditioningError("the regular language", "it is empty")
-        n_sym = len(dfa.symbols)
-        lengths, chars = _encode(tokens, dfa.symbols)
-        width = chars.shape[1]
+        trie = tokens if isinstance(tokens, VocabularyTrie) else VocabularyTrie(tokens)
+        nxt = trie.walk(dfa)
         s = dfa.num_states
-        sink = s
-        table = torch.full((s + 1, n_sym + 1), sink, dtype=torch.long)
-        table[:s, :n_sym] = torch.where(dfa.table == NO_STATE, sink, dfa.table)
-        final = torch.full((s, len(tokens)), sink, dtype=torch.long)
-        # tokens still walking, the trie node of each (its index in the current level), and the
-        # automaton state of every level node from every start state
-        walking = torch.nonzero(lengths > 0).squeeze(-1)
-        node = torch.zeros(walking.numel(), dtype=torch.long)
-        level_state = torch.arange(s).unsqueeze(-1)
-        for d in range(width):
-            keys = node * (n_sym + 1) + chars[walking, d]
-            uniq, node = torch.unique(keys, return_inverse=True)
-            level_state = table[level_state[:, uniq // (n_sym + 1)], uniq % (n_sym + 1)]
-            ends = lengths[walking] == d + 1
-            final[:, walking[ends]] = level_state[:, node[ends]]
-            alive = (level_state != sink).any(0)
-            go_on = ~ends & alive[node]
-            walking, node = walking[go_on], node[go_on]
-            if not walking.numel():
-                break
-        state = final
-        nxt = torch.where(state == sink, NO_STATE, state)
         accepting = torch.zeros(s, dtype=torch.bool)
         accepting[list(dfa.accepting)] = True
         if eos is not None:
@@ -117,11 +142,12 @@ class TokenIndex:
         return cls(nxt, accepting, dfa.start, eos)
 
     @classmethod
-    def from_regex(cls, pattern: str, tokens: Sequence[str], eos: int | None = None
-                   ) -> TokenIndex:
-        """The index of a character regular expression over the token strings `tokens`."""
-        chars = sorted({c for t in tokens for c in t})
-        return cls.from_dfa(char_dfa(pattern, chars), tokens, eos)
+    def from_regex(cls, pattern: str, tokens: Sequence[str] | VocabularyTrie,
+                   eos: int | None = None) -> TokenIndex:
+        """The index of a character regular expression over the token strings `tokens` (pass a
+        `VocabularyTrie` to reuse the vocabulary's preprocessing across patterns)."""
+        trie = tokens if isinstance(tokens, VocabularyTrie) else VocabularyTrie(tokens)
+        return cls.from_dfa(char_dfa(pattern, trie.chars), trie, eos)
 
     @classmethod
     def from_token_regex(cls, pattern: str, tokens: Sequence[str], eos: int | None = None

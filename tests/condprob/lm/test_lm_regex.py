@@ -14,7 +14,14 @@ from condprob.automata import DFA, NO_STATE
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.models import BigramLM
-from condprob.lm.regex import ConditionedBigram, TokenIndex, char_dfa, constrain, smc
+from condprob.lm.regex import (
+    ConditionedBigram,
+    TokenIndex,
+    VocabularyTrie,
+    char_dfa,
+    constrain,
+    smc,
+)
 
 TOKENS = ["a", "b", "ab", "ba", "1", "a1", "x", "", "</s>"]
 EOS = 8
@@ -50,6 +57,15 @@ def test_index_on_random_vocabularies_matches_python_re():
     got = idx.accepts(torch.tensor(pairs)).tolist()
     want = [bool(rx.fullmatch(vocab[a] + vocab[b])) for a, b in pairs]
     assert got == want and any(want)
+
+
+def test_a_prebuilt_trie_gives_the_same_index():
+    vocab = TOKENS[:EOS] + ["abab", "b1", "1b", "é"]
+    trie = VocabularyTrie(vocab)
+    for pattern in (PATTERN, r"a*", r"[0-9]+"):
+        a = TokenIndex.from_regex(pattern, trie)
+        b = TokenIndex.from_regex(pattern, vocab)
+        assert torch.equal(a.next_state, b.next_state) and a.start == b.start
 
 
 def test_token_level_regex_index():
