@@ -482,6 +482,7 @@ class Gaussian(LinearGaussian):
             g = torch.linalg.solve_triangular(chol, ca.T, upper=False).T        # (n, r)
             w = torch.linalg.solve_triangular(chol, c[:, None], upper=False)[:, 0]
             logdet, rank = 2 * float(chol.diagonal().log().sum()), r
+            shift = torch.zeros_like(self.mean)
         else:
             lam, u = torch.linalg.eigh(s)
             lam_tol = float(lam.max().clamp(min=0)) * r * eps
@@ -499,8 +500,15 @@ class Gaussian(LinearGaussian):
             g = (ca @ uk) * isq
             w = (uk.T @ c) * isq
             logdet, rank = float(lam[keep].log().sum()), int(keep.sum())
+            # the residual lies in directions of (numerically) zero variance: move the mean by
+            # the least-norm shift that makes the equations hold exactly there
+            shift = self.mean.new_zeros(self.cod.dim)
+            if eq.index is not None:
+                shift[eq.index] = resid
+            else:
+                shift = torch.linalg.lstsq(a, resid[:, None], driver="gelsd").solution[:, 0]
         logp = -0.5 * (float(w @ w) + logdet + rank * math.log(2 * math.pi))
-        post = Gaussian._make(self.matrix, self.mean + g @ w, None, Unit, self.cod,
+        post = Gaussian._make(self.matrix, self.mean + g @ w + shift, None, Unit, self.cod,
                               base=self.cov, down=g)
         return post, logp, r - rank  # type: ignore[return-value]
 
