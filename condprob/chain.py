@@ -15,7 +15,9 @@ Viterbi (max with backpointers), k-best, entropy. `log_partition` and `marginals
 forward-backward in linear space (matrix products, float64 on CPU, one rescaling per step, so it
 is stable for chains of any length) whose gradient is the marginals; rows whose scaled recursion
 underflows are recomputed by the log-space recursion, so -inf means an impossible chain and
-nothing else. `sample` is exact forward filtering, backward sampling.
+nothing else. `sample` is exact forward filtering, backward sampling. On a GPU backend
+(`condprob.accel`), log partition, marginals and Viterbi of chains with one shared transition
+matrix run as Triton kernels.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from condprob import accel
 from condprob.errors import ConditioningError, ValidationError
 from condprob.semiring import EntropySemiring, KMaxSemiring, LogSemiring, MaxSemiring, Semiring
 
@@ -263,6 +266,12 @@ def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
     state alone. Raises ConditioningError when a chain has no path of positive weight.
     """
     c = _compact(chain)
+    if accel.chain_kernels_apply(c.unary, c.pairwise):
+        from condprob.accel import chain_kernels
+
+        best, paths = chain_kernels.viterbi(c.unary, c.pairwise, c.start, c.end, c.lengths)
+        _raise_impossible(torch.isneginf(best))
+        return best.to(c.unary.dtype).reshape(c.batch_shape), c.expand(paths, PAD)
     fwd = _recursion(c, MaxSemiring(), keep_history=True)
     _raise_impossible(_impossible(c, fwd.value))
     into = _into(c)
@@ -528,6 +537,10 @@ class _LogPartition(torch.autograd.Function):
 
 
 def _log_partition_compact(c: _Compact) -> Tensor:
+    if accel.chain_kernels_apply(c.unary, c.pairwise):
+        from condprob.accel import chain_kernels
+
+        return chain_kernels.LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c.lengths)
     logz = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c)
     bad = ~torch.isfinite(logz)
     if bool(bad.any()):
@@ -561,6 +574,14 @@ def marginals(chain: Chain) -> Tensor:
     Raises ConditioningError when a chain has no path of positive weight.
     """
     c = _compact(chain)
+    if accel.chain_kernels_apply(c.unary, c.pairwise):
+        from condprob.accel import chain_kernels
+
+        with torch.no_grad():
+            logz, alpha = chain_kernels.forward(c.unary, c.pairwise, c.start, c.end, c.lengths)
+            _raise_impossible(torch.isneginf(logz))
+            M = chain_kernels.backward(c.unary, c.pairwise, c.end, c.lengths, alpha, logz)[0]
+        return c.expand(M.to(c.unary.dtype), 0.0)
     with torch.no_grad():
         f = _scaled_forward(c)
         M, W = _scaled_backward(c, f)

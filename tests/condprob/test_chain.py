@@ -314,3 +314,15 @@ def test_overflow_of_scaled_backward_messages_falls_back_to_log_space():
     torch.testing.assert_close(p.grad, torch.tensor([[0.0, 0.0], [0.0, 1.0]], dtype=torch.float64),
                                **TOL)
     torch.testing.assert_close(ch.marginals(ch.Chain(unary, pair)), want, **TOL)
+
+
+def test_log_space_recursion_has_finite_gradients_with_unreachable_states():
+    # state 2 can never be entered: torch.logsumexp would give NaN gradients, ours gives zeros
+    c = make_chain(kind="shared", seed=9)
+    pair = c.pairwise.clone()
+    pair[:, 2] = NEG
+    leaves = [t.clone().requires_grad_(True) for t in (c.unary, pair, c.start, c.end)]
+    ch.semiring_forward(ch.Chain(*leaves), LogSemiring()).sum().backward()
+    assert all(torch.isfinite(x.grad).all() for x in leaves)
+    torch.testing.assert_close(leaves[0].grad, ch.marginals(ch.Chain(c.unary, pair, c.start,
+                                                                      c.end)), **TOL)
