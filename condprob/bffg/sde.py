@@ -136,28 +136,75 @@ class SDEKernel(Morphism):
         sig = sig if sig.ndim == 2 else sig[0]
         return LinearSDE(jac, self.drift(t, xv[None])[0] - jac @ xv, sig, self.grid)
 
+    def linearise_along(self, path: object) -> LinearSDE:
+        """The auxiliary linearised along a path (N+1, d) on the grid, constant on each step:
+        B_i = db/dx(t_i, x_i), beta_i = b(t_i, x_i) - B_i x_i, sigma_i = sigma(t_i, x_i); the last
+        step uses the end point x_N, so that a~(T) = a(T, x_N) as exact end conditioning needs."""
+        xs = torch.as_tensor(path, dtype=torch.float64)
+        n = self.grid.shape[0] - 1
+        if xs.shape != (n + 1, self.dim):
+            raise ValidationError(f"path must have shape ({n + 1}, {self.dim}), got "
+                                  f"{tuple(xs.shape)}")
+        ts = self.grid.tolist()
+        at = [(ts[i], xs[i]) for i in range(n - 1)] + [(ts[n], xs[n])]
+        Bs, betas, sigs = [], [], []
+        for t, x in at:
+            jac = torch.func.jacrev(lambda v, t=t: self.drift(t, v[None])[0])(x)
+            sig = self.sigma(t, x[None])
+            Bs.append(jac)
+            betas.append(self.drift(t, x[None])[0] - jac @ x)
+            sigs.append(sig if sig.ndim == 2 else sig[0])
+        return LinearSDE(torch.stack(Bs), torch.stack(betas), torch.stack(sigs), self.grid)
+
 
 class LinearSDE(SDEKernel):
-    """dX = (B X + beta) dt + sigma dW; B, beta, sigma constant tensors or functions of t."""
+    """dX = (B X + beta) dt + sigma dW.
+
+    B, beta, sigma are constant tensors ((d, d), (d,), (d, m)), functions of t, or stacks with one
+    value per grid step ((N, d, d), (N, d), (N, d, m)), constant on each step [t_i, t_{i+1}).
+    Constant and per-step coefficients have exact transitions (the closed-form backward filter).
+    """
 
     def __init__(self, B: Coef, beta: Coef, sigma: Coef, grid: object):
+        g = _grid(grid)
         self._coefs = (B, beta, sigma)
-        self.constant = not any(callable(c) for c in self._coefs)
-        self._fixed = tuple(torch.as_tensor(c, dtype=torch.float64) for c in self._coefs) \
-            if self.constant else None
-        Bt, bt, st = self.coefficients(0.0 if self.constant else float(_grid(grid)[0]))
+        fixed = None if any(callable(c) for c in self._coefs) else \
+            tuple(torch.as_tensor(c, dtype=torch.float64) for c in self._coefs)
+        self.piecewise = fixed is not None and fixed[0].ndim == 3
+        self.constant = fixed is not None and not self.piecewise
+        self._fixed = fixed
+        Bt, bt, st = self.step_coefficients(0, g)
         d = Bt.shape[0]
         if Bt.shape != (d, d) or bt.shape != (d,) or st.ndim != 2 or st.shape[0] != d:
             raise ValidationError(f"B, beta, sigma must have shapes (d, d), (d,), (d, m); got "
                                   f"{tuple(Bt.shape)}, {tuple(bt.shape)}, {tuple(st.shape)}")
+        if self.piecewise:
+            n = g.shape[0] - 1
+            want = ((n, d, d), (n, d), (n, d, st.shape[1]))
+            got = tuple(tuple(c.shape) for c in fixed)  # type: ignore[union-attr]
+            if got != want:
+                raise ValidationError(f"per-step coefficients must have shapes {want}, got {got}")
         diffusion = st if self.constant else (
             lambda t, x: self.coefficients(t)[2].expand(x.shape[0], -1, -1))
-        super().__init__(self._linear_drift, diffusion, grid, d)
+        super().__init__(self._linear_drift, diffusion, g, d)
+
+    def step_coefficients(self, i: int, grid: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, beta, sigma) on grid step i (for functions of t: their values at t_i)."""
+        if self.constant:
+            return self._fixed  # type: ignore[return-value]
+        if self.piecewise:
+            return tuple(c[i] for c in self._fixed)  # type: ignore[union-attr,return-value]
+        return self.coefficients(float((self.grid if grid is None else grid)[i]))
 
     def coefficients(self, t: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(B(t), beta(t), sigma(t)) as float64 tensors."""
-        if self._fixed is not None:
+        if self.constant:
             return self._fixed  # type: ignore[return-value]
+        if self.piecewise:
+            i = int(torch.searchsorted(self.grid, torch.tensor(t, dtype=torch.float64),
+                                       right=True)) - 1
+            return self.step_coefficients(min(max(i, 0), self.grid.shape[0] - 2))
         return tuple(torch.as_tensor(c(t) if callable(c) else c, dtype=torch.float64)
                      for c in self._coefs)  # type: ignore[return-value]
 
@@ -173,14 +220,17 @@ class LinearSDE(SDEKernel):
         return LinearGaussian(A[0], b[0], Q[0], self.dom, self.cod)
 
     def _transitions(self, dts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        B, beta, sig = self.coefficients(0.0)
-        d = self.dim
-        a = sig @ sig.T
-        z = torch.zeros(d, d, dtype=torch.float64)
-        aug = torch.zeros(d + 1, d + 1, dtype=torch.float64)
-        aug[:d, :d], aug[:d, d] = B, beta
+        """Exact transitions over steps of lengths dts (constant or per-step coefficients)."""
+        B, beta, sig = self._fixed  # type: ignore[misc]
+        n, d = dts.shape[0], self.dim
+        B, beta = B.expand(n, d, d), beta.expand(n, d)
+        a = sig @ sig.transpose(-1, -2)
+        a = a.expand(n, d, d)
+        aug = torch.zeros(n, d + 1, d + 1, dtype=torch.float64)
+        aug[:, :d, :d], aug[:, :d, d] = B, beta
         e1 = torch.linalg.matrix_exp(aug * dts[:, None, None])
-        vl = torch.cat([torch.cat([-B, a], 1), torch.cat([z, B.T], 1)], 0)
+        vl = torch.zeros(n, 2 * d, 2 * d, dtype=torch.float64)
+        vl[:, :d, :d], vl[:, :d, d:], vl[:, d:, d:] = -B, a, B.transpose(-1, -2)
         e2 = torch.linalg.matrix_exp(vl * dts[:, None, None])
         Q = e2[:, d:, d:].transpose(-1, -2) @ e2[:, :d, d:]
         return e1[:, :d, :d], e1[:, :d, d], (Q + Q.transpose(-1, -2)) / 2
@@ -252,13 +302,13 @@ def backward_ode(aux: LinearSDE, end: GaussianMessage | PointMessage, method: st
     if end.dim != aux.dim:
         raise ValidationError(f"message of dimension {end.dim} at the end of an SDE on R^{aux.dim}")
     if method == "auto":
-        method = "closed" if aux.constant else (
+        method = "closed" if aux.constant or aux.piecewise else (
             "information" if isinstance(end, GaussianMessage) else "covariance")
     g = aux.grid
     steps = g.shape[0] - 1
     if method == "closed":
-        if not aux.constant:
-            raise ValidationError("the closed form needs constant coefficients")
+        if not (aux.constant or aux.piecewise):
+            raise ValidationError("the closed form needs constant or per-step coefficients")
         A, b, Q = aux._transitions(g[1:] - g[:-1])
         msgs: list[GaussianMessage] = []
         h: GaussianMessage | PointMessage = end
@@ -328,7 +378,7 @@ def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torc
             if fixed is not None and aux.constant:
                 da, tr = da_fixed, tr_fixed[i]
             else:
-                Bt, beta, st = aux.coefficients(t)
+                Bt, beta, st = aux.step_coefficients(i)
                 da = (a_fixed if fixed is not None else a) - st @ st.T
                 tr = (da * H).sum((-1, -2))
             dar = r @ da if da.ndim == 2 else (da @ r[..., None])[..., 0]

@@ -206,3 +206,29 @@ def test_time_varying_auxiliary_information_vs_covariance():
     assert torch.allclose(info.c, cov.c, atol=1e-9, rtol=0)
     paths = aux.sample(mat([[0.0], [1.0]]), seed=0, path=True)
     assert paths.shape == (2, 21, 1)
+
+
+def test_linearise_along_a_path():
+    """For a linear drift the path linearisation is the drift itself, step by step."""
+    grid = time_grid(0.0, 1.0, 10)
+    k = SDEKernel(lambda t, x: x @ B2.T + BETA2, SIG2, grid, 2)
+    path = k.sample(mat([[0.3, -0.2]]), seed=0, path=True)[0]
+    aux = k.linearise_along(path)
+    assert aux.piecewise and not aux.constant
+    for i in range(10):
+        Bi, bi, si = aux.step_coefficients(i)
+        assert torch.allclose(Bi, B2, atol=1e-14) and torch.allclose(bi, BETA2, atol=1e-14)
+        assert torch.equal(si, SIG2)
+    end = GaussianMessage.observation(torch.eye(2, dtype=T64), 0.3 * torch.eye(2, dtype=T64),
+                                      mat([0.5, 0.5]))
+    ref = backward_ode(LinearSDE(B2, BETA2, SIG2, grid), end)
+    got = backward_ode(aux, end)
+    assert torch.allclose(got.H, ref.H, atol=1e-12) and torch.allclose(got.c, ref.c, atol=1e-12)
+    assert torch.equal(aux.coefficients(0.95)[0], aux.step_coefficients(9)[0])
+    with pytest.raises(ValidationError, match="path must have shape"):
+        k.linearise_along(path[:-1])
+    with pytest.raises(ValidationError, match="per-step coefficients"):
+        LinearSDE(torch.zeros(3, 2, 2, dtype=T64), torch.zeros(3, 2, dtype=T64),
+                  torch.zeros(3, 2, 2, dtype=T64), grid)
+    with pytest.raises(ValidationError, match="constant"):
+        aux.transition(0.0, 1.0)
