@@ -63,8 +63,12 @@ def to_exact(data: Any) -> np.ndarray:
 
 
 def unwrap(a: Any) -> Any:
-    """A 0-d exact array as its scalar; anything else unchanged."""
-    return a[()] if isinstance(a, np.ndarray) and a.ndim == 0 else a
+    """A 0-d exact array as its scalar (rationals as `fractions.Fraction`); others unchanged."""
+    if isinstance(a, np.ndarray) and a.ndim == 0:
+        a = a[()]
+    if isinstance(a, type(ZERO)):
+        return Fraction(int(a.numerator), int(a.denominator))
+    return a
 
 
 def to_float(a: Array, dtype: torch.dtype = torch.float64) -> torch.Tensor:
