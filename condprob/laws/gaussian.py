@@ -32,6 +32,7 @@ __all__ = [
     "law_conditions_commute",
     "law_disintegration_gaussian",
     "law_discard_gaussian",
+    "law_draws_commute",
     "law_drop_unused_draw",
     "law_failure_absorbs",
     "law_fresh_variable",
@@ -165,6 +166,21 @@ def law_conditions_commute(spec: dict[str, Any]) -> None:
     one = _outcome(_program(spec, lambda z, s, t: [s == t, z[0] == 0]))
     two = _outcome(_program(spec, lambda z, s, t: [z[0] == 0, s == t]))
     _same_outcome(one, two, "exchange of conditions")
+
+
+def law_draws_commute(spec: dict[str, Any]) -> None:
+    """S1: the order of independent draws does not matter (z then w, or w then z)."""
+    def build(z_first: bool) -> Gaussian | str:
+        def run() -> Gaussian:
+            with Model() as m:
+                if z_first:
+                    z, w = normal(shape=(spec["n"],)), normal(shape=(spec["r"],))
+                else:
+                    w, z = normal(shape=(spec["r"],)), normal(shape=(spec["n"],))
+                dsl_condition(spec["S"] @ z + w == spec["T"] @ z + spec["b"])
+                return m.posterior(z, w)
+        return _outcome(run)
+    _same_outcome(build(True), build(False), "exchange of draws")
 
 
 def law_condition_forms(spec: dict[str, Any]) -> None:

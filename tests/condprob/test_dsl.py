@@ -192,6 +192,7 @@ def test_errors():
 @given(glaws.affine_problems())
 def test_laws_exchange_forms_substitution(spec):
     glaws.law_conditions_commute(spec)
+    glaws.law_draws_commute(spec)
     glaws.law_condition_forms(spec)
     glaws.law_substitution(spec)
 

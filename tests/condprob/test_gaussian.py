@@ -328,3 +328,16 @@ def test_pyro_conversion_and_half_space_probabilities():
     assert float(point.prob_below([1.0, 0.0], 1.9)) == 0.0
     with pytest.raises(cp.SpaceMismatchError):
         g.prob_below([1.0], 0.0)
+
+
+def test_law_checks_have_power():
+    g = Gaussian([0.0], [[1.0]])
+    with pytest.raises(AssertionError, match="covariance differs"):
+        glaws.assert_same_gaussian(g, Gaussian([0.0], [[1.0 + 1e-6]]))
+    with pytest.raises(AssertionError, match="spaces differ"):
+        glaws.assert_same_gaussian(g, Gaussian([0.0], [[1.0]], X))
+    # 2 x == 1 gives x = 0.5 exactly; a wrong target must fail the same comparison
+    post = cp.condition(g, ([[2.0]], [1.0]))
+    glaws.assert_same_gaussian(post, Gaussian([0.5], [[0.0]]))
+    with pytest.raises(AssertionError, match="offset differs"):
+        glaws.assert_same_gaussian(post, Gaussian([0.4], [[0.0]]))
