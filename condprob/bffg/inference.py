@@ -223,11 +223,10 @@ def forward_guide(filtered: Filtered, n: int, seed: int | None = None,
 
 
 def _point_log_density(k: Morphism, x: torch.Tensor, h: PointMessage) -> torch.Tensor:
-    """log of K(x)(v) exp(c) for an exactly observed child."""
+    """log of K(x)(v) exp(c) for an exactly observed child v, at each row of x."""
     if isinstance(k, NonlinearGaussian):
         return k.log_prob(x, h.value.expand(x.shape[0], -1)) + h.c
-    kernel: LinearGaussian = k  # type: ignore[assignment]
-    return torch.stack([kernel.log_prob(xi, h.value) for xi in x]) + h.c
+    return pullback_linear(h, k.matrix, k.offset, k.cov).log_h(x)  # type: ignore[union-attr]
 
 
 def posterior_marginals(filtered: Filtered) -> dict[Hashable, Morphism]:

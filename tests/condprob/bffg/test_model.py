@@ -242,3 +242,18 @@ def test_finite_kernel_on_euclidean_node_is_rejected():
     k = Kernel([[0.5, 0.5], [0.5, 0.5]], 2, 2)
     with pytest.raises(SpaceMismatchError):
         Model("a", PRIOR).add_edge("a", "b", k).validate()
+
+
+def test_exactly_observed_child_with_auxiliary():
+    """Point observation below a kernel with a (wrong) auxiliary: weights fix the evidence."""
+    k = LinearGaussian(PHI, BETA, QS)
+    v = mat([0.4, -0.3])
+    exact = (PRIOR >> k).log_prob(v)
+    for kern in (k, NonlinearGaussian(lambda x: x @ PHI.T + BETA, QS, 2, 2)):
+        m = Model("a", PRIOR).add_edge("a", "b", kern, LinearGaussian(PHI.T, BETA, 2 * QS))
+        m.observe("b", PointMessage(v))
+        filt = backward_filter(m)
+        s = forward_guide(filt, 20000, seed=1)
+        r = torch.exp(s.log_weights + filt.log_evidence - exact)
+        assert abs((r.mean() - 1).item()) < 3 * r.std().item() / math.sqrt(20000)
+        assert abs(torch.exp(filt.log_evidence - exact).item() - 1) > 0.05
