@@ -9,6 +9,7 @@ always gives the same picture; SVG output is byte-for-byte reproducible.
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+from matplotlib.collections import LineCollection, PatchCollection
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle, PathPatch, Polygon, Rectangle
 from matplotlib.path import Path as MplPath
+from matplotlib.text import TextPath
+from matplotlib.transforms import Affine2D
 
 from condprob.spaces import Space
 from diagrams.syntax import Box, Diagram
@@ -237,23 +241,68 @@ def _extent(lay: Layout) -> tuple[float, float]:
     return (min(xs), max(xs)) if xs else (0.0, 0.0)
 
 
-def _render(ax: Any, d: Diagram, lay: Layout, dx: float, highlight: frozenset[str],
+@functools.lru_cache(maxsize=4096)
+def _glyphs(text: str) -> tuple[MplPath, Any]:
+    path = TextPath((0.0, 0.0), text, size=1.0)
+    return path, path.get_extents()
+
+
+class _Canvas:
+    """Collects the pieces of a picture and adds each kind as one matplotlib collection."""
+
+    def __init__(self, scale: float):
+        self.pt = 1.0 / 72.0 / scale        # one typographic point in data units
+        self.wires: list[MplPath] = []
+        self.lines: list[list[tuple[float, float]]] = []
+        self.dots: list[tuple[float, float]] = []
+        self.shapes: list[Any] = []
+        self.faces: list[str] = []
+        self.text: dict[str, list[MplPath]] = {}
+
+    def label(self, text: str, x: float, y: float, size: float, ha: str = "center",
+              va: str = "center", color: str = "black") -> None:
+        glyphs, box = _glyphs(text)
+        k = size * self.pt
+        tx = {"center": box.x0 + box.width / 2, "left": box.x0, "right": box.x1}[ha]
+        ty = {"center": box.y0 + box.height / 2, "bottom": box.y0, "top": box.y1}[va]
+        move = Affine2D().scale(k).translate(x - tx * k, y - ty * k)
+        self.text.setdefault(color, []).append(move.transform_path(glyphs))
+
+    def shape(self, patch: Any, face: str) -> None:
+        self.shapes.append(patch)
+        self.faces.append(face)
+
+    def finish(self, ax: Any) -> None:
+        ax.add_collection(PatchCollection([PathPatch(p) for p in self.wires], facecolors="none",
+                                          edgecolors="black", linewidths=1.3, zorder=1,
+                                          capstyle="round"), autolim=False)
+        ax.add_collection(LineCollection(self.lines, colors="black", linewidths=1.3, zorder=3),
+                          autolim=False)
+        ax.add_collection(PatchCollection([Circle(c, 0.065) for c in self.dots],
+                                          facecolors="black", edgecolors="none", zorder=3),
+                          autolim=False)
+        ax.add_collection(PatchCollection(self.shapes, facecolors=self.faces, edgecolors="black",
+                                          linewidths=1.3, zorder=2), autolim=False)
+        for color, paths in sorted(self.text.items()):
+            ax.add_collection(PatchCollection([PathPatch(p) for p in paths], facecolors=color,
+                                              edgecolors="none", zorder=4), autolim=False)
+
+
+def _render(canvas: _Canvas, d: Diagram, lay: Layout, dx: float, highlight: frozenset[str],
             wire_labels: bool) -> None:
-    """Draw d (laid out as lay) onto ax, shifted right by dx."""
+    """Draw d (laid out as lay) onto the canvas, shifted right by dx."""
     for x0, y0, x1, y1, space in lay.segments:
-        ax.add_patch(PathPatch(_bezier(x0 + dx, y0, x1 + dx, y1), fill=False, lw=1.3,
-                               edgecolor="black", capstyle="round", zorder=1))
+        canvas.wires.append(_bezier(x0 + dx, y0, x1 + dx, y1))
         if wire_labels and y1 - y0 > 0.45:
-            ax.text(x1 + dx + 0.06, y1 - 0.25, _type_name(space), fontsize=7, color="#444444",
-                    ha="left", va="center", zorder=4)
-    for x, y in lay.copies:
-        ax.add_patch(Circle((x + dx, y), 0.065, color="black", zorder=3))
+            canvas.label(_type_name(space), x1 + dx + 0.06, y1 - 0.25, 7, ha="left",
+                         color="#444444")
+    canvas.dots += [(x + dx, y) for x, y in lay.copies]
     for x, y in lay.discards:
         x += dx
-        ax.plot([x, x], [y, y + 0.22], color="black", lw=1.3, zorder=1)
+        canvas.lines.append([(x, y), (x, y + 0.22)])
         for i, half in enumerate((0.14, 0.09, 0.04)):
             yy = y + 0.22 + 0.05 * i
-            ax.plot([x - half, x + half], [yy, yy], color="black", lw=1.3, zorder=3)
+            canvas.lines.append([(x - half, yy), (x + half, yy)])
     for n in lay.nodes:
         if n.kind != "box" or n.box is None:
             continue
@@ -262,25 +311,22 @@ def _render(ax: Any, d: Diagram, lay: Layout, dx: float, highlight: frozenset[st
         face = HIGHLIGHT if b.name in highlight else "white"
         half, h = n.width / 2, BOX_H / 2
         if b.kind == "predicate":
-            shape: Any = Polygon([(x - half, y - h), (x + half, y - h), (x, y + h)], closed=True)
+            canvas.shape(Polygon([(x - half, y - h), (x + half, y - h), (x, y + h)]), face)
             ty = y - h / 3
         elif not b.box_dom.factors:
-            shape = Polygon([(x - half, y + h), (x + half, y + h), (x, y - h)], closed=True)
+            canvas.shape(Polygon([(x - half, y + h), (x + half, y + h), (x, y - h)]), face)
             ty = y + h / 3
         else:
-            shape = Rectangle((x - half, y - h), 2 * half, 2 * h)
+            canvas.shape(Rectangle((x - half, y - h), 2 * half, 2 * h), face)
+            if b.deterministic:
+                canvas.shape(Rectangle((x - half + 0.05, y - h + 0.05), 2 * half - 0.1,
+                                       2 * h - 0.1), "none")
             ty = y
-        shape.set(facecolor=face, edgecolor="black", lw=1.3, zorder=2)
-        ax.add_patch(shape)
-        if b.deterministic and isinstance(shape, Rectangle):
-            ax.add_patch(Rectangle((x - half + 0.05, y - h + 0.05), 2 * half - 0.1, 2 * h - 0.1,
-                                   fill=False, lw=0.8, edgecolor="black", zorder=2))
-        ax.text(x, ty, b.name, ha="center", va="center", fontsize=10, zorder=4)
+        canvas.label(b.name, x, ty, 10)
     for n, w in zip(lay.inputs, d.inputs, strict=True):
-        ax.text(n.x + dx, -0.1, _type_name(d.types[w]), ha="center", va="top", fontsize=8)
+        canvas.label(_type_name(d.types[w]), n.x + dx, -0.1, 8, va="top")
     for n, w in zip(lay.outputs, d.outputs, strict=True):
-        ax.text(n.x + dx, lay.top + 0.1, _type_name(d.types[w]), ha="center", va="bottom",
-                fontsize=8)
+        canvas.label(_type_name(d.types[w]), n.x + dx, lay.top + 0.1, 8, va="bottom")
 
 
 def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bool = False,
@@ -299,24 +345,26 @@ def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bo
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
     hi = frozenset(highlight)
+    canvas = _Canvas(scale)
     lays = [layout(p) if isinstance(p, Diagram) else None for p in parts]
     top = max((lay.top for lay in lays if lay is not None), default=1.0)
     bottom = min((lay.bottom for lay in lays if lay is not None), default=0.0)
     x = 0.0
     for p, lay in zip(parts, lays, strict=True):
         if isinstance(p, str) or lay is None:
-            ax.text(x + 0.4, (top + bottom) / 2, str(p), ha="center", va="center", fontsize=16)
+            canvas.label(str(p), x + 0.4, (top + bottom) / 2, 16)
             x += 0.8
             continue
         x0, x1 = _extent(lay)
-        _render(ax, p, lay, x - x0, hi, wire_labels)
+        _render(canvas, p, lay, x - x0, hi, wire_labels)
         x += (x1 - x0) + 0.3
     x -= 0.3
     pad = 0.45
     ymin, ymax = bottom - 0.45, top + 0.45
     if title:
-        ax.text(x / 2, ymax, title, ha="center", va="bottom", fontsize=11)
+        canvas.label(title, x / 2, ymax, 11, va="bottom")
         ymax += 0.4
+    canvas.finish(ax)
     ax.set_xlim(-pad, x + pad)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")

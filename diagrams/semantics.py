@@ -16,7 +16,6 @@ predicates when a row has mass zero. The contraction order is chosen by opt_eins
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ Meaning = Morphism | Predicate
 def _ones(n: int, exact: bool, dtype: torch.dtype) -> B.Array:
     if exact:
         out = np.empty(n, dtype=object)
-        out[:] = Fraction(1)
+        out[:] = B.ONE
         return out
     return torch.ones(n, dtype=dtype)
 
