@@ -124,7 +124,11 @@ class LinearEquation:
 
 
 class LinearGaussian(Morphism):
-    """The kernel x -> N(matrix @ x + offset, cov) from R^d (`dom`) to R^n (`cod`)."""
+    """The kernel x -> N(matrix @ x + offset, cov) from R^d (`dom`) to R^n (`cod`).
+
+    Shapes and finiteness are always checked; `validate=False` skips only the symmetry and
+    positive semi-definiteness check of the covariance (one O(n^3) Cholesky factorisation).
+    """
 
     def __init__(self, matrix: Tensorish, offset: Tensorish | None = None,
                  cov: Tensorish | None = None, dom: Space | int | None = None,
@@ -143,24 +147,30 @@ class LinearGaussian(Morphism):
 
     def _init(self, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
               cod: Space, validate: bool, down: torch.Tensor | None = None,
-              base: torch.Tensor | None = None) -> None:
+              base: torch.Tensor | None = None, internal: bool = False) -> None:
         self.matrix, self.offset = a, b
         self.dom, self.cod = dom, cod
         self._cov, self._base, self._down = q, base, down
         self._factor: torch.Tensor | None = None
+        if not internal:
+            self._check_shapes()
         if validate:
             self._validate()
 
-    def _validate(self) -> None:
+    def _check_shapes(self) -> None:
         n, d = self.matrix.shape
         if d != self.dom.dim or n != self.cod.dim:
             raise SpaceMismatchError(f"matrix of shape {(n, d)} for a kernel", (self.cod.dim,
                                      self.dom.dim), (n, d))
         if self.offset.shape != (n,):
             raise ValidationError(f"offset must have shape ({n},), got {tuple(self.offset.shape)}")
-        q = self.cov
-        if q.shape != (n, n):
-            raise ValidationError(f"covariance must have shape ({n}, {n}), got {tuple(q.shape)}")
+        if self.cov.shape != (n, n):
+            raise ValidationError(f"covariance must have shape ({n}, {n}), got "
+                                  f"{tuple(self.cov.shape)}")
+
+    def _validate(self) -> None:
+        """Symmetry and positive semi-definiteness of the covariance (relative tolerance)."""
+        q, n = self.cov, self.cov.shape[0]
         scale = float(q.abs().max()) if n else 0.0
         tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
         if float((q - q.T).abs().max()) > tol:
@@ -172,7 +182,7 @@ class LinearGaussian(Morphism):
     def _make(cls, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
               cod: Space, **lazy: torch.Tensor) -> LinearGaussian:
         out = object.__new__(Gaussian if dom == Unit else LinearGaussian)
-        out._init(a, b, q, dom, cod, validate=False, **lazy)
+        out._init(a, b, q, dom, cod, validate=False, internal=True, **lazy)
         return out
 
     # Basic properties ----------------------------------------------------------------------

@@ -341,3 +341,9 @@ def test_law_checks_have_power():
     glaws.assert_same_gaussian(post, Gaussian([0.5], [[0.0]]))
     with pytest.raises(AssertionError, match="offset differs"):
         glaws.assert_same_gaussian(post, Gaussian([0.4], [[0.0]]))
+
+
+def test_unvalidated_construction_still_checks_shapes():
+    with pytest.raises(cp.ValidationError, match="covariance must have shape"):
+        Gaussian([0.0, 0.0], [[1.0]], validate=False)
+    assert Gaussian([0.0], [[-1.0]], validate=False).cov.item() == -1.0  # the PSD check is off
