@@ -68,7 +68,8 @@ def _uninformative(model: Model, node: Hashable) -> Message:
 
 def _pull(model: Model, u: Hashable, v: Hashable, h: Message, sde_method: str,
           substeps: int) -> tuple[Message, Guide | None]:
-    k = model.auxiliary(u, v) or model.kernel(u, v)
+    aux = model.auxiliary(u, v)
+    k = model.kernel(u, v) if aux is None else aux
     if isinstance(k, Kernel):
         return pullback_finite(k, h), None  # type: ignore[arg-type]
     if isinstance(k, SDEKernel):
@@ -91,7 +92,7 @@ def backward_filter(model: Model, sde_method: str = "auto", substeps: int = 1) -
         h = model.observation(v)
         for c in g.successors(v):
             m = pulled[v, c]
-            h = m if h is None else (m & h if isinstance(h, PointMessage) else h & m)
+            h = m if h is None else h & m
         messages[v] = _uninformative(model, v) if h is None else h
         parents = list(g.predecessors(v))
         if parents:

@@ -115,7 +115,7 @@ class NonlinearGaussian(Morphism):
         """The auxiliary x -> N(mean(x0) + J (x - x0), cov(x0)), J the Jacobian of mean at x0."""
         xt, _ = _batched(x0, self.dom.dim, "linearisation point")
         x0v = xt[0]
-        jac = torch.func.jacrev(lambda v: self.mean(v[None])[0])(x0v)
+        jac = torch.autograd.functional.jacobian(lambda v: self.mean(v[None])[0], x0v)
         cov = self.cov(xt[:1])
         cov = cov if cov.ndim == 2 else cov[0]
         m0 = self.mean(xt[:1])[0]

@@ -131,7 +131,7 @@ class SDEKernel(Morphism):
     def linearise(self, t: float, x: object) -> LinearSDE:
         """The auxiliary with B = db/dx(t, x), beta = b(t, x) - B x and sigma~ = sigma(t, x)."""
         xv = torch.as_tensor(x, dtype=torch.float64).reshape(self.dim)
-        jac = torch.func.jacrev(lambda v: self.drift(t, v[None])[0])(xv)
+        jac = torch.autograd.functional.jacobian(lambda v: self.drift(t, v[None])[0], xv)
         sig = self.sigma(t, xv[None])
         sig = sig if sig.ndim == 2 else sig[0]
         return LinearSDE(jac, self.drift(t, xv[None])[0] - jac @ xv, sig, self.grid)
@@ -149,7 +149,7 @@ class SDEKernel(Morphism):
         at = [(ts[i], xs[i]) for i in range(n - 1)] + [(ts[n], xs[n])]
         Bs, betas, sigs = [], [], []
         for t, x in at:
-            jac = torch.func.jacrev(lambda v, t=t: self.drift(t, v[None])[0])(x)
+            jac = torch.autograd.functional.jacobian(lambda v, t=t: self.drift(t, v[None])[0], x)
             sig = self.sigma(t, x[None])
             Bs.append(jac)
             betas.append(self.drift(t, x[None])[0] - jac @ x)
