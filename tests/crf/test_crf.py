@@ -237,3 +237,31 @@ def test_errors():
     assert even.log_partition(emissions(shape=(1, 3, 2))).item() == NEG
     with pytest.raises(ValueError, match="weight zero"):
         even.decode(emissions(shape=(1, 3, 2)))
+
+
+@pytest.mark.slow
+def test_large_automaton_counting_constraint():
+    # semantic-role style: 5 core roles at most once each among 20 role types (41 BIO tags)
+    core = [f"A{i}" for i in range(5)]
+    roles, span = crf.bio(core + [f"M{i}" for i in range(15)])
+    dfa = DFA.from_regex(span, roles)
+    for r in core:
+        dfa = dfa.intersection(DFA.from_regex(f'[^"B-{r}"]* ("B-{r}" [^"B-{r}"]*)?', roles))
+    # states: (set of used core roles) x (outside, or inside a type whose B- was read)
+    assert dfa.num_states == 2**5 * 16 + 5 * 2**4
+    m = crf.RegCCRF(roles, dfa)
+    g = torch.Generator().manual_seed(0)
+    em = torch.randn(2, 12, len(roles), generator=g) + 3 * (
+        torch.arange(len(roles)) == roles.index("B-A0")).float()  # push towards repeated B-A0
+    with torch.no_grad():
+        samples = m.sample(em, 40, generator=g).reshape(-1, 12)
+        best = m.decode(em)[1]
+    assert m.accepts(samples).all() and m.accepts(best).all()
+    counts = torch.stack([(samples == roles.index(f"B-{r}")).sum(-1) for r in core])
+    assert counts.max() <= 1 and (counts == 1).any()
+    free = crf.LinearChainCRF(roles)
+    free.load_state_dict(m.state_dict())
+    assert (free.decode(em)[1] == roles.index("B-A0")).sum(-1).max() > 1  # the free CRF repeats
+    loss = m.nll(em.requires_grad_(True), best)
+    loss.backward()
+    assert torch.isfinite(em.grad).all()
