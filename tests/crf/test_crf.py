@@ -265,3 +265,34 @@ def test_large_automaton_counting_constraint():
     loss = m.nll(em.requires_grad_(True), best)
     loss.backward()
     assert torch.isfinite(em.grad).all()
+
+
+@pytest.mark.slow
+def test_regccrf_sampler_g_test_with_power_check():
+    # exact law by enumeration; the wrong target adds the transition scores twice (ccrf 0.0.3's
+    # sampler defect) and must be rejected by the same test
+    m, em = model("reg", seed=3), emissions(seed=5, shape=(1, 3, 5))
+    n = 20_000
+    with torch.no_grad():
+        draws = m.sample(em, n, generator=torch.Generator().manual_seed(1))[:, 0]
+    counts: dict = {}
+    for y in map(tuple, draws.tolist()):
+        counts[y] = counts.get(y, 0) + 1
+
+    def law(scale: float) -> dict:
+        ((_, scores),) = table(m, em, torch.ones(1, 3, dtype=torch.bool))
+        extra = {y: (scale - 1) * sum(m.transitions[i, j].item()
+                                      for i, j in zip(y[:-1], y[1:], strict=True))
+                 for y in scores}
+        z = lse(s + extra[y] for y, s in scores.items())
+        return {y: math.exp(s + extra[y] - z) for y, s in scores.items()}
+
+    def g_stat(probs: dict) -> float:
+        return 2 * sum(o * math.log(o / (n * probs[y])) for y, o in counts.items())
+
+    exact, wrong = law(1.0), law(2.0)
+    assert set(counts) <= set(exact)
+    dof = len(exact) - 1
+    crit = dof + 4 * math.sqrt(2 * dof) + 10
+    assert g_stat(exact) < crit
+    assert g_stat(wrong) > crit
