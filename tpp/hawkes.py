@@ -138,7 +138,8 @@ class Hawkes(PointProcess):
         prev = torch.nn.functional.pad(onehot[:, :-1], (0, 0, 1, 0))
         a = torch.exp(-self.beta * batch.inter_times[:, :, None, None, None])
         b = a * prev[:, :, None, :, None]
-        return linear_scan(a.reshape(B, L, -1), b.reshape(B, L, -1)).view(B, L, Kp, D, R)
+        P = Kp * D * R
+        return linear_scan(a.reshape(B, L, P), b.reshape(B, L, P)).view(B, L, Kp, D, R)
 
     def _intensity_from_state(self, S: Tensor) -> Tensor:
         """lambda_k from states S (..., k', j, r): mu_k + sum_{jr} alpha beta S."""
