@@ -236,7 +236,7 @@ def _backtrack(c: _Compact, fwd: _Forward) -> Tensor:
     return torch.stack(out[::-1], -1)
 
 
-def _impossible(c: _Compact, value: Tensor) -> Tensor:
+def _impossible(value: Tensor) -> Tensor:
     return torch.isneginf(value.reshape(-1))
 
 
@@ -273,7 +273,7 @@ def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
         _raise_impossible(torch.isneginf(best))
         return best.to(c.unary.dtype).reshape(c.batch_shape), c.expand(paths, PAD)
     fwd = _recursion(c, MaxSemiring(), keep_history=True)
-    _raise_impossible(_impossible(c, fwd.value))
+    _raise_impossible(_impossible(fwd.value))
     into = _into(c)
     full = bool((c.lengths == c.unary.shape[1]).all())
     state = (fwd.history[-1][0] + c.end).argmax(-1)
@@ -294,7 +294,7 @@ def kbest(chain: Chain, k: int) -> tuple[Tensor, Tensor]:
     """
     c = _compact(chain)
     fwd = _recursion(c, KMaxSemiring(k))
-    _raise_impossible(_impossible(c, fwd.value[0]))
+    _raise_impossible(_impossible(fwd.value[0]))
     paths = _backtrack(c, fwd)
     missing = torch.isneginf(fwd.value).unsqueeze(-1)
     paths = torch.where(missing, torch.full_like(paths, PAD), paths)
@@ -306,7 +306,7 @@ def entropy(chain: Chain) -> Tensor:
     """The entropy H(p) = -sum_y p(y) log p(y) of each chain's path distribution, in nats."""
     c = _compact(chain)
     value = _recursion(c, EntropySemiring()).value
-    _raise_impossible(_impossible(c, value[0]))
+    _raise_impossible(_impossible(value[0]))
     return value[1].reshape(c.batch_shape)
 
 
@@ -351,7 +351,7 @@ def sample(chain: Chain, num_samples: int = 1,
     c = _compact(chain)
     with torch.no_grad():
         fwd = _recursion(c, LogSemiring(), keep_history=True)
-    _raise_impossible(_impossible(c, fwd.value[0]))
+    _raise_impossible(_impossible(fwd.value[0]))
 
     def draw(logits: Tensor) -> Tensor:
         u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype,
