@@ -492,7 +492,6 @@ class Gaussian(LinearGaussian):
             g = torch.linalg.solve_triangular(chol, ca.T, upper=False).T        # (n, r)
             w = torch.linalg.solve_triangular(chol, c[:, None], upper=False)[:, 0]
             logdet, rank = 2 * float(chol.diagonal().log().sum()), r
-            shift = torch.zeros_like(self.mean)
         else:
             lam, u = torch.linalg.eigh(s)
             lam_tol = float(lam.max().clamp(min=0)) * r * eps
@@ -510,16 +509,16 @@ class Gaussian(LinearGaussian):
             g = (ca @ uk) * isq
             w = (uk.T @ c) * isq
             logdet, rank = float(lam[keep].log().sum()), int(keep.sum())
-            # the residual lies in directions of (numerically) zero variance: move the mean by
-            # the least-norm shift that makes the equations hold exactly there
-            shift = self.mean.new_zeros(self.cod.dim)
-            if eq.index is not None:
-                shift[eq.index] = resid
-            else:
-                shift = torch.linalg.lstsq(a, resid[:, None], driver="gelsd").solution[:, 0]
+        mean = self.mean + g @ w
+        # the posterior lives on {A x = b}: project the mean onto it (least-norm shift), which
+        # removes the rounding left in directions of tiny or (numerically) zero variance
+        if eq.index is not None:
+            mean[eq.index] = b
+        elif rank < r:
+            fix = b - a @ mean
+            mean = mean + torch.linalg.lstsq(a, fix[:, None], driver="gelsd").solution[:, 0]
         logp = -0.5 * (float(w @ w) + logdet + rank * math.log(2 * math.pi))
-        post = Gaussian._make(self.matrix, self.mean + g @ w + shift, None, Unit, self.cod,
-                              base=self.cov, down=g)
+        post = Gaussian._make(self.matrix, mean, None, Unit, self.cod, base=self.cov, down=g)
         return post, logp, r - rank  # type: ignore[return-value]
 
     def _disintegrate(self, along: Any) -> Disintegration:
