@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import torch
 from torch import Tensor
 
 MAX_CHAIN_STATES = 64
@@ -21,8 +22,6 @@ MAX_CHAIN_STATES = 64
 def gpu_available() -> bool:
     """Whether a GPU backend for Triton is present (torch sees CUDA and Triton has a driver)."""
     try:
-        import torch
-
         if not torch.cuda.is_available():
             return False
         import triton
@@ -35,7 +34,8 @@ def gpu_available() -> bool:
 
 def chain_kernels_apply(unary: Tensor, pairwise: Tensor) -> bool:
     """Whether the chain engine should run the Triton chain kernels on these potentials: a GPU
-    backend, CUDA tensors, one transition matrix shared by all steps and chains, and at most
+    backend, CUDA tensors of at most single precision (the kernels compute in float32; float64
+    stays on the torch path), one transition matrix shared by all steps and chains, and at most
     `MAX_CHAIN_STATES` states."""
-    return (unary.is_cuda and pairwise.dim() == 2 and unary.shape[-1] <= MAX_CHAIN_STATES
-            and gpu_available())
+    return (unary.is_cuda and unary.dtype != torch.float64 and pairwise.dim() == 2
+            and unary.shape[-1] <= MAX_CHAIN_STATES and gpu_available())
