@@ -8,8 +8,10 @@ Three tasks, the same random inputs for everyone (numpy seed 0, handed to the pe
 - (c) HMM filtering, 100 hidden states over 50 steps: Pearl update with the pulled-back point
   likelihood of each observation, then pushforward along the transition kernel.
 
-Every figure is a median wall time with one thread; EfProb is run once per task (repeat=1, its
-tasks take seconds to minutes) and the table says so. Results are checked against ours: max abs
+Wall times with one thread. Ours and funsor: the median of `--repeat` runs, measured in
+`--rounds` rounds that alternate a funsor process and ours (so a change in the load of a shared
+machine hits both), then the median over rounds. EfProb runs each task once (its tasks take
+seconds to a minute) and the table says so. Results are checked against ours: max abs
 difference in float, equality of every Fraction in the exact rows.
 
 Run: `.venv/bin/python -m benchmarks.bench_core` from the repository root (peers come from
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 from collections.abc import Callable
 from fractions import Fraction
@@ -119,6 +122,7 @@ def ours(data: dict, repeat: int, exact_repeat: int) -> dict:
 # Peers ------------------------------------------------------------------------------------------
 FUNSOR_CODE = """
 import json
+import statistics
 from collections import OrderedDict
 import torch, funsor
 from funsor import Bint, Tensor, ops
@@ -158,6 +162,7 @@ print(json.dumps(res))
 
 EFPROB_CODE = """
 import json
+import statistics
 from fractions import Fraction
 import numpy as np
 import efprob as ef
@@ -217,8 +222,8 @@ def exact_equal(ours_value: np.ndarray, theirs: list[str]) -> bool:
     return [Fraction(v) for v in ours_value.ravel()] == [Fraction(v) for v in theirs]
 
 
-def table(us: dict, fun: dict | None, efp: dict | None, repeat: int,
-          sizes: dict[str, int]) -> Table:
+def table(us: dict, fun: dict | None, efp: dict | None, sizes: dict[str, int],
+          timing: str) -> Table:
     """The markdown table: our figures against each peer's, then the agreement checks."""
     nj, nc = f"{sizes['joint']}x{sizes['joint']}", f"{sizes['channel']}x{sizes['channel']}"
     hmm = f"{sizes['hidden']} states x {sizes['steps']} steps"
@@ -230,8 +235,8 @@ def table(us: dict, fun: dict | None, efp: dict | None, repeat: int,
         return None if res is None else res[f"dis{tag}"] + res[f"rec{tag}"]
 
     once = "EfProb 1.0.0, run once"
-    funsor = f"funsor 0.4.8, median of {repeat}"
-    t = Table("Finite core: condprob vs EfProb 1.0.0 and funsor 0.4.8 (1 thread)")
+    funsor = "funsor 0.4.8"
+    t = Table(f"Finite core: condprob vs EfProb 1.0.0 and funsor 0.4.8 ({timing})")
     for tag, label in (("float", "float64"), ("exact", "exact Fractions")):
         for task, key in (("disintegrate", "dis"), ("recompose marginal >> <id, c>", "rec")):
             name = f"(a) {nj} {task}, {label}"
@@ -265,26 +270,44 @@ def table(us: dict, fun: dict | None, efp: dict | None, repeat: int,
     return t
 
 
+OUR_TIMES = ("dis_float", "rec_float", "dis_exact", "rec_exact", "inv", "hmm")
+FUNSOR_TIMES = ("dis", "rec", "inv", "hmm")
+
+
+def over_rounds(runs: list[dict], keys: tuple[str, ...]) -> dict:
+    """The last run's results with each timing replaced by its median over the rounds."""
+    return {**runs[-1], **{k: statistics.median(r[k] for r in runs) for k in keys}}
+
+
 def main(argv: list[str] | None = None) -> str:
     """Run the benchmark, print the table, write benchmarks/results/core.md; return the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20, help="runs per median (ours, funsor)")
-    parser.add_argument("--exact-repeat", type=int, default=1, help="runs per exact median")
+    parser.add_argument("--exact-repeat", type=int, default=5, help="runs per exact median")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds of funsor then ours, interleaved; medians over rounds")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, no peers, nothing written (a check that it runs)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sizes = SMOKE_SIZES if args.smoke else SIZES
     data = make_inputs(sizes)
-    fun = efp = None
-    if not args.smoke:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "inputs.json"
-            path.write_text(json.dumps(data))
-            fun = peer("funsor", FUNSOR_CODE, path, args.repeat)
+    efp, funs, ours_runs = None, [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "inputs.json"
+        path.write_text(json.dumps(data))
+        for _ in range(1 if args.smoke else args.rounds):
+            if not args.smoke:
+                funs.append(peer("funsor", FUNSOR_CODE, path, args.repeat))
+            ours_runs.append(ours(data, args.repeat, args.exact_repeat))
+        if not args.smoke:
             efp = peer("efprob", EFPROB_CODE, path, 1)
-    us = ours(data, args.repeat, args.exact_repeat)
-    t = table(us, fun, efp, args.repeat, sizes)
+    fun = None if not funs or funs[0] is None else over_rounds(funs, FUNSOR_TIMES)
+    us = over_rounds(ours_runs, OUR_TIMES)
+    timing = (f"1 thread; condprob and funsor: median of {args.repeat} runs (exact: "
+              f"{args.exact_repeat}) in each of {args.rounds} interleaved rounds, median over "
+              "rounds; EfProb: one run")
+    t = table(us, fun, efp, sizes, timing)
     if args.smoke:
         text = t.markdown()
         print(text)
