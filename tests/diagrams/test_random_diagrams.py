@@ -77,3 +77,20 @@ def test_equality_is_invariant_under_axioms(data):
     assert rewired == d
     assert (d @ dead) == (d @ Discard(X))
     assert hash(rewired) == hash(d)
+
+
+@given(diagrams())
+def test_layout_of_random_diagrams(d):
+    """Every wire use is drawn, nodes never overlap, outputs keep their order."""
+    from diagrams.drawing import layout
+
+    lay = layout(d)
+    uses = sum(len(ins) for _, ins, _ in d.boxes) + len(d.outputs)
+    assert sum(len(n.preds) for n in lay.nodes if n.kind != "wire") == uses
+    for layer in {n.layer for n in lay.nodes}:
+        row = sorted((n for n in lay.nodes if n.layer == layer), key=lambda n: n.x)
+        for a, b in zip(row, row[1:], strict=False):
+            assert b.x - a.x >= (a.width + b.width) / 2 - 1e-9
+    xs = [n.x for n in lay.outputs]
+    assert xs == sorted(xs)
+    assert all(y1 > y0 for _, y0, _, y1, _ in lay.segments)
