@@ -153,6 +153,22 @@ class Hawkes(PointProcess):
         self.check_marks(batch)
         return self._intensity_from_state(self._states(batch))
 
+    def intensity(self, batch: EventBatch, t: Tensor) -> Tensor:
+        """lambda_k(t) given each sequence's events before t, at sorted query times t (Q,):
+        shape (B, Q, D)."""
+        self.check_marks(batch)
+        t = torch.as_tensor(t, dtype=torch.float64)
+        B = len(batch)
+        if batch.max_len == 0:
+            return self.mu.expand(B, len(t), -1).clone()
+        onehot = torch.nn.functional.one_hot(batch.marks, self.num_marks).to(torch.float64)
+        after = self._states(batch) + onehot[:, :, None, :, None]       # just after each event
+        idx = torch.searchsorted(batch.times.contiguous(), t.expand(B, -1).contiguous()) - 1
+        idx = torch.minimum(idx, batch.lengths[:, None] - 1)            # ignore the padding
+        gap = t - batch.times.gather(1, idx.clamp(min=0))
+        S = after[torch.arange(B)[:, None], idx.clamp(min=0)] * (idx >= 0)[..., None, None, None]
+        return self._intensity_from_state(S * torch.exp(-self.beta * gap[..., None, None, None]))
+
     def compensator(self, batch: EventBatch) -> Tensor:
         """int_0^T sum_k lambda_k(s) ds per sequence, in closed form."""
         if self.beta.shape[0] == 1:  # decays ignore the target: sum alpha over targets first

@@ -49,9 +49,7 @@ def run(out: Path) -> str:
     seq = test[0]
     grid = torch.linspace(0, 100, 2000, dtype=torch.float64)
     t, m = seq.sequence(0)
-    lam = torch.stack([truth.mu + (truth.amplitudes[:, :, 0][:, m]
-                                   * torch.exp(-(g - t)).clamp(max=1) * (t < g)).sum(1)
-                       for g in grid])
+    lam = truth.intensity(seq, grid)[0]
     for k in range(2):
         ax[0].plot(grid, lam[:, k], label=f"lambda_{k}")
         ax[1].eventplot(t[m == k].numpy(), lineoffsets=k, linelengths=0.8)

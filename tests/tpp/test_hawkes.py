@@ -47,6 +47,19 @@ def test_loglik_matches_definition_and_quadrature(h):
         assert ll[i].item() == pytest.approx(ref, rel=1e-10, abs=1e-10)
 
 
+def test_intensity_at_query_times_matches_definition():
+    b = SUMEXP.simulate(20.0, 2, seed=9)
+    grid = torch.linspace(0, 20, 57, dtype=torch.float64)
+    lam = SUMEXP.intensity(b, grid)
+    for i in range(2):
+        t, m = b.sequence(i)
+        for q, g in enumerate(grid.tolist()):
+            ref = intensity(SUMEXP, g, t.tolist(), m.tolist())
+            assert np.allclose(lam[i, q].numpy(), ref, rtol=1e-12)
+    empty = EventBatch.from_sequences([[]], [[]], 1.0, num_marks=2)
+    assert torch.equal(SUMEXP.intensity(empty, grid[:3])[0], SUMEXP.mu.expand(3, 2))
+
+
 def test_parametrisations_convert():
     a = torch.tensor([[0.2, 0.1], [0.2, 0.3]]) * 2.0
     h = Hawkes.from_amplitudes([0.1, 0.05], a, torch.full((2, 2), 2.0))
