@@ -365,6 +365,11 @@ class Gaussian(LinearGaussian):
         y = _tensor(value, self.dtype, "the value")
         if y.shape[-1:] != (self.cod.dim,):
             raise SpaceMismatchError("value for log_prob", (self.cod.dim,), tuple(y.shape))
+        chol = self._pd_factor()
+        if chol is not None:
+            z = torch.linalg.solve_triangular(chol, (y - self.mean)[..., None], upper=False)
+            return -0.5 * ((z[..., 0] ** 2).sum(-1) + self.cod.dim * math.log(2 * math.pi)) \
+                - chol.diagonal().log().sum()
         w, v = torch.linalg.eigh(self.cov)
         wmax = float(w.max().clamp(min=0))
         keep = w > wmax * len(w) * _eps_scale(self.dtype)
