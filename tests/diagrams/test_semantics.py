@@ -215,3 +215,21 @@ def test_interpretations_reject_clashing_names(spaces):
     X, Y, _ = spaces
     with pytest.raises(ValueError, match="two different types"):
         interpretations(Box("f", X, Y), Box("f", Y, Y))
+
+
+def test_symbolic_interpretation(spaces):
+    import sympy
+
+    from diagrams import bayesian_inversion
+
+    X = spaces[0]
+    p = sympy.Symbol("p", positive=True)
+    s = cp.State([p, 1 - p], X)
+    c = cp.Kernel([[sympy.Rational(1, 2), sympy.Rational(1, 2)], [0, 1]], X, X)
+    q = cp.Predicate([1, sympy.Rational(1, 3)], X)
+    interp = Interpretation({"s": s, "c": c, "q": q})
+    pushed = interp(State("s", X) >> Box("c", X, X)).array
+    assert sympy.simplify(pushed[0, 0] - p / 2) == 0
+    post = interp(State("s", X) >> Copy(X) >> (Id(X) @ (Box("c", X, X) >> Predicate("q", X))))
+    assert sympy.simplify(post.array[0, 0] - 2 * p / (p + 1)) == 0
+    assert bayesian_inversion(s, c).holds()
