@@ -14,7 +14,7 @@ observed sparsely and precisely.
 Figures: time of one run (N particles, including the backward filter), ESS (guided: of the path
 weights; particle filter: of the final filtering weights, an upper bound for its path ESS), ESS per
 second, the spread of log p(y) estimates over repeated runs, and the error against the exact value.
-Run: `.venv/bin/python benchmarks/bench_bffg.py` (create the peer with
+Run: `.venv/bin/python -m benchmarks.bench_bffg` from the repository root (create the peer with
 `bash benchmarks/peers/make_all.sh`).
 """
 
@@ -23,15 +23,11 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from benchmarks.harness import Table, median_time, run_peer  # noqa: E402
-from condprob.bffg import (  # noqa: E402
+from benchmarks.harness import Table, median_time, run_peer
+from condprob.bffg import (
     GaussianMessage,
     LinearSDE,
     Model,
@@ -40,7 +36,7 @@ from condprob.bffg import (  # noqa: E402
     forward_guide,
     time_grid,
 )
-from condprob.gaussian import Gaussian, LinearGaussian  # noqa: E402
+from condprob.gaussian import Gaussian, LinearGaussian
 
 T64 = torch.float64
 N = 1000
