@@ -68,18 +68,23 @@ class Model:
         return roots[0]
 
     def prior(self) -> Morphism:
+        """The prior state at the root."""
         return self.graph.nodes[self.root].get("prior")
 
     def kernel(self, parent: Hashable, child: Hashable) -> Morphism:
+        """The kernel on the edge parent -> child."""
         return self.graph.edges[parent, child]["kernel"]
 
     def auxiliary(self, parent: Hashable, child: Hashable) -> Morphism | None:
+        """The auxiliary kernel of the edge (None: the backward filter uses the kernel itself)."""
         return self.graph.edges[parent, child].get("auxiliary")
 
     def observation(self, node: Hashable) -> Message | None:
+        """The (fused) observation message at a node, or None."""
         return self.graph.nodes[node].get("observation")
 
     def children(self, node: Hashable) -> list[Hashable]:
+        """The node's children."""
         return list(self.graph.successors(node))
 
     def space(self, node: Hashable) -> Space:
@@ -90,6 +95,7 @@ class Model:
         return self.kernel(parent, node).cod
 
     def edges_top_down(self) -> list[tuple[Hashable, Hashable]]:
+        """Edges in breadth-first order from the root (parents before children)."""
         return list(nx.bfs_edges(self.graph, self.root))
 
     # Validation ----------------------------------------------------------------------------
