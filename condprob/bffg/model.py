@@ -59,6 +59,34 @@ class Model:
         self.graph.nodes[node]["observation"] = message if old is None else old & message
         return self
 
+    def derive_auxiliaries(self) -> Model:
+        """Give every nonlinear edge without an auxiliary its linearisation along the noise-free
+        forward run from the prior mean: `NonlinearGaussian.linearise` at the parent's mean, and
+        `SDEKernel.linearise_along` the Euler path of the drift. Returns the model."""
+        self.validate_structure()
+        prior = self.prior()
+        if not isinstance(prior, Gaussian):
+            raise ValidationError("deriving auxiliaries needs a Gaussian prior at the root")
+        means = {self.root: prior.mean}
+        for u, v in self.edges_top_down():
+            k, x = self.kernel(u, v), means[u][None]
+            if isinstance(k, NonlinearGaussian):
+                means[v] = k.mean(x)[0]
+                if self.auxiliary(u, v) is None:
+                    self.graph.edges[u, v]["auxiliary"] = k.linearise(means[u])
+            elif isinstance(k, SDEKernel):
+                zero = torch.zeros(1, k.grid.shape[0] - 1, k.noise_dim, dtype=torch.float64)
+                path = k.sample(x, noise=zero, path=True)[0]
+                means[v] = path[-1]
+                if self.auxiliary(u, v) is None and not isinstance(k, LinearSDE):
+                    self.graph.edges[u, v]["auxiliary"] = k.linearise_along(path)
+            elif isinstance(k, LinearGaussian):
+                means[v] = k.matrix @ means[u] + k.offset
+            else:
+                raise ValidationError(f"edge {u!r} -> {v!r}: cannot derive auxiliaries through "
+                                      f"{type(k).__name__}")
+        return self
+
     # Queries -------------------------------------------------------------------------------
     @property
     def root(self) -> Hashable:
@@ -99,8 +127,8 @@ class Model:
         return list(nx.bfs_edges(self.graph, self.root))
 
     # Validation ----------------------------------------------------------------------------
-    def validate(self) -> None:
-        """Raise ValidationError / SpaceMismatchError naming the first inconsistent node or edge."""
+    def validate_structure(self) -> None:
+        """Check that the graph is a tree with a prior at its root and a kernel on every edge."""
         g = self.graph
         if g.number_of_nodes() == 0:
             raise ValidationError("the model is empty")
@@ -123,6 +151,13 @@ class Model:
             if not isinstance(k, EDGE_KINDS):
                 raise ValidationError(f"edge {u!r} -> {v!r}: unsupported kernel kind "
                                       f"{type(k).__name__}")
+
+    def validate(self) -> None:
+        """Raise ValidationError / SpaceMismatchError naming the first inconsistent node or edge."""
+        self.validate_structure()
+        g = self.graph
+        for u, v, data in g.edges(data=True):
+            k = data["kernel"]
             if not same_space(k.dom, self.space(u)):
                 raise SpaceMismatchError(f"kernel on edge {u!r} -> {v!r}", self.space(u), k.dom)
             self._validate_auxiliary(u, v, k, data.get("auxiliary"))

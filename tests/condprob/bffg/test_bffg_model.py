@@ -146,8 +146,10 @@ def test_nonlinear_evidence_unbiased_against_quadrature():
     """x ~ N(0, 1), x1 ~ N(sin(2x) + x/2, 0.3), y ~ N(x1, 0.1): E[w] p~(y) = p(y) by quadrature."""
     nl = NonlinearGaussian(lambda x: torch.sin(2 * x) + x / 2, mat([[0.3]]), 1, 1)
     m = Model("x", Gaussian(mat([0.0]), mat([[1.0]])))
-    m.add_edge("x", "x1", nl, nl.linearise(mat([0.0])))
+    m.add_edge("x", "x1", nl)
     m.observe("x1", GaussianMessage.observation(mat([[1.0]]), mat([[0.1]]), mat([0.9])))
+    m.derive_auxiliaries()          # linearised at the prior mean 0
+    assert m.auxiliary("x", "x1").allclose(nl.linearise(mat([0.0])), atol=0)
     grid = torch.linspace(-9, 9, 200001, dtype=T64)
     dens = torch.exp(-grid**2 / 2 - (0.9 - torch.sin(2 * grid) - grid / 2) ** 2 / 0.8) / (
         2 * math.pi * math.sqrt(0.4))
@@ -257,3 +259,24 @@ def test_exactly_observed_child_with_auxiliary():
         r = torch.exp(s.log_weights + filt.log_evidence - exact)
         assert abs((r.mean() - 1).item()) < 3 * r.std().item() / math.sqrt(20000)
         assert abs(torch.exp(filt.log_evidence - exact).item() - 1) > 0.05
+
+
+def test_derive_auxiliaries_along_the_noise_free_run():
+    grid = time_grid(0.0, 1.0, 20)
+    sde = SDEKernel(lambda t, x: x @ PHI.T + BETA, torch.eye(2, dtype=T64), grid, 2)
+    nl = NonlinearGaussian(lambda x: x @ PHI.T + BETA, QS, 2, 2)
+    m = Model("a", PRIOR).add_edge("a", "b", nl).add_edge("b", "c", sde)
+    m.observe("c", GaussianMessage.observation(torch.eye(2, dtype=T64), torch.eye(2, dtype=T64),
+                                               mat([0.3, 0.1])))
+    m.derive_auxiliaries()
+    assert m.auxiliary("a", "b").allclose(LinearGaussian(PHI, BETA, QS), atol=1e-14)
+    aux = m.auxiliary("b", "c")
+    assert aux.piecewise and torch.allclose(aux.step_coefficients(3)[0], PHI, atol=1e-14)
+    s = forward_guide(backward_filter(m), 50, seed=0)
+    assert s.log_weights.abs().max() < 1e-10
+    with pytest.raises(ValidationError, match="Gaussian prior"):
+        Model("a", State([0.5, 0.5], 2)).derive_auxiliaries()
+    fin = Model("a", PRIOR)
+    fin.graph.add_edge("a", "b", kernel=Kernel([[1.0]], 1, 1))
+    with pytest.raises(ValidationError, match="cannot derive"):
+        fin.derive_auxiliaries()
