@@ -166,3 +166,21 @@ def test_exactly_observed_leaf_gives_density():
     assert torch.equal(marg["x1"].mean, v)
     s = forward_guide(filt, 10, seed=0)
     assert torch.equal(s.values["x1"], v.expand(10, 2))
+
+
+def test_exactly_observed_root():
+    """A root observed exactly: evidence = prior density at v times the children's message."""
+    prior = Gaussian(mat([0.1, 0.2]), mat([[1.0, 0.2], [0.2, 0.5]]))
+    k = LinearGaussian(PHI, BETA, QS)
+    v, y = mat([0.4, -0.1]), mat([0.3])
+    m = Model("x0", prior).add_edge("x0", "x1", k)
+    m.observe("x0", PointMessage(v))
+    m.observe("x1", GaussianMessage.observation(L, R, y))
+    filt = backward_filter(m)
+    want = prior.log_prob(v) + Gaussian(L @ (PHI @ v + BETA), L @ QS @ L.T + R).log_prob(y)
+    assert abs(filt.log_evidence - want) < 1e-12
+    marg = posterior_marginals(filt)
+    assert torch.equal(marg["x0"].mean, v) and torch.equal(marg["x0"].cov, torch.zeros(2, 2,
+                                                                                         dtype=T))
+    s = forward_guide(filt, 5, seed=0)
+    assert torch.equal(s.values["x0"], v.expand(5, 2))
