@@ -401,24 +401,24 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     e, pshift = _shifted_exp(c.pairwise.to(dt), (-2, -1))
     s0, sshift = _shifted_exp(c.start.to(dt), (-1,))
     en, eshift = _shifted_exp(c.end.to(dt), (-1,))
-    steps = u.shape[0]
+    steps, batch, states = u.shape
     us = u.unbind(0)
-    a = s0 * us[0]
-    alphas, scales = [], []
-    shared = e.dim() == 2
+    A = u.new_empty(steps, batch, states)  # written in place: no per-step allocations
+    scale = u.new_empty(steps, batch, 1)
+    alphas, scales = A.unbind(0), scale.unbind(0)
+    torch.mul(s0, us[0], out=alphas[0])
     for t in range(steps):
+        a = alphas[t]
         if t > 0:
-            if shared:
-                a = torch.mm(a, e).mul_(us[t])
+            if e.dim() == 2:
+                torch.mm(alphas[t - 1], e, out=a)
             else:
                 pair = e[:, t] if e.dim() == 4 else e
-                a = torch.bmm(a.unsqueeze(1), pair).squeeze(1).mul_(us[t])
-        s = a.sum(-1, keepdim=True)
-        a = a / s
-        alphas.append(a)
-        scales.append(s)
-    A = torch.stack(alphas)
-    scale = torch.cat(scales, -1).t()  # (T, B)
+                torch.bmm(alphas[t - 1].unsqueeze(1), pair, out=a.unsqueeze(1))
+            a.mul_(us[t])
+        torch.sum(a, -1, keepdim=True, out=scales[t])
+        a.div_(scales[t])
+    scale = scale.squeeze(-1)  # (T, B)
     logs = torch.log(scale) + ushift.squeeze(-1)
     if steps > 1:
         if e.dim() == 4:
