@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from condprob.accel import gpu_available
 from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits
 
 
@@ -42,13 +43,19 @@ def _satisfies(probs: torch.Tensor, pivot: torch.Tensor, top_k: int | None,
     return ok
 
 
+def _use_triton(logits: torch.Tensor) -> bool:
+    """The fused Triton kernel serves CUDA tensors when a GPU backend is present."""
+    return logits.is_cuda and gpu_available()
+
+
 def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                     top_p: float | None = None, min_p: float | None = None,
                     generator: torch.Generator | None = None) -> torch.Tensor:
     """Draw one token per row of `logits` (..., V) from the filtered, tempered law, sort-free.
 
     The law equals softmax(F(logits / t)) where F keeps the intersection of the top-k, top-p and
-    min-p sets (see `condprob.lm.filters`).
+    min-p sets (see `condprob.lm.filters`). CUDA tensors go to the fused Triton kernel of
+    `condprob.accel.sampling` when a GPU backend is present (seeded from `generator`).
     """
     check_logits(logits)
     Temperature(temperature)
@@ -59,9 +66,14 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     if min_p is not None:
         MinP(min_p)
     batch = logits.shape[:-1]
-    flat = logits.reshape(-1, logits.shape[-1]) / temperature
     if top_p is not None and top_p >= 1.0:
         top_p = None
+    if _use_triton(logits):
+        from condprob.accel.sampling import filtered_sample
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)
+    flat = logits.reshape(-1, logits.shape[-1]) / temperature
     if top_k is None or top_k >= flat.shape[-1]:
         probs = torch.softmax(flat, -1)
         return _dual_pivot(probs, None, top_p, min_p, generator).reshape(batch)

@@ -1,0 +1,149 @@
+"""Triton token-sampling kernels: fused temperature + Gumbel-max, and fused temperature with
+top-k / top-p / min-p filtering by dual-pivot rejection sampling (no sort). Each program handles a
+tile of ROWS rows, streaming the vocabulary in BLOCK-wide chunks, so that every reduction is a
+(ROWS, BLOCK) tile operation.
+
+The laws are those of `condprob.lm.sampling.sample_filtered` and of softmax(logits / t); the random
+numbers differ (Philox streams of `tl.rand` seeded by `seed`). Computation is in float32.
+`condprob.lm.sampling.sample_filtered` dispatches here for CUDA tensors when
+`condprob.accel.gpu_available()`; on CPU the kernels run with TRITON_INTERPRET=1 (set before this
+module is imported), which is how they are tested against the torch path.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from condprob.errors import ValidationError
+
+
+@triton.jit
+def _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK: tl.constexpr):
+    """Tempered logits of a (ROWS, BLOCK) tile (-inf outside the matrix) and its columns."""
+    offs = start + tl.arange(0, BLOCK)
+    inside = rmask[:, None] & (offs[None, :] < V)
+    x = tl.load(x_ptr + rows[:, None] * V + offs[None, :], mask=inside, other=-float("inf"))
+    return x.to(tl.float32) * inv_t, offs, inside
+
+
+@triton.jit
+def _gumbel_max_kernel(x_ptr, out_ptr, B, V, inv_t, seed, ROWS: tl.constexpr,
+                       BLOCK: tl.constexpr):
+    """argmax(x / t + G) per row, G ~ Gumbel(0, 1) from tl.rand."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    best = tl.full((ROWS,), -float("inf"), tl.float32)
+    arg = tl.zeros((ROWS,), tl.int32)
+    for start in range(0, V, BLOCK):
+        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        u = tl.rand(seed, rows[:, None] * V + offs[None, :])
+        u = tl.minimum(tl.maximum(u, 1e-12), 1.0 - 1e-7)
+        score = tl.where(inside, x - tl.log(-tl.log(u)), -float("inf"))
+        cmax = tl.max(score, 1)
+        carg = tl.min(tl.where(score == cmax[:, None], offs[None, :], V), 1)
+        take = cmax > best
+        arg = tl.where(take, carg, arg)
+        best = tl.where(take, cmax, best)
+    tl.store(out_ptr + rows, arg, mask=rmask)
+
+
+@triton.jit
+def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
+                     ROWS: tl.constexpr, BLOCK: tl.constexpr):
+    """Dual-pivot rejection sampling from the filtered law of each row of the tile."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    m = tl.full((ROWS,), -float("inf"), tl.float32)
+    for start in range(0, V, BLOCK):
+        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        m = tl.maximum(m, tl.max(x, 1))
+    m = tl.where(rmask, m, 0.0)
+    z = tl.zeros((ROWS,), tl.float32)
+    for start in range(0, V, BLOCK):
+        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        z += tl.sum(tl.exp(x - m[:, None]), 1)
+    z = tl.where(rmask, z, 1.0)
+    low = tl.zeros((ROWS,), tl.float32)
+    high = 1.0 / z
+    min_thr = min_p / z
+    done = tl.where(rmask, 0, 1)
+    result = tl.zeros((ROWS,), tl.int32)
+    rnd = 0
+    while tl.sum(1 - done, 0) > 0:
+        total = tl.zeros((ROWS,), tl.float32)
+        for start in range(0, V, BLOCK):
+            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            p = tl.exp(x - m[:, None]) / z[:, None]
+            total += tl.sum(tl.where(p > low[:, None], p, 0.0), 1)
+        target = tl.rand(seed, rows * 4096 + rnd) * total
+        run = tl.zeros((ROWS,), tl.float32)
+        j = tl.full((ROWS,), -1, tl.int32)
+        last = tl.zeros((ROWS,), tl.int32)
+        for start in range(0, V, BLOCK):
+            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            p = tl.exp(x - m[:, None]) / z[:, None]
+            w = tl.where(p > low[:, None], p, 0.0)
+            cdf = tl.cumsum(w, 1) + run[:, None]
+            hit = tl.min(tl.where((cdf > target[:, None]) & (w > 0), offs[None, :], V), 1)
+            j = tl.where((j < 0) & (hit < V), hit, j)
+            last = tl.maximum(last, tl.max(tl.where(w > 0, offs[None, :], 0), 1))
+            run += tl.sum(w, 1)
+        j = tl.where(j < 0, last, j)
+        xj = tl.load(x_ptr + rows * V + j, mask=rmask, other=0.0).to(tl.float32)
+        piv1 = tl.exp(xj * inv_t - m) / z
+        piv2 = (piv1 + high) / 2
+        c1 = tl.zeros((ROWS,), tl.int32)
+        c2 = tl.zeros((ROWS,), tl.int32)
+        m1 = tl.zeros((ROWS,), tl.float32)
+        m2 = tl.zeros((ROWS,), tl.float32)
+        for start in range(0, V, BLOCK):
+            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            p = tl.exp(x - m[:, None]) / z[:, None]
+            big1 = p > piv1[:, None]
+            big2 = p > piv2[:, None]
+            c1 += tl.sum(big1.to(tl.int32), 1)
+            c2 += tl.sum(big2.to(tl.int32), 1)
+            m1 += tl.sum(tl.where(big1, p, 0.0), 1)
+            m2 += tl.sum(tl.where(big2, p, 0.0), 1)
+        ok1 = (c1 < top_k) & (m1 < top_p) & (piv1 >= min_thr)
+        ok2 = (c2 < top_k) & (m2 < top_p) & (piv2 >= min_thr)
+        active = done == 0
+        result = tl.where(active & ok1, j, result)
+        rejected = active & (ok1 == 0)
+        high = tl.where(rejected & ok2, piv2, high)
+        low = tl.where(rejected, tl.where(ok2, piv1, piv2), low)
+        done = tl.where(ok1, 1, done)
+        rnd += 1
+    tl.store(out_ptr + rows, result, mask=rmask)
+
+
+def _launch(kernel, logits: torch.Tensor, *args, rows: int, block: int | None) -> torch.Tensor:
+    x = logits.reshape(-1, logits.shape[-1]).contiguous()
+    b, v = x.shape
+    block = block if block is not None else min(triton.next_power_of_2(v), 1024)
+    for name, n in (("rows", rows), ("block", block)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
+            raise ValidationError(f"{name} must be a power of two, got {n!r}")
+    out = torch.empty(b, dtype=torch.int32, device=x.device)
+    kernel[(triton.cdiv(b, rows),)](x, out, b, v, *args, ROWS=rows, BLOCK=block)
+    return out.long().reshape(logits.shape[:-1])
+
+
+def gumbel_max_sample(logits: torch.Tensor, temperature: float = 1.0, seed: int = 0,
+                      rows: int = 4, block: int | None = None) -> torch.Tensor:
+    """One draw per row from softmax(logits / t) by the fused Gumbel-max kernel (`rows` and
+    `block` are powers of two)."""
+    return _launch(_gumbel_max_kernel, logits, 1.0 / temperature, seed, rows=rows, block=block)
+
+
+def filtered_sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                    top_p: float | None = None, min_p: float | None = None, seed: int = 0,
+                    rows: int = 4, block: int | None = None) -> torch.Tensor:
+    """One draw per row from the tempered law filtered by top-k, top-p and min-p (their
+    intersection), by the fused dual-pivot kernel."""
+    v = logits.shape[-1]
+    return _launch(_filtered_kernel, logits, 1.0 / temperature,
+                   v + 1 if top_k is None else top_k, 2.0 if top_p is None else top_p,
+                   0.0 if min_p is None else min_p, seed, rows=rows, block=block)
