@@ -11,6 +11,7 @@ two backends differ.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from fractions import Fraction
 from numbers import Number
 from typing import Any
@@ -110,13 +111,19 @@ def where(mask: Array, a: Array, b: Array) -> Array:
     return np.where(mask, a, b)
 
 
-def safe_divide(num: Array, den: Array, fallback: Array) -> Array:
-    """num / den where den != 0, else fallback (broadcast); never divides by zero."""
+def safe_divide(num: Array, den: Array, fallback: Array | Callable[[], Array]) -> Array:
+    """num / den where den != 0, else fallback (an array, or a function giving one, broadcast).
+
+    Never divides by zero; the fallback is only built when some denominator is zero.
+    """
     zero = zero_mask(den)
+    if not bool(zero.any()):
+        return simplify(num / den) if isinstance(num, np.ndarray) else num / den
+    fb = fallback() if callable(fallback) else fallback
     if isinstance(num, torch.Tensor):
-        return torch.where(zero, fallback, num / torch.where(zero, torch.ones_like(den), den))
+        return torch.where(zero, fb, num / torch.where(zero, torch.ones_like(den), den))
     q = simplify(num / np.where(zero, ONE, den))
-    return np.where(zero, fallback, q)
+    return np.where(zero, fb, q)
 
 
 def total(a: Array, axis: int | tuple[int, ...], keepdim: bool = False) -> Array:

@@ -162,6 +162,11 @@ class Kernel(Morphism):
         """Sequential composition: (f >> g)(x)(z) = sum_y f(x)(y) g(y)(z)."""
         if not isinstance(other, Kernel):
             return super().then(other)
+        if isinstance(other, _Graph):
+            # f >> <id, c> : w -> (x, y) with weight f(w)(x) c(x)(y), without the |X|^2 |Y| matrix
+            a, b = self._coerce(other.inner)
+            out = a[..., :, :, None] * b[..., None, :, :]
+            return self._make(out.reshape(*out.shape[:-2], other.cod.size), self.dom, other.cod)
         a, b = self._coerce(other)
         return self._make(a @ b, self.dom, other.cod, self._sharp and other._sharp)
 
@@ -247,8 +252,7 @@ class Kernel(Morphism):
         p, c = prior._coerce(self)
         joint = p[..., 0, :, None] * c                 # (*b, X, Y)
         py = B.total(joint, -2)                         # (*b, Y)
-        fallback = p[..., 0, None, :]                   # (*b, 1, X)
-        dagger = B.safe_divide(B.swap_last(joint), py[..., :, None], fallback)
+        dagger = B.safe_divide(B.swap_last(joint), py[..., :, None], lambda: p[..., 0, None, :])
         return self._make(dagger, self.cod, self.dom)
 
     def inverse(self, prior: State) -> Kernel:
@@ -444,12 +448,14 @@ class State(Kernel):
         xspace, yspace = self.cod.select(xs), self.cod.select(ys)
         batch = self.batch_shape
         nb = len(batch)
-        a = self.probs.reshape(*batch, *self.cod.shape)
-        a = B.permute(a, tuple(range(nb)) + tuple(nb + i for i in xs + ys))
+        a = self.probs
+        if xs + ys != tuple(range(self.cod.ndim)):
+            a = a.reshape(*batch, *self.cod.shape)
+            a = B.permute(a, tuple(range(nb)) + tuple(nb + i for i in xs + ys))
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1)
-        my = B.total(joint, -2)
-        cond = B.safe_divide(joint, mx[..., :, None], B.expand(my[..., None, :], joint.shape))
+        cond = B.safe_divide(joint, mx[..., :, None],
+                             lambda: B.expand(B.total(joint, -2)[..., None, :], joint.shape))
         marginal = self._make(mx[..., None, :], Unit, xspace)
         kernel = self._make(cond, xspace, yspace)
         return Disintegration(marginal, kernel, B.zero_mask(mx))
@@ -650,6 +656,25 @@ def pair(f: Kernel, g: Kernel) -> Kernel:
     return Kernel._make(out, f.dom, product(f.cod, g.cod), f._sharp and g._sharp)
 
 
+class _Graph(Kernel):
+    """The graph <id, c> of a kernel, with its matrix built only when asked for: composing into it
+    needs only c (see `Kernel.then`)."""
+
+    def __init__(self, inner: Kernel):
+        self.inner = inner
+        self.dom, self.cod = inner.dom, product(inner.dom, inner.cod)
+        self._sharp = inner._sharp
+        self._array: Array | None = None
+
+    @property
+    def array(self) -> Array:  # type: ignore[override]
+        if self._array is None:
+            self._array = pair(identity(self.inner.dom), self.inner).array
+        return self._array
+
+
 def graph(c: Kernel) -> Kernel:
-    """The graph <id, c> : X -> X @ Y of a kernel."""
-    return pair(identity(c.dom), c)
+    """The graph <id, c> : X -> X @ Y of a kernel, x -> delta_x (x) c(x)."""
+    if c.dom == Unit:
+        return pair(identity(c.dom), c)
+    return _Graph(c)
