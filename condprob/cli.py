@@ -61,11 +61,18 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("tour", help="demonstrate every package and write a report")
     t.add_argument("--out", type=Path, default=Path("tour-report"), help="report folder")
     t.add_argument("--only", nargs="*", help="run only these sections")
-    b = sub.add_parser("bench", help="run every benchmark against the peers (from a checkout)")
-    b.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", add_help=False,
+                   help="run the benchmarks against the peers, from a checkout "
+                        "(arguments go to benchmarks/run_all.py: names, --only, --timeout)")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return bench(argv[1:])
     args = parser.parse_args(argv)
-    if args.command == "tour":
-        return 1 if tour(args.out, args.only) else 0
+    return 1 if tour(args.out, args.only) else 0
+
+
+def bench(argv: list[str]) -> int:
+    """Run `benchmarks/run_all.py` of the source checkout this package is installed from."""
     root = Path(__file__).resolve().parent.parent
     if not (root / "benchmarks" / "run_all.py").exists():
         print("condprob bench runs from a source checkout (benchmarks/ is not installed)")
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(root))
     from benchmarks.run_all import main as bench_main
 
-    return bench_main(args.args)
+    return bench_main(argv)
 
 
 if __name__ == "__main__":
