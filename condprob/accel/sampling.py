@@ -1,5 +1,6 @@
-"""Triton token-sampling kernels: fused temperature + Gumbel-max, and fused temperature with
-top-k / top-p / min-p filtering by dual-pivot rejection sampling (no sort). Each program handles a
+"""Triton token-sampling kernels: fused temperature + Gumbel-max, fused temperature with
+top-k / top-p / min-p filtering by dual-pivot rejection sampling (no sort), and the speculative
+accept/reject step with its residual draw. Each program handles a
 tile of ROWS rows, streaming the vocabulary in BLOCK-wide chunks, so that every reduction is a
 (ROWS, BLOCK) tile operation.
 
@@ -119,13 +120,66 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
     tl.store(out_ptr + rows, result, mask=rmask)
 
 
+@triton.jit
+def _speculative_kernel(p_ptr, q_ptr, d_ptr, out_ptr, B, N, V, seed, ROWS: tl.constexpr,
+                        BLOCK: tl.constexpr):
+    """Verify N drafts per row: accept draft i with probability min(1, p_i(x) / q_i(x)) while all
+    earlier ones were accepted; then draw from norm(max(0, p_a - q_a)) (q_N = 0: the bonus)."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    still = rmask
+    acc = tl.zeros((ROWS,), tl.int32)
+    for i in range(0, N):
+        x = tl.load(d_ptr + rows * N + i, mask=rmask, other=0)
+        px = tl.load(p_ptr + (rows * (N + 1) + i) * V + x, mask=rmask, other=0.0)
+        qx = tl.load(q_ptr + (rows * N + i) * V + x, mask=rmask, other=1.0)
+        u = tl.rand(seed, rows * (N + 1) + i)
+        still = still & (u * qx < px)
+        tl.store(out_ptr + rows * (N + 1) + i, tl.where(still, x, -1), mask=rmask)
+        acc += still.to(tl.int32)
+    has_q = acc < N
+    p_row = p_ptr + (rows * (N + 1) + acc) * V
+    q_row = q_ptr + (rows * N + tl.minimum(acc, N - 1)) * V
+    total = tl.zeros((ROWS,), tl.float32)
+    for start in range(0, V, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        inside = rmask[:, None] & (offs[None, :] < V)
+        p = tl.load(p_row[:, None] + offs[None, :], mask=inside, other=0.0)
+        q = tl.load(q_row[:, None] + offs[None, :], mask=inside & has_q[:, None], other=0.0)
+        total += tl.sum(tl.maximum(p - q, 0.0), 1)
+    residual = total > 0
+    total = tl.where(residual, total, 1.0)
+    target = tl.rand(seed + 1, rows) * total
+    run = tl.zeros((ROWS,), tl.float32)
+    j = tl.full((ROWS,), -1, tl.int32)
+    last = tl.zeros((ROWS,), tl.int32)
+    for start in range(0, V, BLOCK):
+        offs = start + tl.arange(0, BLOCK)
+        inside = rmask[:, None] & (offs[None, :] < V)
+        p = tl.load(p_row[:, None] + offs[None, :], mask=inside, other=0.0)
+        q = tl.load(q_row[:, None] + offs[None, :], mask=inside & has_q[:, None], other=0.0)
+        w = tl.where(residual[:, None], tl.maximum(p - q, 0.0), p)
+        cdf = tl.cumsum(w, 1) + run[:, None]
+        hit = tl.min(tl.where((cdf > target[:, None]) & (w > 0), offs[None, :], V), 1)
+        j = tl.where((j < 0) & (hit < V), hit, j)
+        last = tl.maximum(last, tl.max(tl.where(w > 0, offs[None, :], 0), 1))
+        run += tl.sum(w, 1)
+    j = tl.where(j < 0, last, j)
+    tl.store(out_ptr + rows * (N + 1) + N, -1, mask=rmask)
+    tl.store(out_ptr + rows * (N + 1) + acc, j, mask=rmask)
+
+
+def _check_tiles(rows: int, block: int) -> None:
+    for name, n in (("rows", rows), ("block", block)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
+            raise ValidationError(f"{name} must be a power of two, got {n!r}")
+
+
 def _launch(kernel, logits: torch.Tensor, *args, rows: int, block: int | None) -> torch.Tensor:
     x = logits.reshape(-1, logits.shape[-1]).contiguous()
     b, v = x.shape
     block = block if block is not None else min(triton.next_power_of_2(v), 1024)
-    for name, n in (("rows", rows), ("block", block)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n & (n - 1):
-            raise ValidationError(f"{name} must be a power of two, got {n!r}")
+    _check_tiles(rows, block)
     out = torch.empty(b, dtype=torch.int32, device=x.device)
     kernel[(triton.cdiv(b, rows),)](x, out, b, v, *args, ROWS=rows, BLOCK=block)
     return out.long().reshape(logits.shape[:-1])
@@ -147,3 +201,22 @@ def filtered_sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     return _launch(_filtered_kernel, logits, 1.0 / temperature,
                    v + 1 if top_k is None else top_k, 2.0 if top_p is None else top_p,
                    0.0 if min_p is None else min_p, seed, rows=rows, block=block)
+
+
+def speculative_verify(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Tensor,
+                       seed: int = 0, rows: int = 4, block: int | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fused twin of `condprob.lm.speculative.speculative_step`: target (B, n+1, V) and
+    draft (B, n, V) laws, drafts (B, n) -> (tokens (B, n+1) padded with -1, counts (B,))."""
+    b, n = drafts.shape
+    v = target.shape[-1]
+    block = block if block is not None else min(triton.next_power_of_2(v), 1024)
+    _check_tiles(rows, block)
+    p = target.to(torch.float32).contiguous()
+    q = draft.to(torch.float32).contiguous()
+    d = drafts.to(torch.int32).contiguous()
+    out = torch.empty(b, n + 1, dtype=torch.int32, device=p.device)
+    _speculative_kernel[(triton.cdiv(b, rows),)](p, q, d, out, b, n, v, seed, ROWS=rows,
+                                                  BLOCK=block)
+    out = out.long()
+    return out, (out >= 0).sum(-1)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 
+from condprob.accel import gpu_available
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel, as_prefix
 
@@ -86,12 +87,18 @@ def speculative_step(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Te
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Verify a chain of drafts: target (B, n+1, V) laws after each draft prefix, draft (B, n, V)
     laws that proposed drafts (B, n). Returns (tokens (B, n+1) padded with -1, counts (B,)): the
-    accepted drafts and one corrected token (or the bonus token when all n are accepted)."""
+    accepted drafts and one corrected token (or the bonus token when all n are accepted). CUDA
+    tensors go to the fused Triton kernel when a GPU backend is present."""
     p = _check_probs(target, "target").double()
     q = _check_probs(draft, "draft").double()
     b, n = drafts.shape
     if p.shape[:2] != (b, n + 1) or q.shape[:2] != (b, n) or p.shape[-1] != q.shape[-1]:
         raise ValidationError("expected target (B, n+1, V), draft (B, n, V), drafts (B, n)")
+    if p.is_cuda and gpu_available():
+        from condprob.accel.sampling import speculative_verify
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        return speculative_verify(p, q, drafts, seed=seed)
     x = drafts.long().unsqueeze(-1)
     px, qx = p[:, :n].gather(-1, x).squeeze(-1), q.gather(-1, x).squeeze(-1)
     u = torch.rand(b, n, generator=generator, dtype=torch.float64)

@@ -135,3 +135,38 @@ def test_symspell_word_bigram_model():
     assert small.vocab_size == 500 and "the" in small.vocab
     t = small.model.transition_matrix()
     torch.testing.assert_close(t.sum(-1), torch.ones(500, dtype=torch.float64), atol=1e-12, rtol=0)
+
+
+class _Output:
+    def __init__(self, logits):
+        self.logits = logits
+
+
+class _TinyCausalLM(torch.nn.Module):
+    """A Hugging Face-shaped causal LM: forward(ids) -> object with .logits (B, T, V_padded)."""
+
+    def __init__(self, v, padded):
+        super().__init__()
+        self.emb = torch.nn.Embedding(v, padded)
+
+    def forward(self, ids):
+        return _Output(self.emb(ids).double())
+
+
+class _Tokenizer:
+    eos_token_id = 2
+
+    def __len__(self):
+        return 3
+
+    def convert_ids_to_tokens(self, i):
+        return ["a", "b", "</s>"][i]
+
+
+def test_from_hf_wraps_a_causal_lm_interface():
+    torch.manual_seed(0)
+    model = _TinyCausalLM(3, 5)
+    k = TokenKernel.from_hf(model, _Tokenizer())
+    assert k.vocab_size == 3 and k.eos == 2 and k.vocab.label(1) == "b"
+    want = torch.log_softmax(model.emb.weight[[1]].double()[:, :3], -1)
+    torch.testing.assert_close(k.logits([[0, 1]]), want.detach())

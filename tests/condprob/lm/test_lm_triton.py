@@ -95,6 +95,10 @@ for fn, extra in [(s._gumbel_max_kernel, {"seed": "i32"}),
     sig = {**common, **extra, "ROWS": "constexpr", "BLOCK": "constexpr"}
     src = ASTSource(fn=fn, signature=sig, constexprs={"ROWS": 4, "BLOCK": 1024})
     assert "cubin" in triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm
+sig = {"p_ptr": "*fp32", "q_ptr": "*fp32", "d_ptr": "*i32", "out_ptr": "*i32", "B": "i32",
+       "N": "i32", "V": "i32", "seed": "i32", "ROWS": "constexpr", "BLOCK": "constexpr"}
+src = ASTSource(fn=s._speculative_kernel, signature=sig, constexprs={"ROWS": 4, "BLOCK": 1024})
+assert "cubin" in triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm
 print("compiled")
 """
 
@@ -108,3 +112,19 @@ def test_kernels_compile_for_a_cuda_target():
     proc = subprocess.run([sys.executable, "-c", COMPILE], env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and "compiled" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_speculative_kernel_law(gtest):
+    g = torch.Generator().manual_seed(8)
+    p = torch.softmax(torch.randn(2, 6, generator=g, dtype=torch.float64) * 1.5, -1)
+    q = torch.softmax(torch.randn(1, 6, generator=g, dtype=torch.float64) * 1.5, -1)
+    n = 3000
+    drafts = torch.multinomial(q[0], n, replacement=True, generator=g).unsqueeze(-1)
+    tokens, counts = ts.speculative_verify(p.expand(n, -1, -1), q.expand(n, -1, -1), drafts,
+                                           seed=4, rows=512, block=4)
+    assert ((counts == 1) | (counts == 2)).all()
+    assert (tokens[:, 1] == -1).eq(counts == 1).all()
+    assert (tokens[counts == 2, 0] == drafts[counts == 2, 0]).all()
+    assert gtest(tokens[:, 0], p[0]) > 1e-3
+    assert gtest(tokens[:, 0], q[0]) < 1e-6
+    assert gtest(tokens[counts == 2, 1], p[1]) > 1e-3
