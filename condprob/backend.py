@@ -111,12 +111,14 @@ def where(mask: Array, a: Array, b: Array) -> Array:
     return np.where(mask, a, b)
 
 
-def safe_divide(num: Array, den: Array, fallback: Array | Callable[[], Array]) -> Array:
+def safe_divide(num: Array, den: Array, fallback: Array | Callable[[], Array],
+                zero: Array | None = None) -> Array:
     """num / den where den != 0, else fallback (an array, or a function giving one, broadcast).
 
-    Never divides by zero; the fallback is only built when some denominator is zero.
+    Never divides by zero; the fallback is only built when some denominator is zero. `zero` is
+    the mask of zero denominators when the caller has it already.
     """
-    zero = zero_mask(den)
+    zero = zero_mask(den) if zero is None else zero
     if not bool(zero.any()):
         return simplify(num / den) if isinstance(num, np.ndarray) else num / den
     fb = fallback() if callable(fallback) else fallback

@@ -454,11 +454,13 @@ class State(Kernel):
             a = B.permute(a, tuple(range(nb)) + tuple(nb + i for i in xs + ys))
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1)
+        null = B.zero_mask(mx)
         cond = B.safe_divide(joint, mx[..., :, None],
-                             lambda: B.expand(B.total(joint, -2)[..., None, :], joint.shape))
+                             lambda: B.expand(B.total(joint, -2)[..., None, :], joint.shape),
+                             zero=null[..., :, None])
         marginal = self._make(mx[..., None, :], Unit, xspace)
         kernel = self._make(cond, xspace, yspace)
-        return Disintegration(marginal, kernel, B.zero_mask(mx))
+        return Disintegration(marginal, kernel, null)
 
     # Information measures ------------------------------------------------------------------
     def entropy(self) -> Any:
