@@ -31,7 +31,7 @@ from condprob.dsl.variables import Gauss, NonAffineError
 from condprob.finite import State
 from condprob.gaussian import Gaussian
 
-__all__ = ["Gaussian", "State", "exact"]
+__all__ = ["Gaussian", "State", "exact", "from_pyro", "to_pyro"]
 
 FRAGMENT = "Normal, MultivariateNormal, Bernoulli and Categorical"
 
@@ -100,6 +100,23 @@ class _ExactMessenger(Messenger):
         value = torch.tensor(picks, dtype=torch.float64 if isinstance(base, dist.Bernoulli)
                              else torch.long).reshape(table.shape[:-1])
         return value
+
+
+def to_pyro(state: State | Gaussian) -> dist.Distribution:
+    """A finite state as a Categorical over its outcome indices, a Gaussian state as a
+    MultivariateNormal."""
+    if isinstance(state, State | Gaussian):
+        return state.to_pyro()
+    raise TypeError(f"cannot convert {type(state).__name__} to a Pyro distribution; supported: "
+                    "finite State, Gaussian")
+
+
+def from_pyro(d: torch.distributions.Distribution) -> State | Gaussian:
+    """A Categorical/Bernoulli as a finite State, a Normal/MultivariateNormal as a Gaussian."""
+    if isinstance(d, torch.distributions.Categorical | torch.distributions.Bernoulli
+                  | torch.distributions.OneHotCategorical):
+        return State.from_pyro(d)
+    return Gaussian.from_pyro(d)
 
 
 def exact(model: Callable[..., Any], max_branches: int = 100_000

@@ -107,3 +107,31 @@ def test_inconsistent_observation_names_the_site():
         pyro.sample("y2", dist.Normal(x, 0.0), obs=torch.tensor(2.0))
     with pytest.raises(cp.ConditioningError, match="y2 =="):
         exact(model)()
+
+
+def test_plate_of_discrete_latents_matches_closed_form():
+    data = torch.tensor([0.5, 2.5, 1.0], dtype=T)
+
+    def model():
+        with pyro.plate("n", 3):
+            z = pyro.sample("z", dist.Bernoulli(torch.tensor(0.3, dtype=T)))
+            pyro.sample("x", dist.Normal(2.0 * z, 1.0), obs=data)
+    post = exact(model)()
+    assert isinstance(post, cp.State) and len(post.as_dict()) == 8
+    like1 = 0.3 * torch.exp(-0.5 * (data - 2.0) ** 2)
+    p1 = like1 / (like1 + 0.7 * torch.exp(-0.5 * data**2))
+    for i in range(3):
+        marginal = sum(v for lab, v in post.as_dict().items() if lab[i] == 1.0)
+        assert abs(marginal - float(p1[i])) < 1e-12
+
+
+def test_conversions():
+    from condprob.pyro import from_pyro, to_pyro
+    g = cp.Gaussian([1.0], [[2.0]])
+    assert isinstance(to_pyro(g), dist.MultivariateNormal)
+    s = from_pyro(dist.Categorical(torch.tensor([0.25, 0.75], dtype=T)))
+    assert isinstance(s, cp.State) and s.as_dict() == {0: 0.25, 1: 0.75}
+    assert isinstance(to_pyro(s), dist.Categorical)
+    assert from_pyro(dist.Normal(torch.tensor([0.0], dtype=T), 2.0)).cov.tolist() == [[4.0]]
+    with pytest.raises(TypeError, match="cannot convert"):
+        to_pyro(cp.LinearGaussian([[1.0]]))
