@@ -38,6 +38,13 @@ class _Reject(Exception):
     """A branch whose discrete condition failed or whose choice had probability zero."""
 
 
+def _negative(p: Any) -> bool:
+    """p < 0, for numbers; for sympy expressions only when provably negative."""
+    if isinstance(p, sympy.Basic):
+        return (p < 0) is sympy.true
+    return p < 0
+
+
 def _current() -> Model:
     if not _STACK:
         raise RuntimeError("no model is active: use `with Model():` or `infer(program)`")
@@ -116,7 +123,13 @@ class Model:
             raise ValidationError(f"{what} needs at least one outcome")
         exact = all(isinstance(p, int | Fraction | sympy.Basic) for p in ps)
         total = sum(ps)
-        if any(p < 0 for p in ps) or (total != 1 if exact else abs(float(total) - 1) > 1e-6):
+        if not exact:
+            off = abs(float(total) - 1) > 1e-6
+        elif isinstance(total, sympy.Basic):
+            off = sympy.simplify(total - 1) != 0
+        else:
+            off = total != 1
+        if any(_negative(p) for p in ps) or off:
             raise ValidationError(f"the probabilities of {what} must be non-negative and sum to "
                                   f"1, got {ps}")
         pos = len(self.taken)

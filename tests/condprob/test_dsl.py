@@ -249,3 +249,22 @@ def test_mixture_half_space_probability():
                    ("b", F(3, 4), cp.Gaussian([2.0], [[4.0]]))])
     expect = 0.25 * 0.5 + 0.75 * 0.5 * (1 + math.erf(-2 / 2 / math.sqrt(2)))
     assert math.isclose(float(mix.prob_below([1.0], 0.0)), expect, abs_tol=1e-14)
+
+
+def test_symbolic_probabilities():
+    import sympy
+
+    p = sympy.Symbol("p", positive=True)
+
+    def prog():
+        a = bernoulli(p)
+        b = bernoulli(sympy.Rational(1, 2))
+        condition(a or b)
+        return a
+    post = infer(prog)
+    assert sympy.simplify(post.as_dict()[1] - 2 * p / (1 + p)) == 0
+
+    def bad():
+        return bernoulli(sympy.Rational(3, 2))
+    with pytest.raises(cp.ValidationError, match="non-negative and sum to 1"):
+        infer(bad)
