@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -274,16 +275,39 @@ def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
         return best.to(c.unary.dtype).reshape(c.batch_shape), c.expand(paths, PAD)
     fwd = _recursion(c, MaxSemiring(), keep_history=True)
     _raise_impossible(_impossible(fwd.value))
-    into = _into(c)
-    full = bool((c.lengths == c.unary.shape[1]).all())
-    state = (fwd.history[-1][0] + c.end).argmax(-1)
-    out = [state]
-    for t in range(c.unary.shape[1] - 2, -1, -1):
-        best = (fwd.history[t][0] + into(t + 1, state)).argmax(-1)
-        state = best if full else torch.where(t < c.lengths - 1, best, state)
-        out.append(state)
-    paths = torch.stack(out[::-1], -1)
+    paths = _backtrace(c, torch.stack([h[0] for h in fwd.history]))
     return fwd.value[0].reshape(c.batch_shape), c.expand(paths, PAD)
+
+
+def _backtrace(c: _Compact, history: Tensor) -> Tensor:
+    """Viterbi paths (B, T) from the max-forward values history (T, B, S), recomputing each argmax
+    for the chosen state only. On CPU the loop runs in numpy, whose per-operation overhead is a
+    fraction of torch's for these small (B, S) steps; the arithmetic is the same."""
+    cpu = history.device.type == "cpu"
+    xp = np if cpu else torch
+
+    def arr(x: Tensor):
+        return x.detach().numpy() if cpu else x
+
+    h = arr(history)
+    into = arr(c.pairwise.transpose(-1, -2).contiguous())
+    lengths = arr(c.lengths)
+    rows = xp.arange(h.shape[1]) if cpu else torch.arange(h.shape[1], device=history.device)
+    full = bool((c.lengths == c.unary.shape[1]).all())
+    state = (h[-1] + arr(c.end)).argmax(-1)
+    out = [state]
+    for t in range(h.shape[0] - 2, -1, -1):
+        if into.ndim == 2:
+            step = into[state]
+        elif into.ndim == 3:
+            step = into[rows, state]
+        else:
+            step = into[rows, t + 1, state]
+        best = (h[t] + step).argmax(-1)
+        state = best if full else xp.where(t < lengths - 1, best, state)
+        out.append(state)
+    paths = xp.stack(out[::-1], -1)
+    return torch.from_numpy(paths).long() if cpu else paths
 
 
 def kbest(chain: Chain, k: int) -> tuple[Tensor, Tensor]:
