@@ -162,8 +162,13 @@ class Model:
                 raise _Reject
             raise ConditioningError("a false discrete condition", "it has probability zero")
 
+    def _own(self, x: Gauss) -> Gauss:
+        if x.model is not self:
+            raise ValidationError(f"{x.name} belongs to another model")
+        return x
+
     def _condition_gauss(self, cond: Condition) -> None:
-        e = cond.expr
+        e = self._own(cond.expr)
         rhs = -e.const.reshape(-1)
         if self.state is None:
             if bool((rhs != 0).any()):
@@ -186,7 +191,7 @@ class Model:
         items = [(None, x) for x in xs] + list(named.items())
         if not items:
             raise ValidationError("posterior() needs at least one variable")
-        parts = [(k, x if isinstance(x, Gauss) else Gauss(
+        parts = [(k, self._own(x) if isinstance(x, Gauss) else Gauss(
             self, torch.as_tensor(x, dtype=self.dtype),
             torch.zeros(0, *torch.as_tensor(x).shape, dtype=self.dtype), "<const>"))
             for k, x in items]

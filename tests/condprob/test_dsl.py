@@ -268,3 +268,16 @@ def test_symbolic_probabilities():
         return bernoulli(sympy.Rational(3, 2))
     with pytest.raises(cp.ValidationError, match="non-negative and sum to 1"):
         infer(bad)
+
+
+def test_variables_of_another_model_are_refused():
+    with Model():
+        x = normal(name="x")
+    with Model() as m:
+        y = normal(name="y")
+        with pytest.raises(cp.ValidationError, match="x belongs to another model"):
+            m.posterior(x)
+        with pytest.raises(cp.ValidationError, match=r"\(x - 1.0\) belongs to another model"):
+            condition(x == 1.0)
+        with pytest.raises(cp.ValidationError, match="different models"):
+            x + y
