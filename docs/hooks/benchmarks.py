@@ -1,0 +1,50 @@
+"""MkDocs hook: the "Benchmarks" page, generated at build time from the committed tables.
+
+It shows `benchmarks/RESULTS.md` (written by `condprob bench`) or, before a full run, every table
+in `benchmarks/results/`, after a short text on how to reproduce them. Markdown links in the
+tables are reduced to their text, since their targets are outside the site.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+LINK = re.compile(r"(?<!!)\[([^\]]+)\]\([^)]*\)")
+
+INTRO = """# Benchmarks
+
+Every benchmark compares condprob with named peer libraries measured side by side in the same run,
+each peer installed in its own virtual environment (`benchmarks/peers/*.peers`). To reproduce:
+
+```bash
+make bench      # creates the peers' environments, runs every benchmarks/bench_*.py
+```
+
+`make bench` runs `condprob bench`, which writes one table per area into `benchmarks/results/` and
+collects them, with the machine they ran on, into `benchmarks/RESULTS.md`. The figures below are
+the ones committed with this version of the code.
+
+"""
+
+
+def page() -> str:
+    """The page's markdown: the intro, then the latest results."""
+    combined = ROOT / "benchmarks" / "RESULTS.md"
+    tables = sorted((ROOT / "benchmarks" / "results").glob("*.md"))
+    if combined.exists():
+        body = combined.read_text()
+        body = re.sub(r"^# .*\n", "", body, count=1)
+    elif tables:
+        body = "\n\n".join(t.read_text() for t in tables)
+    else:
+        body = "No benchmark results are recorded yet."
+    return INTRO + LINK.sub(r"\1", body)
+
+
+def on_files(files: Files, config) -> Files:
+    files.append(File.generated(config, "benchmarks.md", content=page()))
+    return files
