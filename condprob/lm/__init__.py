@@ -8,9 +8,11 @@ conditional Poisson sampling and beam search with Horvitz-Thompson estimators, a
 sampling (single and multi-draft) complete the sampling toolbox. Regular languages constrain
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
 decoding), `ConditionedBigram` (exact conditioning of finite-state models) and `smc` (importance
-weights and resampling for any model). `symspell_bigram()` is a real offline word model.
+weights and resampling for any model). `symspell_bigram()` is a real offline word model and
+`train_char_lm(stdlib_text())` a small neural one.
 """
 
+from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm
 from condprob.lm.cpsbs import (
     CPBeam,
     conditional_poisson_sample,
@@ -55,6 +57,7 @@ from condprob.lm.scores import TokenScores, curvature, token_scores
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
+    "CharGRU", "stdlib_text", "train_char_lm",
     "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "Epsilon", "Eta", "Filter", "MinP",
     "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature", "TokenIndex", "TokenKernel",
     "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie", "char_dfa",

@@ -1,0 +1,82 @@
+"""A small character-level neural language model, trained on text that ships with Python.
+
+`stdlib_text()` gathers the docstrings of a few standard-library modules (lower-cased, restricted
+to letters, digits, spaces and common punctuation); `train_char_lm(text)` fits a one-layer GRU by
+teacher forcing and returns it as a `TokenKernel` over the characters of the text. It is the
+neural (non-finite-state) counterpart of `BigramLM` for masked decoding and SMC conditioning.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+
+import torch
+
+from condprob.errors import ValidationError
+from condprob.lm.kernel import TokenKernel
+
+STDLIB_MODULES = ("collections", "functools", "itertools", "json", "re", "pathlib", "random",
+                  "statistics", "string", "textwrap", "heapq", "bisect", "fractions", "decimal")
+
+
+def stdlib_text(modules: tuple[str, ...] = STDLIB_MODULES) -> str:
+    """Docstrings of standard-library modules and their public members, normalised."""
+    parts = []
+    for name in modules:
+        mod = importlib.import_module(name)
+        parts.append(inspect.getdoc(mod) or "")
+        for attr in sorted(getattr(mod, "__all__", [])):
+            parts.append(inspect.getdoc(getattr(mod, attr, None)) or "")
+    text = " ".join(parts).lower()
+    text = re.sub(r"[^a-z0-9 .,;:()'\-]", " ", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+class CharGRU(torch.nn.Module):
+    """Embedding -> GRU -> linear; a begin-of-text symbol (id V) starts every sequence."""
+
+    def __init__(self, vocab_size: int, hidden: int = 96, embed: int = 24):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.embed = torch.nn.Embedding(vocab_size + 1, embed)
+        self.gru = torch.nn.GRU(embed, hidden, batch_first=True)
+        self.out = torch.nn.Linear(hidden, vocab_size)
+
+    def all_logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-character logits after each prefix of [BOS] + tokens: (B, T + 1, V)."""
+        bos = torch.full((tokens.shape[0], 1), self.vocab_size, dtype=torch.long)
+        h, _ = self.gru(self.embed(torch.cat([bos, tokens], 1)))
+        return self.out(h)
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.all_logits(prefix)[:, -1].double()
+
+
+def train_char_lm(text: str, steps: int = 300, seq_len: int = 48, batch: int = 32,
+                  lr: float = 1e-2, seed: int = 0) -> tuple[TokenKernel, list[float]]:
+    """Fit a `CharGRU` to `text` by Adam on random windows; returns the kernel and the losses
+    (mean cross-entropy in nats per character)."""
+    if len(text) <= seq_len:
+        raise ValidationError(f"the text needs more than seq_len = {seq_len} characters")
+    chars = sorted(set(text))
+    ids = torch.tensor([chars.index(c) for c in text], dtype=torch.long)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = CharGRU(len(chars))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        start = torch.randint(0, len(ids) - seq_len, (batch,), generator=g)
+        window = ids[start.unsqueeze(-1) + torch.arange(seq_len)]
+        logits = model.all_logits(window[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(chars)),
+                                                 window.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.detach().item())
+    model.eval()
+    return TokenKernel(model, chars), losses
