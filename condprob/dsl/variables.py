@@ -202,8 +202,6 @@ class Gauss:
             return (stack if func is torch.stack else cat)(*args, **kwargs)
         if func in _ARITH:
             return _ARITH[func](*args, **kwargs)
-        if func is torch.Tensor.size:
-            return args[0].size(*args[1:])
         var = next(a for a in _flat(args) if isinstance(a, Gauss))
         raise NonAffineError(f"{getattr(func, '__name__', func)}({var.name})", var)
 
@@ -272,9 +270,7 @@ _ARITH = {
     torch.neg: lambda a: -a,
     torch.matmul: lambda a, b: a @ b,
     torch.Tensor.__add__: lambda a, b: b + a,
-    torch.Tensor.__radd__: lambda a, b: b + a,
     torch.Tensor.__sub__: lambda a, b: -(b - a),
-    torch.Tensor.__rsub__: lambda a, b: b - a,
     torch.Tensor.__mul__: lambda a, b: b * a,
     torch.Tensor.__matmul__: lambda a, b: b.__rmatmul__(a),
 }

@@ -281,3 +281,17 @@ def test_variables_of_another_model_are_refused():
             condition(x == 1.0)
         with pytest.raises(cp.ValidationError, match="different models"):
             x + y
+
+
+def test_torch_functions_on_variables():
+    t = torch.tensor([1.0, 2.0], dtype=T)
+    with Model() as m:
+        x = normal(shape=(2,), name="x")
+        outs = [t + x, t - x, t * x, torch.add(x, t), torch.sub(t, x),
+                torch.matmul(torch.eye(2, dtype=T), x), torch.cat([x, t]), torch.stack([x, t])]
+        post = m.posterior(*outs)
+        with pytest.raises(NonAffineError, match="division by x"):
+            t / x
+    expect = torch.cat([t, t, 0 * t, t, t, 0 * t, 0 * t, t, 0 * t, t])
+    torch.testing.assert_close(post.mean, expect)
+    assert post.variance[4:6].tolist() == [1.0, 4.0]  # t * x
