@@ -173,3 +173,16 @@ def test_sampler_extreme_peaks_terminate():
         logits = torch.randn(16, v) * scale
         out = sample_filtered(logits, top_p=0.5, min_p=0.01)
         assert (TopP(0.5)(logits) > float("-inf")).gather(-1, out.unsqueeze(-1)).all()
+
+
+@pytest.mark.parametrize("kw", [dict(top_k=0), dict(top_p=0.0), dict(min_p=2.0),
+                                dict(temperature=-1.0)])
+def test_sampler_rejects_bad_parameters(kw):
+    with pytest.raises(ValidationError):
+        sample_filtered(torch.zeros(2, 5), **kw)
+
+
+def test_sampler_accepts_half_precision():
+    logits = torch.randn(4, 100).to(torch.bfloat16)
+    out = sample_filtered(logits, top_p=0.9, top_k=20)
+    assert out.shape == (4,) and ((out >= 0) & (out < 100)).all()

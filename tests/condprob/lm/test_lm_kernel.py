@@ -170,3 +170,16 @@ def test_from_hf_wraps_a_causal_lm_interface():
     assert k.vocab_size == 3 and k.eos == 2 and k.vocab.label(1) == "b"
     want = torch.log_softmax(model.emb.weight[[1]].double()[:, :3], -1)
     torch.testing.assert_close(k.logits([[0, 1]]), want.detach())
+
+
+def test_bigram_and_symspell_loader_errors(monkeypatch):
+    import importlib.util
+
+    from condprob.lm import models
+
+    with pytest.raises(ValidationError, match="sizes V, V, V, V\\+1"):
+        BigramLM(torch.ones(3), torch.ones(2), torch.ones(3), torch.zeros(4, dtype=torch.long),
+                 torch.zeros(0, dtype=torch.long), torch.zeros(0))
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError, match="needs the symspellpy package"):
+        models._symspell_dir()

@@ -218,3 +218,15 @@ def test_errors():
     impossible = ConditionedBigram(k, TokenIndex.from_regex("ab1ab1", TOKENS), 1)
     with pytest.raises(ConditioningError, match="probability zero"):
         impossible.sample([[0]])
+
+
+def test_more_error_paths(monkeypatch):
+    empty = DFA.from_transitions(TOKENS[:2], {}, 0, [])
+    monkeypatch.setattr(DFA, "from_regex", classmethod(lambda cls, p, s: empty))
+    with pytest.raises(ConditioningError, match="empty"):
+        TokenIndex.from_token_regex("a", TOKENS[:2])
+    k = bigram_kernel()
+    with pytest.raises(ValidationError, match="index over 3 tokens"):
+        smc(k, TokenIndex.from_regex("a", ["a", "b", "c"]), [0], 2)
+    never = TokenIndex.from_regex("xx", TOKENS)
+    assert smc(k, never, [0], 1, 8).log_evidence == float("-inf")
