@@ -66,7 +66,8 @@ def _eps_scale(dtype: torch.dtype) -> float:
 
 def _psd_within(q: torch.Tensor, tol: float) -> bool:
     """q >= -tol I, checked by a Cholesky factorisation of q + 2 tol I (no eigendecomposition)."""
-    shifted = q + 2 * tol * torch.eye(len(q), dtype=q.dtype)
+    shifted = q.clone()
+    shifted.diagonal().add_(2 * tol)
     return int(torch.linalg.cholesky_ex(shifted)[1]) == 0
 
 
@@ -173,7 +174,7 @@ class LinearGaussian(Morphism):
         q, n = self.cov, self.cov.shape[0]
         scale = float(q.abs().max()) if n else 0.0
         tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
-        if float((q - q.T).abs().max()) > tol:
+        if float((q - q.T).abs_().amax()) > tol:
             raise ValidationError("covariance is not symmetric")
         if n and not _psd_within(q, tol):
             raise ValidationError("covariance is not positive semi-definite")
