@@ -62,15 +62,15 @@ class TokenKernel(Morphism):
     """The kernel prefix -> Cat(softmax(model(prefix))) over a vocabulary.
 
     `model` maps a LongTensor (B, T) of prefixes to logits (B, V). `vocab` is a list of token
-    strings or the vocabulary size; `eos` is the id that ends a sequence (optional).
+    strings, the vocabulary size or a `FiniteSpace`; `eos` is the id that ends a sequence.
     """
 
-    def __init__(self, model: LogitFn, vocab: Sequence[str] | int, eos: int | None = None,
-                 transforms: Sequence[Filter] = ()):
+    def __init__(self, model: LogitFn, vocab: Sequence[str] | int | FiniteSpace,
+                 eos: int | None = None, transforms: Sequence[Filter] = ()):
         if not callable(model):
             raise TypeError(f"model must be callable (prefixes -> logits), got {model!r}")
         self.model = model
-        self.vocab = FiniteSpace(vocab, name="token")
+        self.vocab = vocab if isinstance(vocab, FiniteSpace) else FiniteSpace(vocab, name="token")
         if eos is not None and not 0 <= eos < self.vocab.size:
             raise ValidationError(f"eos id {eos} is outside the vocabulary of size "
                                   f"{self.vocab.size}")
@@ -100,7 +100,7 @@ class TokenKernel(Morphism):
         for f in filters:
             if not isinstance(f, Filter):
                 raise TypeError(f"{f!r} is not a condprob.lm filter (Temperature, TopK, ...)")
-        return TokenKernel(self.model, list(self.vocab.labels), self.eos,
+        return TokenKernel(self.model, self.vocab, self.eos,
                            self.transforms + tuple(filters))
 
     def logits(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:

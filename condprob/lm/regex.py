@@ -215,7 +215,7 @@ def constrain(kernel: TokenKernel, index: TokenIndex, prompt_len: int = 0) -> To
             raise ConditioningError("a prefix outside the language", "no continuation is allowed")
         return kernel.logits(prefix).masked_fill(~allowed[q], NEG_INF)
 
-    return TokenKernel(model, list(kernel.vocab.labels), kernel.eos)
+    return TokenKernel(model, kernel.vocab, kernel.eos)
 
 
 class ConditionedBigram:
@@ -291,7 +291,7 @@ class ConditionedBigram:
                 raise ConditioningError("the language after this prefix", "it has probability 0")
             return logits
 
-        return TokenKernel(model, list(self.base.vocab.labels), self.base.eos)
+        return TokenKernel(model, self.base.vocab, self.base.eos)
 
     def sample(self, prompt: Sequence[int] | torch.Tensor,
                generator: torch.Generator | None = None) -> torch.Tensor:
