@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from condprob.errors import SpaceMismatchError, ValidationError
-from condprob.lm.filters import TopK
+from condprob.lm.filters import Epsilon, Eta, MinP, Temperature, TopK, TopP, Typical
 from condprob.lm.kernel import PrefixSpace, TokenKernel
 from condprob.lm.models import BigramLM, symspell_bigram
 
@@ -183,3 +183,17 @@ def test_bigram_and_symspell_loader_errors(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ImportError, match="needs the symspellpy package"):
         models._symspell_dir()
+
+
+ROW = torch.tensor([0.5, 0.2, 0.12, 0.1, 0.05, 0.03], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("f", [Typical(0.6), Eta(0.08), Epsilon(0.08), TopK(2), MinP(0.2),
+                               TopP(0.6), Temperature(0.5)])
+def test_transformed_kernels_sample_their_filtered_law(f, gtest):
+    k = TokenKernel(lambda p: ROW.log().expand(p.shape[0], -1), 6).transform(f)
+    draws = k.sample(torch.zeros(12000, 1, dtype=torch.long), torch.Generator().manual_seed(11))
+    want = torch.softmax(f(ROW.log().unsqueeze(0)), -1)[0]
+    assert (want - ROW).abs().max() >= 0.04
+    assert gtest(draws, want) > 1e-3
+    assert gtest(draws, ROW) < 1e-6
