@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
+from pyro.distributions import TorchDistribution, constraints
 from torch import Tensor
 
 from condprob.errors import ValidationError
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tpp.data import EventBatch
     from tpp.process import PointProcess
 
-__all__ = ["HistorySpace", "NextEvent", "NextEventKernel", "mark_space"]
+__all__ = ["HistorySpace", "NextEvent", "NextEventDistribution", "NextEventKernel", "mark_space"]
 
 
 def mark_space(num_marks: int | None, mark_dim: int | None = None) -> Space:
@@ -108,9 +109,39 @@ class NextEvent(Morphism):
         return (tau.reshape(*sample_shape, self._batch),
                 mark.reshape(*sample_shape, self._batch, *mark.shape[2:]))
 
+    def to_pyro(self) -> NextEventDistribution:
+        """This law as a Pyro distribution over vectors (tau, mark...) (see NextEventDistribution)."""
+        return NextEventDistribution(self)
+
     def mean_time(self, num_samples: int = 2000, generator: torch.Generator | None = None) -> Tensor:
         """Monte Carlo estimate of E[tau] per history (models with a closed form override it)."""
         return self.sample((num_samples,), generator)[0].mean(0)
+
+
+class NextEventDistribution(TorchDistribution):
+    """A `NextEvent` law as a Pyro distribution: a value (..., B, 1 + w) holds tau in column 0 and
+    the mark in the other w columns (w = 1 for a categorical mark, stored as a float)."""
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(self, law: NextEvent):
+        self.law = law
+        super().__init__(torch.Size(law.batch_shape), torch.Size(law.event_shape),
+                         validate_args=False)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:  # noqa: B008
+        tau, mark = self.law.sample(tuple(sample_shape))
+        mark = mark[..., None].to(tau.dtype) if mark.ndim == tau.ndim else mark
+        return torch.cat([tau[..., None], mark], -1)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        tau, mark = value[..., 0], value[..., 1:]
+        if isinstance(self.law.marks, FiniteSpace):
+            if (mark != mark.round()).any():
+                raise ValidationError("a categorical mark must be a whole number")
+            mark = mark[..., 0].long()
+        return self.law.log_prob(tau, mark)
 
 
 class NextEventKernel(Morphism):

@@ -233,3 +233,25 @@ def test_gradient_through_likelihood_matches_finite_differences():
     args = (SUMEXP.mu.clone().requires_grad_(), SUMEXP.alpha.clone().requires_grad_(),
             SUMEXP.beta.clone().requires_grad_())
     assert torch.autograd.gradcheck(f, args)
+
+
+def test_next_event_law_in_pyro():
+    import pyro
+    import pyro.poutine
+
+    hist = DEP.simulate(20.0, 3, seed=5)
+    law = DEP.next_event(hist)
+    d = law.to_pyro()
+    assert d.batch_shape == (3,) and d.event_shape == (2,)
+    x = d.sample((4,))
+    assert x.shape == (4, 3, 2)
+    assert torch.allclose(d.log_prob(x), law.log_prob(x[..., 0], x[..., 1].long()), rtol=1e-15)
+
+    def model():
+        with pyro.plate("histories", 3):
+            pyro.sample("next", d, obs=x[0])
+
+    tr = pyro.poutine.trace(model).get_trace()
+    assert torch.allclose(tr.log_prob_sum(), law.log_prob(x[0, :, 0], x[0, :, 1].long()).sum())
+    with pytest.raises(ValidationError, match="whole number"):
+        d.log_prob(torch.tensor([[1.0, 0.5]] * 3, dtype=torch.float64))

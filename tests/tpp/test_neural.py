@@ -158,7 +158,10 @@ def test_conditional_generator_continuous_marks():
     assert tau.shape == (5, 1) and mark.shape == (5, 1, 2)
     with torch.no_grad():
         lp = law.log_prob(tau, mark)
+        value = law.to_pyro().sample((2,))
+        lp_pyro = law.to_pyro().log_prob(value)
     assert lp.shape == (5, 1) and torch.isfinite(lp).all()
+    assert value.shape == (2, 1, 3) and lp_pyro.shape == (2, 1) and torch.isfinite(lp_pyro).all()
 
 
 def test_generator_decoder_is_normalised_and_iwae_is_unbiased(data):
