@@ -7,6 +7,8 @@ conditioning of bigram models, and sequential Monte Carlo for any model.
   from state q (`NO_STATE` where it leaves the language). It is built by walking a vocabulary trie
   level by level for all automaton states at once: the trie is formed by deduplicating
   (parent node, character) pairs at each depth, and each level is one gather over the states.
+- `TokenIndex.bitmask()`: the per-state allowed masks packed 32 tokens to an int32 word
+  (S + 1, ceil(V / 32)), gathered on the current state at decoding time.
 - `constrain(kernel, index)`: masked decoding (local masking: the model's law restricted to the
   tokens that keep the text completable, renormalised). For a neural model this is not the law of
   the model conditioned on the language; `smc` corrects it with importance weights.
@@ -181,6 +183,11 @@ class TokenIndex:
             done[0, self.eos] = True
         return torch.cat([self.next_state != NO_STATE, done])
 
+    def bitmask(self) -> torch.Tensor:
+        """The allowed masks packed 32 tokens to a word: int32 (S + 1, ceil(V / 32)), bit v % 32
+        of word v // 32 set when token v is allowed (32 times smaller than `allowed()`)."""
+        return pack_bits(self.allowed())
+
     def run(self, tokens: torch.Tensor) -> torch.Tensor:
         """States after reading token sequences (B, T): NO_STATE if they left the language,
         S once eos was read."""
@@ -201,19 +208,36 @@ class TokenIndex:
         return acc[q]
 
 
+def pack_bits(mask: torch.Tensor) -> torch.Tensor:
+    """Pack a boolean (..., V) mask into int32 words (..., ceil(V / 32)), little-endian bits."""
+    v = mask.shape[-1]
+    padded = torch.nn.functional.pad(mask, (0, -v % 32)).reshape(*mask.shape[:-1], -1, 32)
+    weights = torch.tensor([1 << i for i in range(32)], dtype=torch.int64)
+    words = (padded.long() * weights).sum(-1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+
+def unpack_bits(words: torch.Tensor, size: int) -> torch.Tensor:
+    """The boolean (..., size) mask of int32 words made by `pack_bits`."""
+    shifts = torch.arange(32, dtype=torch.int32)
+    bits = (words.unsqueeze(-1) >> shifts) & 1
+    return bits.reshape(*words.shape[:-1], -1)[..., :size].bool()
+
+
 def constrain(kernel: TokenKernel, index: TokenIndex, prompt_len: int = 0) -> TokenKernel:
     """Masked decoding: the kernel's law restricted to the tokens the index allows after the
     tokens generated past the first `prompt_len` ones, renormalised."""
     if index.vocab_size != kernel.vocab_size:
         raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
                               f"{kernel.vocab_size}")
-    allowed = index.allowed()
+    bits = index.bitmask()
 
     def model(prefix: torch.Tensor) -> torch.Tensor:
         q = index.run(prefix[:, prompt_len:])
         if (q == NO_STATE).any():
             raise ConditioningError("a prefix outside the language", "no continuation is allowed")
-        return kernel.logits(prefix).masked_fill(~allowed[q], NEG_INF)
+        allowed = unpack_bits(bits[q], index.vocab_size)
+        return kernel.logits(prefix).masked_fill(~allowed, NEG_INF)
 
     return TokenKernel(model, kernel.vocab, kernel.eos)
 

@@ -20,7 +20,9 @@ from condprob.lm.regex import (
     VocabularyTrie,
     char_dfa,
     constrain,
+    pack_bits,
     smc,
+    unpack_bits,
 )
 
 TOKENS = ["a", "b", "ab", "ba", "1", "a1", "x", "", "</s>"]
@@ -230,3 +232,15 @@ def test_more_error_paths(monkeypatch):
         smc(k, TokenIndex.from_regex("a", ["a", "b", "c"]), [0], 2)
     never = TokenIndex.from_regex("xx", TOKENS)
     assert smc(k, never, [0], 1, 8).log_evidence == float("-inf")
+
+
+def test_bitmasks_pack_the_allowed_masks():
+    idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + [""], eos=EOS)
+    bits = idx.bitmask()
+    assert bits.dtype == torch.int32 and bits.shape == (idx.num_states + 1, 1)
+    assert torch.equal(unpack_bits(bits, len(TOKENS)), idx.allowed())
+    g = torch.Generator().manual_seed(0)
+    for v in (1, 31, 32, 33, 100):
+        mask = torch.rand(3, v, generator=g) < 0.5
+        mask[0, -1] = True
+        assert torch.equal(unpack_bits(pack_bits(mask), v), mask)
