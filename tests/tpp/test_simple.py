@@ -103,3 +103,30 @@ def test_time_rescaling_has_power():
     assert time_rescaling_ks(PROCS["stationary_poisson"], data).pvalue < 1e-6
     assert time_rescaling_ks(Renewal(Exponential(torch.tensor(1.0, dtype=torch.float64))),
                              PROCS["stationary_poisson"].simulate(3000.0, seed=4)).pvalue > 0.01
+
+
+def test_next_event_samplers_follow_their_laws():
+    """Rescaled by the exact conditional compensator, sampled waiting times are Exp(1)."""
+    import scipy.stats
+
+    rate = sinusoidal_rate(0.99, 20.0)
+    hist = rate.simulate(7.0, 3, seed=0)
+    tau, _ = rate.next_event(hist).sample((3000,), torch.Generator().manual_seed(1))
+    t0 = hist.last_times
+    z = (rate.compensator(t0 + tau) - rate.compensator(t0)).flatten().numpy()
+    assert scipy.stats.kstest(z, "expon").pvalue > 0.01
+    assert scipy.stats.kstest(1.1 * z, "expon").pvalue < 1e-4           # power
+    sc = SelfCorrecting(1.0, 1.0)
+    hist = sc.simulate(5.0, 3, seed=2)
+    tau, _ = sc.next_event(hist).sample((3000,), torch.Generator().manual_seed(3))
+    c = torch.exp(hist.last_times - hist.lengths.double())
+    z = (c * torch.expm1(tau)).flatten().numpy()
+    assert scipy.stats.kstest(z, "expon").pvalue > 0.01
+    assert scipy.stats.kstest(1.1 * z, "expon").pvalue < 1e-4
+
+
+def test_mean_time_estimate():
+    p = HomogeneousPoisson([0.5, 1.5])
+    hist = p.simulate(3.0, 2, seed=0)
+    m = p.next_event(hist).mean_time(40_000, torch.Generator().manual_seed(0))
+    assert torch.allclose(m, torch.full((2,), 0.5, dtype=torch.float64), rtol=0.02)
