@@ -4,9 +4,9 @@ Finite kernel K (a core `Kernel`) and message h: (K h)(x) = sum_y K(x, y) h(y) (
 pullback); guided kernel K^h(x, y) = K(x, y) h(y) / (K h)(x).
 
 Linear-Gaussian kernel x -> N(A x + b, Q) and h = (c, F, H), written with M = (I + H Q)^-1 so that
-singular H and singular Q need no inverse of either:
-  H' = A' M H A,  F' = A' (M F - M H b),
-  c' = c - log det(I + H Q)/2 + F' Q M F/2 + (M F)' b - b' M H b/2.
+singular H and singular Q need no inverse of either (^T: transpose; primes: the pulled message):
+  H' = A^T M H A,  F' = A^T (M F - M H b),
+  c' = c - log det(I + H Q)/2 + F^T Q M F/2 + (M F)^T b - b^T M H b/2.
 Guided kernel: N(mu + Q M (F - H mu), Q M) with mu = A x + b (= (Q^-1 + H)^-1 (Q^-1 mu + F)).
 """
 
