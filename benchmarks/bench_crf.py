@@ -2,8 +2,9 @@
 
 Settings (the issue's): 1 thread, float32, batch 32, length 100, 20 and 64 labels; RegCCRF with
 the BIO language of 9 entity types (19 labels). Peers run in their own environment (`crf`, made
-by `bash benchmarks/peers/make_all.sh`). Our figures are the median over two rounds measured
-before and after the peers, to even out the load of a shared machine.
+by `bash benchmarks/peers/make_all.sh`). Every figure is a median of 11 runs; ours is the median of
+three such rounds measured before, between and after the peers, to even out the load of a shared
+machine.
 
     OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_crf            # torch-struct at 64 labels skipped
     CRF_BENCH_STRUCT64=1 OMP_NUM_THREADS=1 .venv/bin/python -m benchmarks.bench_crf   # needs ~12 GB and minutes
@@ -20,6 +21,7 @@ import crf
 from benchmarks.harness import Table, median_time, run_peer
 
 B, T = 32, 100
+REPEAT = 11
 SIZES = (20, 64)
 TYPES = [f"T{i}" for i in range(9)]
 
@@ -38,8 +40,8 @@ for L in SIZES:
     def vit():
         with torch.no_grad():
             crf.decode(u)
-    out[f"nll{L}"] = median_time(nll, 7)
-    out[f"vit{L}"] = median_time(vit, 7)
+    out[f"nll{L}"] = median_time(nll, REPEAT)
+    out[f"vit{L}"] = median_time(vit, REPEAT)
 print(json.dumps(out))
 """
 
@@ -69,7 +71,7 @@ for L in SIZES:
     m = CRF(L)
     u = torch.randn(B, T, L, requires_grad=True)
     y = torch.randint(0, L, (B, T))
-    out[f"crf{L}"] = median_time(lambda: m.loss(u, y).backward(), 5)
+    out[f"crf{L}"] = median_time(lambda: m.loss(u, y).backward(), REPEAT)
 # the BIO language over TYPES: state 0 = outside (start), state k = inside a chunk of type k
 K = len(TYPES)
 A = automic.Automaton(K + 1, set(range(K + 1)))
@@ -83,11 +85,11 @@ reg = RegCCRF(A)
 u = torch.randn(B, T, reg.n_labels, requires_grad=True)
 y = torch.tensor([reg.encode(s) for s in SEQS])
 out["reg_labels"] = reg.n_labels
-out["reg_nll"] = median_time(lambda: reg.loss(u, y).backward(), 5)
+out["reg_nll"] = median_time(lambda: reg.loss(u, y).backward(), REPEAT)
 def regmap():
     with torch.no_grad():
         reg.map(u)
-out["reg_map"] = median_time(regmap, 5)
+out["reg_map"] = median_time(regmap, REPEAT)
 print(json.dumps(out))
 """
 
@@ -112,9 +114,9 @@ def ours() -> dict[str, float]:
             with torch.no_grad():
                 m.marginals(u)
 
-        out[f"nll{L}"] = median_time(nll, 7)
-        out[f"vit{L}"] = median_time(vit, 7)
-        out[f"marg{L}"] = median_time(marg, 7)
+        out[f"nll{L}"] = median_time(nll, REPEAT)
+        out[f"vit{L}"] = median_time(vit, REPEAT)
+        out[f"marg{L}"] = median_time(marg, REPEAT)
     labels, pattern = crf.bio(TYPES)
     reg = crf.RegCCRF(labels, pattern)
     u = torch.randn(B, T, len(labels), requires_grad=True)
@@ -128,8 +130,8 @@ def ours() -> dict[str, float]:
         with torch.no_grad():
             reg.decode(u)
 
-    out["reg_nll"] = median_time(reg_nll, 7)
-    out["reg_map"] = median_time(reg_map, 7)
+    out["reg_nll"] = median_time(reg_nll, REPEAT)
+    out["reg_map"] = median_time(reg_map, REPEAT)
     out["reg_states"] = reg.num_states
     out["seqs"] = [[labels[i] for i in s] for s in y.tolist()]
     return out
@@ -137,15 +139,16 @@ def ours() -> dict[str, float]:
 
 def main() -> None:
     first = ours()
-    prelude = f"B, T, SIZES, TYPES = {B}, {T}, {SIZES!r}, {TYPES!r}\nSEQS = {first['seqs']!r}\n"
+    prelude = (f"B, T, SIZES, TYPES, REPEAT = {B}, {T}, {SIZES!r}, {TYPES!r}, {REPEAT}\n"
+               f"SEQS = {first['seqs']!r}\n")
     sizes64 = os.environ.get("CRF_BENCH_STRUCT64") == "1"
     peer_crf = run_peer("crf", prelude + PEER_CRF)
-    struct_sizes = SIZES if sizes64 else (20,)
-    peer_struct = run_peer("crf", prelude.replace(f"SIZES = {SIZES!r}", "")
-                           + f"SIZES = {struct_sizes!r}\n" + PEER_STRUCT)
-    peer_ccrf = run_peer("crf", prelude + PEER_CCRF)
     second = ours()
-    me = {k: statistics.median([first[k], second[k]]) for k in first if k != "seqs"}
+    struct_sizes = SIZES if sizes64 else (20,)
+    peer_struct = run_peer("crf", prelude + f"SIZES = {struct_sizes!r}\n" + PEER_STRUCT)
+    peer_ccrf = run_peer("crf", prelude + PEER_CCRF)
+    third = ours()
+    me = {k: statistics.median([first[k], second[k], third[k]]) for k in first if k != "seqs"}
 
     def get(d: dict | None, k: str) -> float | None:
         return None if d is None else d.get(k)
