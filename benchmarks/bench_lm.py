@@ -6,7 +6,9 @@ index builds, against the peers side by side in one run.
   `condprob.lm.sample_filtered` (dual-pivot rejection, no sort) against a sort-based torch
   reference (sort, cumulative sum, mask, multinomial) and against Hugging Face transformers'
   TopK/TopP logits warpers followed by softmax and multinomial. Check: every one of our draws lies
-  in the kept set of the reference filter.
+  in the kept set of the reference filter. (For top-k + top-p the warpers apply top-p to the
+  renormalised top-k law; ours and the sort-based reference keep the intersection of both sets on
+  the tempered law. `kernel.transform(TopK(k), TopP(p))` gives the sequential law.)
 - (b) token-index build for a 50,015-token vocabulary (the 48,000 most frequent symspellpy words,
   1,000 of them with a leading space, the numbers 0..999 and 15 punctuation/affix tokens) and three
   patterns (date, strict ISO date, e-mail): `TokenIndex.from_regex` (regex -> minimal DFA -> walk
@@ -137,10 +139,11 @@ def vocabulary(smoke: bool) -> list[str]:
         "20", "-0", "-1", ".com", "@gmail"]
 
 
-def bench_sampling(table: Table, vocabs: list[int], batch: int, repeat: int) -> None:
+def bench_sampling(table: Table, vocabs: list[int], batch: int, repeat: int,
+                   peers: bool = True) -> None:
     code = (f"VOCABS = {vocabs!r}\nBATCH = {batch}\nREPEAT = {repeat}\n"
             f"SETTINGS = {SETTINGS!r}\n" + HF_CODE)
-    hf = run_peer("hf", code)
+    hf = run_peer("hf", code) if peers else None
     for vocab in vocabs:
         logits = make_logits(batch, vocab)
         for name, kw in SETTINGS.items():
@@ -159,14 +162,17 @@ def bench_sampling(table: Table, vocabs: list[int], batch: int, repeat: int) -> 
             table.add_time(task, ours, "transformers 5.23.0 warpers", theirs)
 
 
-def bench_index(table: Table, tokens: list[str], repeat: int) -> None:
+def bench_index(table: Table, tokens: list[str], repeat: int, peers: bool = True) -> None:
+    outlines = naive = None
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file = Path(tmp) / "vocab.json"
         vocab_file.write_text(json.dumps(tokens))
-        outlines = run_peer("outlines", f"VOCAB_FILE = {str(vocab_file)!r}\nREPEAT = {repeat}\n"
-                                        f"PATTERNS = {PATTERNS!r}\n" + OUTLINES_CODE)
-        naive = run_peer("interegular", f"VOCAB_FILE = {str(vocab_file)!r}\n"
-                                        f"PATTERN = {PATTERNS['date']!r}\n" + INTEREGULAR_CODE)
+        if peers:
+            outlines = run_peer("outlines", f"VOCAB_FILE = {str(vocab_file)!r}\n"
+                                f"REPEAT = {repeat}\n"
+                                f"PATTERNS = {PATTERNS!r}\n" + OUTLINES_CODE)
+            naive = run_peer("interegular", f"VOCAB_FILE = {str(vocab_file)!r}\n"
+                             f"PATTERN = {PATTERNS['date']!r}\n" + INTEREGULAR_CODE)
     trie_time = median_time(lambda: VocabularyTrie(tokens), repeat=repeat)
     table.add_time(f"vocabulary preprocessing (trie / Vocabulary), V={len(tokens):,}", trie_time,
                    "outlines-core 0.2.14 Vocabulary",
@@ -190,14 +196,19 @@ def bench_index(table: Table, tokens: list[str], repeat: int) -> None:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes (seconds)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny sizes, no peers, table printed only (seconds)")
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     table = Table("Language-model kernels: filtered sampling and regex token indexes")
     vocabs = [1000] if args.smoke else [32_000, 128_000]
-    bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat)
-    bench_index(table, vocabulary(args.smoke), args.repeat)
+    bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat, peers=not args.smoke)
+    bench_index(table, vocabulary(args.smoke), args.repeat, peers=not args.smoke)
+    if args.smoke:
+        text = table.markdown()
+        print(text)
+        return text
     return table.emit("lm")
 
 
