@@ -232,3 +232,24 @@ def test_linearise_along_a_path():
                   torch.zeros(3, 2, 2, dtype=T64), grid)
     with pytest.raises(ValidationError, match="constant"):
         aux.transition(0.0, 1.0)
+
+
+def test_state_dependent_diffusion_path_matches_fixed():
+    """A diffusion given as a function (here constant) takes the batched code path: same result."""
+    grid = time_grid(0.0, 1.0, 30)
+    drift = lambda t, x: torch.sin(x) - x  # noqa: E731
+    fixed = SDEKernel(drift, SIG2, grid, 2)
+    func = SDEKernel(drift, lambda t, x: SIG2.expand(x.shape[0], 2, 2), grid, 2)
+    aux = fixed.linearise(1.0, mat([0.2, 0.1]))
+    out = []
+    for k in (fixed, func):
+        m = Model("a", Gaussian(mat([0.0, 0.5]), torch.zeros(2, 2, dtype=T64)))
+        m.add_edge("a", "b", k, aux)
+        m.observe("b", GaussianMessage.observation(torch.eye(2, dtype=T64),
+                                                   0.1 * torch.eye(2, dtype=T64), mat([0.2, 0.1])))
+        out.append(forward_guide(backward_filter(m), 64, seed=5))
+    assert torch.allclose(out[0].paths["a", "b"], out[1].paths["a", "b"], atol=1e-12)
+    assert torch.allclose(out[0].log_weights, out[1].log_weights, atol=1e-12)
+    assert out[0].log_weights.abs().max() > 1e-3
+    assert torch.allclose(fixed.sample(mat([[0.0, 0.5]]), seed=1, path=True),
+                          func.sample(mat([[0.0, 0.5]]), seed=1, path=True), atol=1e-12)
