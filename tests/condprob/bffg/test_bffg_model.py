@@ -280,3 +280,24 @@ def test_derive_auxiliaries_along_the_noise_free_run():
     fin.graph.add_edge("a", "b", kernel=Kernel([[1.0]], 1, 1))
     with pytest.raises(ValidationError, match="cannot derive"):
         fin.derive_auxiliaries()
+
+
+def test_state_dependent_covariance_matches_fixed():
+    mean = lambda x: torch.tanh(x) @ PHI.T  # noqa: E731
+    fixed = NonlinearGaussian(mean, QS, 2, 2)
+    func = NonlinearGaussian(mean, lambda x: QS.expand(x.shape[0], 2, 2), 2, 2)
+    out = []
+    for k in (fixed, func):
+        m = Model("a", PRIOR).add_edge("a", "b", k)
+        m.observe("b", GaussianMessage.observation(mat([[1.0, 0.0]]), mat([[0.2]]), mat([0.5])))
+        out.append(forward_guide(backward_filter(m.derive_auxiliaries()), 64, seed=2))
+    assert torch.allclose(out[0].values["b"], out[1].values["b"], atol=1e-12)
+    assert torch.allclose(out[0].log_weights, out[1].log_weights, atol=1e-12)
+    assert torch.allclose(fixed.log_prob(mat([[0.1, 0.2]]), mat([[0.3, 0.0]])),
+                          func.log_prob(mat([[0.1, 0.2]]), mat([[0.3, 0.0]])), atol=1e-12)
+    with pytest.raises(ValidationError, match="cov function returned shape"):
+        NonlinearGaussian(mean, lambda x: QS, 2, 2).sample(mat([[0.0, 0.0], [1.0, 1.0]]))
+    with pytest.raises(ValidationError, match="mean function returned shape"):
+        NonlinearGaussian(lambda x: x[:, :1], QS, 2, 2).sample(mat([0.0, 0.0]))
+    with pytest.raises(ValidationError, match="symmetric positive semidefinite"):
+        NonlinearGaussian(mean, mat([[1.0, 2.0], [2.0, 1.0]]), 2, 2)
