@@ -301,3 +301,43 @@ def test_state_dependent_covariance_matches_fixed():
         NonlinearGaussian(lambda x: x[:, :1], QS, 2, 2).sample(mat([0.0, 0.0]))
     with pytest.raises(ValidationError, match="symmetric positive semidefinite"):
         NonlinearGaussian(mean, mat([[1.0, 2.0], [2.0, 1.0]]), 2, 2)
+
+
+def test_remaining_argument_errors():
+    from condprob.bffg.special import hmm_model, hmm_smoother
+    from condprob.spaces import FiniteSpace
+
+    two = FiniteSpace(["u", "v"])
+    with pytest.raises(TypeError, match="cannot fuse a finite"):
+        FiniteMessage.uninformative(two) & GaussianMessage.uninformative(1)
+    with pytest.raises(ValidationError, match="must be a vector"):
+        GaussianMessage.observation(mat([[1.0]]), mat([[1.0]]), mat([[1.0]]))
+    with pytest.raises(ValidationError, match="covariance P"):
+        GaussianMessage.from_covariance(mat([0.0]), mat([[-1.0]]))
+    with pytest.raises(ValidationError, match="F must be a vector"):
+        GaussianMessage(0.0, mat([[1.0]]), mat([[1.0]]))
+    with pytest.raises(ValidationError, match="observed value must be a vector"):
+        PointMessage(mat([[1.0]]))
+    with pytest.raises(TypeError, match="cannot fuse a point"):
+        PointMessage(mat([1.0])) & FiniteMessage.uninformative(two)
+    with pytest.raises(SpaceMismatchError):
+        PointMessage(mat([1.0])) & GaussianMessage.uninformative(2)
+    with pytest.raises(ValidationError, match="mean must be a function"):
+        NonlinearGaussian(mat([1.0]), QS, 2, 2)
+    with pytest.raises(ValidationError, match="covariance must have shape"):
+        NonlinearGaussian(lambda x: x, torch.eye(3, dtype=T64), 2, 2)
+    with pytest.raises(ValidationError, match="drift must be a function"):
+        SDEKernel(mat([1.0]), mat([[1.0]]), time_grid(0, 1, 2), 1)
+    with pytest.raises(ValidationError, match="1-d tensor"):
+        SDEKernel(lambda t, x: x, mat([[1.0]]), mat([[0.0, 1.0]]), 1)
+    prior = State([0.5, 0.5], two)
+    k = Kernel([[0.9, 0.1], [0.2, 0.8]], two, two)
+    other = Kernel([[0.9, 0.1], [0.2, 0.8]], 2, 2)
+    with pytest.raises(SpaceMismatchError, match="transition"):
+        hmm_smoother(prior, other, k, ["u"])
+    with pytest.raises(SpaceMismatchError, match="emission"):
+        hmm_smoother(prior, k, other, [0])
+    with pytest.raises(ValidationError, match="at least one observation"):
+        hmm_smoother(prior, k, k, [])
+    with pytest.raises(ValidationError, match="at least one observation"):
+        hmm_model(prior, k, k, [])
