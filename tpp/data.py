@@ -178,10 +178,12 @@ class EventBatch:
 
     @property
     def max_len(self) -> int:
+        """Padded length L."""
         return self.times.shape[1]
 
     @property
     def num_events(self) -> int:
+        """Number of real (unpadded) events."""
         return int(self.lengths.sum())
 
     @property

@@ -112,6 +112,7 @@ class Hawkes(PointProcess):
 
     @property
     def spectral_radius(self) -> float:
+        """Largest absolute eigenvalue of the branching matrix."""
         return float(torch.linalg.eigvals(self.branching_matrix.detach()).abs().max())
 
     @property

@@ -76,10 +76,12 @@ class NextEvent(Morphism):
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """(B,): one law per history."""
         return (self._batch,)
 
     @property
     def event_shape(self) -> tuple[int, ...]:
+        """(1 + mark width,): tau and the mark, as in `NextEventDistribution`."""
         return (1 + (self.marks.dim if isinstance(self.marks, Euclidean) else 1),)
 
     def log_prob(self, tau: Tensor, mark: Tensor) -> Tensor:  # type: ignore[override]
@@ -154,12 +156,15 @@ class NextEventKernel(Morphism):
         self.cod = Euclidean(1, "tau") @ marks
 
     def __call__(self, history: EventBatch) -> NextEvent:
+        """The next-event law after each history (a state of batch shape (B,))."""
         return self.model.next_event(history)
 
     def sample(self, history: EventBatch, sample_shape: tuple[int, ...] = (),  # type: ignore[override]
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Draws (tau, mark) of the next event after each history."""
         return self.model.next_event(history).sample(sample_shape, generator)
 
     def log_prob(self, history: EventBatch, tau: Tensor,  # type: ignore[override]
                  mark: Tensor) -> Tensor:
+        """log density of the next event (tau, mark) after each history."""
         return self.model.next_event(history).log_prob(tau, mark)

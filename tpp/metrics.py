@@ -56,6 +56,7 @@ def mae(pred_times: Tensor, batch: EventBatch) -> float:
 
 
 def mark_accuracy(pred_marks: Tensor, batch: EventBatch) -> float:
+    """Fraction of events whose mark is predicted correctly."""
     p, mask = _real(pred_marks, batch, "predicted marks")
     return float((p == batch.marks[mask]).double().mean())
 
@@ -99,6 +100,8 @@ def crps(samples: Tensor, y: Tensor) -> Tensor:
 
 
 class KSResult(NamedTuple):
+    """Kolmogorov-Smirnov statistic and p-value."""
+
     statistic: float
     pvalue: float
 

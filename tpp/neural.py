@@ -43,19 +43,23 @@ class LogNormalMixture:
         self.loc, self.scale = loc, scale
 
     def log_prob(self, tau: Tensor) -> Tensor:
+        """log f(tau) (tau broadcasts against the batch dims)."""
         x = tau.log()[..., None]
         z = (x - self.loc) / self.scale
         comp = -0.5 * z**2 - self.scale.log() - 0.5 * math.log(2 * math.pi)
         return torch.logsumexp(self.log_w + comp, -1) - x[..., 0]
 
     def log_survival(self, tau: Tensor) -> Tensor:
+        """log S(tau) = log P(tau' > tau)."""
         z = (tau.log()[..., None] - self.loc) / self.scale
         return torch.logsumexp(self.log_w + torch.special.log_ndtr(-z), -1)
 
     def mean(self) -> Tensor:
+        """E[tau]."""
         return (self.log_w + self.loc + self.scale**2 / 2).logsumexp(-1).exp()
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n draws, shape (n, *batch)."""
         flat = self.log_w.exp().reshape(-1, self.log_w.shape[-1])
         c = torch.multinomial(flat, n, replacement=True, generator=generator).T   # (n, batch)
         shape = (n, *self.log_w.shape[:-1])

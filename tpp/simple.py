@@ -86,6 +86,7 @@ class HomogeneousPoisson(PointProcess):
         return NextEvent(mark_space(self.num_marks), B, log_prob, sample)
 
     def simulate(self, T: float, num_sequences: int = 1, seed: int | None = None) -> EventBatch:
+        """Poisson counts per mark, placed uniformly on [0, T]."""
         T = _check_T(T)
         rng = np.random.default_rng(seed)
         times, marks = [], []
@@ -233,6 +234,7 @@ class Renewal(PointProcess):
         return _unmarked_next(len(history), log_prob, sample)
 
     def simulate(self, T: float, num_sequences: int = 1, seed: int | None = None) -> EventBatch:
+        """Cumulative sums of i.i.d. increments, mapped back through the time change."""
         T = _check_T(T)
         if seed is not None:
             torch.manual_seed(seed)
