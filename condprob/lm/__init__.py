@@ -52,18 +52,18 @@ from condprob.lm.regex import (
     constrain,
     smc,
 )
-from condprob.lm.sampling import sample_filtered, sample_sorted
+from condprob.lm.sampling import sample_filtered, sample_filtered_torch, sample_sorted
 from condprob.lm.scores import TokenScores, curvature, token_scores
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
-    "CharGRU", "stdlib_text", "train_char_lm",
-    "Beam", "BigramLM", "CPBeam", "ConditionedBigram", "Epsilon", "Eta", "Filter", "MinP",
-    "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature", "TokenIndex", "TokenKernel",
-    "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie", "char_dfa",
+    "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "Epsilon", "Eta", "Filter",
+    "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature", "TokenIndex",
+    "TokenKernel", "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie", "char_dfa",
     "conditional_poisson_sample", "constrain", "counterfactual", "cp_beam_search", "curvature",
     "entropy", "gumbel_max", "gumbel_topk", "horvitz_thompson", "inclusion_probabilities",
     "log_normaliser", "posterior_gumbel", "recursive_rejection", "sample_filtered",
-    "sample_sorted", "sbs_estimate", "smc", "speculative_generate", "speculative_step",
-    "stochastic_beam_search", "symspell_bigram", "token_scores",
+    "sample_filtered_torch", "sample_sorted", "sbs_estimate", "smc", "speculative_generate",
+    "speculative_step", "stdlib_text", "stochastic_beam_search", "symspell_bigram", "token_scores",
+    "train_char_lm",
 ]

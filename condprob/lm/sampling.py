@@ -65,7 +65,6 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
         TopP(top_p)
     if min_p is not None:
         MinP(min_p)
-    batch = logits.shape[:-1]
     if top_p is not None and top_p >= 1.0:
         top_p = None
     if _use_triton(logits):
@@ -73,7 +72,17 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)
-    flat = logits.reshape(-1, logits.shape[-1]) / temperature
+    return sample_filtered_torch(logits, temperature, top_k, top_p, min_p, generator)
+
+
+def sample_filtered_torch(logits: torch.Tensor, temperature: float = 1.0,
+                          top_k: int | None = None, top_p: float | None = None,
+                          min_p: float | None = None,
+                          generator: torch.Generator | None = None) -> torch.Tensor:
+    """The torch path of `sample_filtered` on any device (arguments already validated)."""
+    batch = logits.shape[:-1]
+    flat = logits.reshape(-1, logits.shape[-1])
+    flat = flat if temperature == 1 else flat / temperature
     if top_k is None or top_k >= flat.shape[-1]:
         probs = torch.softmax(flat, -1)
         return _dual_pivot(probs, None, top_p, min_p, generator).reshape(batch)
@@ -101,10 +110,12 @@ def _dual_pivot(probs: torch.Tensor, top_k: int | None, top_p: float | None,
     rows = torch.arange(probs.shape[0], device=probs.device)
     low = torch.zeros_like(pmax)
     high = pmax.clone()
+    first = True
     while rows.numel():
-        p = probs[rows]
+        p = probs if first else probs[rows]
         u = torch.rand(rows.numel(), generator=generator, dtype=p.dtype, device=p.device)
-        j = _inverse_cdf(p * (p > low[rows].unsqueeze(-1)), u)
+        j = _inverse_cdf(p if first else p * (p > low[rows].unsqueeze(-1)), u)
+        first = False
         piv1 = p.gather(-1, j.unsqueeze(-1)).squeeze(-1)
         piv2 = (piv1 + high[rows]) / 2
         ok1 = _satisfies(p, piv1, top_k, top_p, None if min_thr is None else min_thr[rows])
