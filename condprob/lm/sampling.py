@@ -32,14 +32,14 @@ def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 def _satisfies(probs: torch.Tensor, pivot: torch.Tensor, top_k: int | None,
                top_p: float | None, min_thr: torch.Tensor | None) -> torch.Tensor:
     """Whether a token of probability `pivot` (per row) is kept by every filter."""
-    ok = torch.ones_like(pivot, dtype=torch.bool)
+    ok = torch.ones_like(pivot, dtype=torch.bool) if min_thr is None else pivot >= min_thr
+    if top_k is None and top_p is None:
+        return ok
     above = probs > pivot.unsqueeze(-1)
     if top_k is not None:
         ok &= above.sum(-1) < top_k
     if top_p is not None:
         ok &= (probs * above).sum(-1) < top_p
-    if min_thr is not None:
-        ok &= pivot >= min_thr
     return ok
 
 
