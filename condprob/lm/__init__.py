@@ -7,8 +7,8 @@ transformations, and `sample_filtered` draws from the filtered law without sorti
 conditional Poisson sampling and beam search with Horvitz-Thompson estimators, and speculative
 sampling (single and multi-draft) complete the sampling toolbox. Regular languages constrain
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
-decoding), `ConditionedBigram` (exact conditioning of finite-state models) and `smc` (importance
-weights and resampling for any model). `symspell_bigram()` is a real offline word model and
+decoding), `ConditionedLM` (exact conditioning of the finite-state models `BigramLM` and `HMMLM`)
+and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real offline word model and
 `train_char_lm(stdlib_text())` a small neural one.
 """
 
@@ -42,9 +42,10 @@ from condprob.lm.gumbel import (
     stochastic_beam_search,
 )
 from condprob.lm.kernel import PrefixSpace, SequenceKernel, TokenKernel
-from condprob.lm.models import BigramLM, symspell_bigram
+from condprob.lm.models import HMMLM, BigramLM, symspell_bigram
 from condprob.lm.regex import (
     ConditionedBigram,
+    ConditionedLM,
     SMCResult,
     TokenIndex,
     VocabularyTrie,
@@ -57,13 +58,13 @@ from condprob.lm.scores import TokenScores, curvature, token_scores
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
 
 __all__ = [
-    "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "Epsilon", "Eta", "Filter",
-    "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature", "TokenIndex",
-    "TokenKernel", "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie", "char_dfa",
-    "conditional_poisson_sample", "constrain", "counterfactual", "cp_beam_search", "curvature",
-    "entropy", "gumbel_max", "gumbel_topk", "horvitz_thompson", "inclusion_probabilities",
-    "log_normaliser", "posterior_gumbel", "recursive_rejection", "sample_filtered",
-    "sample_filtered_torch", "sample_sorted", "sbs_estimate", "smc", "speculative_generate",
-    "speculative_step", "stdlib_text", "stochastic_beam_search", "symspell_bigram", "token_scores",
-    "train_char_lm",
+    "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
+    "Eta", "Filter", "HMMLM", "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature",
+    "TokenIndex", "TokenKernel", "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie",
+    "char_dfa", "conditional_poisson_sample", "constrain", "counterfactual", "cp_beam_search",
+    "curvature", "entropy", "gumbel_max", "gumbel_topk", "horvitz_thompson",
+    "inclusion_probabilities", "log_normaliser", "posterior_gumbel", "recursive_rejection",
+    "sample_filtered", "sample_filtered_torch", "sample_sorted", "sbs_estimate", "smc",
+    "speculative_generate", "speculative_step", "stdlib_text", "stochastic_beam_search",
+    "symspell_bigram", "token_scores", "train_char_lm",
 ]

@@ -1,4 +1,5 @@
-"""Offline next-token models: bigram tables, dense or interpolated from counts.
+"""Offline next-token models: bigram tables (dense or interpolated from counts) and hidden Markov
+language models.
 
 `BigramLM` is a torch module mapping prefixes (B, T) to next-token logits (B, V) that depend on the
 last token only (the initial law for empty prefixes). `symspell_bigram()` builds a real word-level
@@ -78,6 +79,23 @@ class BigramLM(torch.nn.Module):
             return self.initial.log().expand(prefix.shape[0], -1).clone()
         return self.probs_after(prefix[:, -1]).log()
 
+    @property
+    def num_states(self) -> int:
+        """Model states for exact conditioning: the last token."""
+        return self.vocab_size
+
+    def backward_step(self, beta: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """sum_w P(w | v) beta(w, next_state[q, w]) for all (v, q): beta (V, S + 1) -> (V, S)."""
+        gathered = beta.gather(1, next_state.clamp(min=0).T)
+        return self.matmul(torch.where(next_state.T < 0, 0.0, gathered))
+
+    def event_weights(self, prefix: torch.Tensor, beta: torch.Tensor,
+                      next_state: torch.Tensor) -> torch.Tensor:
+        """P(next = w | prefix) beta(w, next_state[b, w]): (B, V), zero where next_state < 0."""
+        probs = self.forward(prefix).exp()
+        w = beta[torch.arange(self.vocab_size), next_state.clamp(min=0)]
+        return torch.where(next_state < 0, 0.0, probs * w)
+
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """P @ x for the transition matrix P (V, V) and x (V, K), without forming P."""
         rows = torch.repeat_interleave(torch.arange(self.vocab_size), self.crow.diff())
@@ -90,6 +108,63 @@ class BigramLM(torch.nn.Module):
             raise ValidationError(f"a dense transition matrix of a {self.vocab_size}-token "
                                   f"vocabulary is too large (limit {DENSE_LIMIT})")
         return self.probs_after(torch.arange(self.vocab_size))
+
+
+class HMMLM(torch.nn.Module):
+    """A hidden Markov language model: h_1 ~ initial, h_{t+1} ~ transition[h_t], and token
+    w_t ~ emission[h_t]. The next-token law of a prefix is (alpha_T transition) emission with
+    alpha_T the filtered law of the last hidden state (initial emission for the empty prefix)."""
+
+    def __init__(self, initial: torch.Tensor, transition: torch.Tensor, emission: torch.Tensor):
+        super().__init__()
+        init = torch.as_tensor(initial, dtype=torch.float64)
+        trans = torch.as_tensor(transition, dtype=torch.float64)
+        emit = torch.as_tensor(emission, dtype=torch.float64)
+        h = init.shape[0]
+        if trans.shape != (h, h) or emit.ndim != 2 or emit.shape[0] != h:
+            raise ValidationError(f"expected initial ({h},), transition ({h}, {h}) and emission "
+                                  f"({h}, V); got {tuple(trans.shape)} and {tuple(emit.shape)}")
+        for name, m in (("initial", init), ("transition", trans), ("emission", emit)):
+            if (m < 0).any() or not torch.allclose(m.sum(-1), torch.ones(()).double(),
+                                                   atol=1e-9):
+                raise ValidationError(f"{name} rows must be probability vectors")
+        self.register_buffer("initial", init)
+        self.register_buffer("transition", trans)
+        self.register_buffer("emission", emit)
+
+    @property
+    def num_states(self) -> int:
+        """Model states for exact conditioning: the hidden states."""
+        return self.initial.shape[0]
+
+    def predictive(self, prefix: torch.Tensor) -> torch.Tensor:
+        """Law of the hidden state that emits the next token, given each prefix: (B, H)."""
+        if prefix.shape[1] == 0:
+            return self.initial.expand(prefix.shape[0], -1)
+        alpha = self.initial * self.emission[:, prefix[:, 0]].T
+        for t in range(1, prefix.shape[1]):
+            alpha = alpha / alpha.sum(-1, keepdim=True)
+            alpha = (alpha @ self.transition) * self.emission[:, prefix[:, t]].T
+        if (alpha.sum(-1) <= 0).any():
+            raise ValidationError("a prefix has probability zero under the HMM")
+        return (alpha / alpha.sum(-1, keepdim=True)) @ self.transition
+
+    def forward(self, prefix: torch.Tensor) -> torch.Tensor:
+        return (self.predictive(prefix) @ self.emission).log()
+
+    def backward_step(self, beta: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """sum_h' A[h, h'] sum_w B[h', w] beta(h', next_state[q, w]): (H, S + 1) -> (H, S)."""
+        gathered = beta[:, next_state.clamp(min=0)]  # (H, S, V)
+        gathered = torch.where(next_state < 0, 0.0, gathered)
+        return self.transition @ (gathered * self.emission.unsqueeze(1)).sum(-1)
+
+    def event_weights(self, prefix: torch.Tensor, beta: torch.Tensor,
+                      next_state: torch.Tensor) -> torch.Tensor:
+        """sum_h' rho(h') B[h', w] beta(h', next_state[b, w]) with rho the predictive law: (B, V)."""
+        rho = self.predictive(prefix)
+        gathered = beta[:, next_state.clamp(min=0)]  # (H, B, V)
+        gathered = torch.where(next_state < 0, 0.0, gathered)
+        return torch.einsum("bh,hv,hbv->bv", rho, self.emission, gathered)
 
 
 def _symspell_dir() -> Path:

@@ -12,10 +12,11 @@ conditioning of bigram models, and sequential Monte Carlo for any model.
 - `constrain(kernel, index)`: masked decoding (local masking: the model's law restricted to the
   tokens that keep the text completable, renormalised). For a neural model this is not the law of
   the model conditioned on the language; `smc` corrects it with importance weights.
-- `ConditionedBigram`: exact conditioning of a bigram model on "the generated text lies in the
-  language" by backward filtering on the product (last token, automaton state):
-  beta_n(v, q) = P(accept within n more tokens | v, q), and next-token laws
-  P(w | v, q, accept) proportional to P(w | v) beta_{n-1}(w, next[q, w]).
+- `ConditionedLM`: exact conditioning of a finite-state model (bigram, HMM) on "the generated text
+  lies in the language" by backward filtering on the product (model state h, automaton state q):
+  beta_n(h, q) = P(accept within n more tokens | h, q), and next-token laws
+  P(w | prefix, accept) proportional to sum_h' P(w, h' | prefix) beta_{n-1}(h', next[q, w])
+  (for a bigram the model state is the last token).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from condprob.automata import DFA, NO_STATE
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
-from condprob.lm.models import BigramLM
+from condprob.lm.models import HMMLM, BigramLM
 
 
 def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
@@ -242,53 +243,53 @@ def constrain(kernel: TokenKernel, index: TokenIndex, prompt_len: int = 0) -> To
     return TokenKernel(model, kernel.vocab, kernel.eos)
 
 
-class ConditionedBigram:
-    """A bigram kernel conditioned exactly on "the next tokens form a text of the language".
+class ConditionedLM:
+    """A finite-state language model conditioned exactly on "the next tokens form a text of the
+    language" (a `BigramLM` or `HMMLM` kernel).
 
     Without eos the event is: the next `max_len` tokens are a string of the language. With eos:
     eos comes within `max_len` tokens and the tokens before it are a string of the language.
     `log_prob_event` is log P(event | prompt); `kernel()` is the conditioned next-token kernel.
+    The backward messages beta_n(h, q) live on (model state h, automaton state q); the model
+    supplies the step (`backward_step`) and the joint law of the next token and the event given a
+    prefix (`event_weights`), so an 80k-word bigram never forms its transition matrix.
     """
 
     def __init__(self, kernel: TokenKernel, index: TokenIndex, max_len: int):
-        if not isinstance(kernel.model, BigramLM):
-            raise TypeError("exact conditioning needs a finite-state model (a BigramLM kernel); "
-                            "for other models use condprob.lm.regex.smc")
+        if not isinstance(kernel.model, BigramLM | HMMLM):
+            raise TypeError("exact conditioning needs a finite-state model (a BigramLM or HMMLM "
+                            "kernel); for other models use condprob.lm.regex.smc")
         if index.vocab_size != kernel.vocab_size or index.eos != kernel.eos:
             raise ValidationError("the index must share the kernel's vocabulary and eos")
         if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
             raise ValidationError(f"max_len must be a positive integer, got {max_len!r}")
         self.base, self.index, self.max_len = kernel, index, max_len
-        self.bigram: BigramLM = kernel.model
+        self.model: BigramLM | HMMLM = kernel.model
         self.beta = self._backward()
 
     def _backward(self) -> torch.Tensor:
-        """beta[n, v, q] for n = 0..max_len; q ranges over the states and `done` (= S)."""
-        idx, m = self.index, self.bigram
+        """beta[n, h, q] for n = 0..max_len; q ranges over the states and `done` (= S)."""
+        idx = self.index
         s = idx.num_states
-        nxt = idx.next_state
-        beta = torch.zeros(self.max_len + 1, m.vocab_size, s + 1, dtype=torch.float64)
+        beta = torch.zeros(self.max_len + 1, self.model.num_states, s + 1, dtype=torch.float64)
         if idx.eos is None:
             beta[0, :, :s] = idx.accepting.double()
         else:
             beta[:, :, s] = 1.0
-        cols = nxt.clamp(min=0).T  # (V, S)
         for n in range(1, self.max_len + 1):
-            gathered = beta[n - 1].gather(1, cols)  # (V, S): beta_{n-1}(w, next[q, w])
-            beta[n, :, :s] = m.matmul(torch.where(nxt.T == NO_STATE, 0.0, gathered))
+            beta[n, :, :s] = self.model.backward_step(beta[n - 1], idx.next_state)
         return beta
 
     def log_prob_event(self, prompt: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """log P(event | prompt) for each prompt (B, T) with T >= 1, exact."""
+        """log P(event | prompt) for each prompt (B, T), exact."""
         t = as_prefix(prompt, self.base.vocab_size)
-        if t.shape[1] < 1:
-            raise ValidationError("the prompt needs at least one token (the bigram context)")
-        return self.beta[self.max_len, t[:, -1], self.index.start].log()
+        nq = self.index.next_state[self.index.start].expand(t.shape[0], -1)
+        return self.model.event_weights(t, self.beta[self.max_len - 1], nq).sum(-1).log()
 
     def kernel(self, prompt_len: int = 1) -> TokenKernel:
         """The conditioned next-token kernel for texts generated after a prompt of `prompt_len`
         tokens (defined for up to max_len generated tokens)."""
-        idx, beta, m = self.index, self.beta, self.bigram
+        idx, beta = self.index, self.beta
         s = idx.num_states
         nxt_ext = torch.cat([idx.next_state, torch.full((1, idx.vocab_size), NO_STATE)])
         done_logits = torch.full((idx.vocab_size,), NEG_INF, dtype=torch.float64)
@@ -304,11 +305,8 @@ class ConditionedBigram:
             q = idx.run(prefix[:, prompt_len:])
             if (q == NO_STATE).any():
                 raise ConditioningError("a prefix outside the language", "it has probability 0")
-            nq = nxt_ext[q]  # (B, V)
-            remaining = self.max_len - gen - 1
-            w = beta[remaining][torch.arange(idx.vocab_size), nq.clamp(min=0)]
-            w = torch.where(nq == NO_STATE, 0.0, w)
-            logits = m.probs_after(prefix[:, -1]).log() + w.log()
+            weights = self.model.event_weights(prefix, beta[self.max_len - gen - 1], nxt_ext[q])
+            logits = weights.log()
             if idx.eos is not None:
                 logits = torch.where((q == s).unsqueeze(-1), done_logits, logits)
             if (logits == NEG_INF).all(-1).any():
@@ -324,6 +322,10 @@ class ConditionedBigram:
         if bool((self.log_prob_event(t) == NEG_INF).any()):
             raise ConditioningError("the language", "it has probability zero after a prompt")
         return self.kernel(t.shape[1]).steps(self.max_len).sample(t, generator)
+
+
+ConditionedBigram = ConditionedLM
+"""The name under which `ConditionedLM` first appeared (bigram models)."""
 
 
 class SMCResult(NamedTuple):

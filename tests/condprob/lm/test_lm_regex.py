@@ -13,9 +13,10 @@ from condprob import chain
 from condprob.automata import DFA, NO_STATE
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.kernel import TokenKernel
-from condprob.lm.models import BigramLM
+from condprob.lm.models import HMMLM, BigramLM
 from condprob.lm.regex import (
     ConditionedBigram,
+    ConditionedLM,
     TokenIndex,
     VocabularyTrie,
     char_dfa,
@@ -128,6 +129,12 @@ def test_exact_conditioning_without_eos_equals_brute_force_and_the_chain_engine(
                                         trans[4])
     logz = chain.log_partition(chain.Chain(unary, pair, start, end))
     torch.testing.assert_close(logz.exp(), truth, atol=1e-12, rtol=0)
+    # from the empty prompt the first token comes from the initial law
+    unary, pair, start, end = prod.lift(torch.zeros(n, len(TOKENS), dtype=torch.float64), trans,
+                                        k.model.initial.log())
+    logz0 = chain.log_partition(chain.Chain(unary, pair, start, end))
+    torch.testing.assert_close(cond.log_prob_event(torch.zeros(1, 0, dtype=torch.long))[0],
+                               logz0, atol=1e-12, rtol=0)
     # the conditioned kernel's sequence law is the brute-force conditional
     ck = cond.kernel(prompt_len=1)
     lp = ck.steps(n).log_prob(seqs[ok], 1).exp()
@@ -209,8 +216,6 @@ def test_errors():
     with pytest.raises(ValidationError, match="max_len"):
         ConditionedBigram(k, idx, 0)
     cond = ConditionedBigram(k, idx, 2)
-    with pytest.raises(ValidationError, match="at least one token"):
-        cond.log_prob_event(torch.zeros(1, 0, dtype=torch.long))
     with pytest.raises(ConditioningError, match="outside the language"):
         cond.kernel(1).logits([[0, 6]])
     with pytest.raises(ValidationError, match="generated lengths"):
@@ -244,3 +249,75 @@ def test_bitmasks_pack_the_allowed_masks():
         mask = torch.rand(3, v, generator=g) < 0.5
         mask[0, -1] = True
         assert torch.equal(unpack_bits(pack_bits(mask), v), mask)
+
+
+def hmm_kernel(eos=None, hidden=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = len(TOKENS)
+    init = torch.softmax(torch.randn(hidden, generator=g, dtype=torch.float64), -1)
+    trans = torch.softmax(torch.randn(hidden, hidden, generator=g, dtype=torch.float64), -1)
+    emit = torch.softmax(torch.randn(hidden, v, generator=g, dtype=torch.float64), -1)
+    return TokenKernel(HMMLM(init, trans, emit), TOKENS, eos=eos)
+
+
+def test_hmm_next_token_law_is_the_path_sum():
+    k = hmm_kernel()
+    m = k.model
+    prefix = [2, 0, 5]
+    joint = torch.zeros(len(TOKENS), dtype=torch.float64)
+    for path in itertools.product(range(3), repeat=4):
+        p = m.initial[path[0]]
+        for t in range(1, 4):
+            p = p * m.transition[path[t - 1], path[t]]
+        for t, w in enumerate(prefix):
+            p = p * m.emission[path[t], w]
+        joint += p * m.emission[path[3]]
+    torch.testing.assert_close(k.logits([prefix]).exp()[0], joint / joint.sum(), atol=1e-14,
+                               rtol=0)
+
+
+@pytest.mark.parametrize("eos", [None, EOS])
+def test_exact_conditioning_of_an_hmm_equals_brute_force(eos):
+    k = hmm_kernel(eos=eos)
+    tokens = TOKENS[:EOS] + ([""] if eos is not None else ["#"])
+    idx = TokenIndex.from_regex(PATTERN, tokens, eos=eos)
+    n = 3
+    cond = ConditionedLM(k, idx, n)
+    seqs = torch.tensor([[1, *s] for s in itertools.product(range(len(TOKENS)), repeat=n)])
+    p = k.steps(n).log_prob(seqs, 1).exp() if eos is None else torch.stack(
+        [_hmm_seq_prob(k, s) for s in seqs])
+    ok = idx.accepts(seqs[:, 1:]) if eos is None else torch.tensor(
+        [_ends_in_language(s[1:], idx) for s in seqs.tolist()])
+    truth = p[ok].sum()
+    assert 0 < truth < 1
+    torch.testing.assert_close(cond.log_prob_event([[1]])[0].exp(), truth, atol=1e-14, rtol=0)
+    lp = cond.kernel(1).steps(n).log_prob(seqs[ok], 1).exp()
+    torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
+
+
+def _hmm_seq_prob(k, s):
+    """P(tokens up to and including the first eos | first token); eos ends the text."""
+    out = torch.ones((), dtype=torch.float64)
+    for t in range(1, len(s)):
+        out = out * k.logits(s[None, :t]).exp()[0, s[t]]
+        if s[t] == EOS:
+            return out if (s[t:] == EOS).all() else torch.zeros((), dtype=torch.float64)
+    return out
+
+
+def _ends_in_language(s, idx):
+    if EOS not in s:
+        return False
+    return bool(idx.accepts([s[: s.index(EOS) + 1]])[0]) and all(t == EOS for t in
+                                                                  s[s.index(EOS):])
+
+
+def test_hmm_validation():
+    with pytest.raises(ValidationError, match="expected initial"):
+        HMMLM(torch.ones(2) / 2, torch.eye(3), torch.ones(2, 4) / 4)
+    with pytest.raises(ValidationError, match="emission rows"):
+        HMMLM(torch.ones(2) / 2, torch.eye(2), torch.ones(2, 4))
+    impossible = TokenKernel(HMMLM(torch.tensor([1.0, 0.0]), torch.eye(2),
+                                   torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 2)
+    with pytest.raises(ValidationError, match="probability zero under the HMM"):
+        impossible.logits([[1]])
