@@ -8,8 +8,8 @@ conditional Poisson sampling and beam search with Horvitz-Thompson estimators, a
 sampling (single and multi-draft) complete the sampling toolbox. Regular languages constrain
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
 decoding), `ConditionedLM` (exact conditioning of the finite-state models `BigramLM` and `HMMLM`)
-and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real offline word model and
-`train_char_lm(stdlib_text())` a small neural one.
+and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real
+offline word model and `train_char_lm(stdlib_text())` a small neural one.
 """
 
 from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm

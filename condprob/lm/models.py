@@ -160,7 +160,7 @@ class HMMLM(torch.nn.Module):
 
     def event_weights(self, prefix: torch.Tensor, beta: torch.Tensor,
                       next_state: torch.Tensor) -> torch.Tensor:
-        """sum_h' rho(h') B[h', w] beta(h', next_state[b, w]) with rho the predictive law: (B, V)."""
+        """sum_h' rho(h') B[h', w] beta(h', next_state[b, w]), rho the predictive law: (B, V)."""
         rho = self.predictive(prefix)
         gathered = beta[:, next_state.clamp(min=0)]  # (H, B, V)
         gathered = torch.where(next_state < 0, 0.0, gathered)
