@@ -139,3 +139,35 @@ def test_product_chain_is_the_chain_conditioned_on_the_language():
     best = prod.symbols_of(ch.viterbi(c)[1])[0]
     assert tuple(best.tolist()) == max(scores, key=scores.get)
     assert prod.symbols_of(torch.tensor([NO_STATE, 0])).tolist() == [NO_STATE, 0]
+
+
+def regexes(depth: int = 3):
+    """Hypothesis strategy: random patterns over a, b, c (our syntax; Python's is the same with
+    the spaces removed and '.' as [abc])."""
+    from hypothesis import strategies as st
+
+    atom = st.sampled_from(["a", "b", "c", ".", "[a b]", "[^a]"])
+
+    def extend(inner):
+        return st.one_of(
+            st.tuples(inner, inner).map(lambda p: f"{p[0]} {p[1]}"),
+            st.tuples(inner, inner).map(lambda p: f"({p[0]} | {p[1]})"),
+            st.tuples(inner, st.sampled_from(["*", "+", "?", "{2}", "{0,2}", "{1,}"]))
+            .map(lambda p: f"({p[0]}){p[1]}"),
+        )
+
+    return st.recursive(atom, extend, max_leaves=6)
+
+
+def test_random_patterns_match_python_re():
+    from hypothesis import given, settings
+
+    @settings(deadline=None)
+    @given(regexes())
+    def check(pattern):
+        dfa = DFA.from_regex(pattern, SYMBOLS)
+        rx = re.compile(re.sub(r"\s+", "", pattern).replace("[^a]", "[bc]").replace(".", "[abc]"))
+        for s in strings(5):
+            assert dfa.accepts(s) == bool(rx.fullmatch("".join(s))), (pattern, s)
+
+    check()
