@@ -24,9 +24,10 @@ from condprob.lm.kernel import TokenKernel, as_prefix
 
 
 def gumbel_noise(shape: Sequence[int], generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float64) -> torch.Tensor:
+                 dtype: torch.dtype = torch.float64,
+                 device: torch.device | str | None = None) -> torch.Tensor:
     """Standard Gumbel(0, 1) noise: -log(-log U), U ~ Uniform(0, 1) kept away from 0 and 1."""
-    u = torch.rand(tuple(shape), generator=generator, dtype=dtype)
+    u = torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device)
     tiny = torch.finfo(dtype).tiny
     return -torch.log(-torch.log(u.clamp(min=tiny, max=1 - torch.finfo(dtype).eps)))
 
@@ -35,14 +36,14 @@ def gumbel_max(logits: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """(argmax(logits + G), G): a draw from softmax(logits) together with its noise."""
     check_logits(logits)
-    g = gumbel_noise(logits.shape, generator, logits.dtype)
+    g = gumbel_noise(logits.shape, generator, logits.dtype, logits.device)
     return (logits + g).argmax(-1), g
 
 
 def truncated_gumbel(location: torch.Tensor, bound: torch.Tensor,
                      generator: torch.Generator | None = None) -> torch.Tensor:
     """Gumbel(location) conditioned to be <= bound: -log(exp(-bound) + exp(-G)), stably."""
-    g = location + gumbel_noise(location.shape, generator, location.dtype)
+    g = location + gumbel_noise(location.shape, generator, location.dtype, location.device)
     return -torch.logaddexp(-bound, -g)
 
 
@@ -77,12 +78,12 @@ def posterior_gumbel(logits: torch.Tensor, observed: torch.Tensor,
     if (logits.gather(-1, obs) == NEG_INF).any():
         raise ValidationError("an observed token has probability zero under the model")
     top = torch.logsumexp(logits, -1, keepdim=True)
-    top = top + gumbel_noise(top.shape, generator, logits.dtype)
+    top = top + gumbel_noise(top.shape, generator, logits.dtype, logits.device)
     finite = logits > NEG_INF
     loc = torch.where(finite, logits, 0.0)
     perturbed = truncated_gumbel(loc, top, generator)
     perturbed = perturbed.scatter(-1, obs, top)
-    prior = gumbel_noise(logits.shape, generator, logits.dtype)
+    prior = gumbel_noise(logits.shape, generator, logits.dtype, logits.device)
     return torch.where(finite, perturbed - loc, prior)
 
 
@@ -124,7 +125,7 @@ def gumbel_topk(logits: torch.Tensor, k: int, generator: torch.Generator | None 
     if isinstance(k, bool) or not isinstance(k, int) or k < 1 or (finite < k).any():
         raise ValidationError(f"k must be a positive integer at most the number of tokens of "
                               f"positive probability ({int(finite.min())}), got {k!r}")
-    perturbed = logits + gumbel_noise(logits.shape, generator, logits.dtype)
+    perturbed = logits + gumbel_noise(logits.shape, generator, logits.dtype, logits.device)
     vals, idx = torch.topk(perturbed, k, dim=-1)
     return idx, vals
 

@@ -59,15 +59,15 @@ def recursive_rejection(target: torch.Tensor, draft: torch.Tensor, drafts: torch
         raise ValidationError("target and draft must be (B, V) and drafts (B, k)")
     drafts = drafts.long()
     b, k = drafts.shape
-    token = torch.full((b,), -1, dtype=torch.long)
-    which = torch.full((b,), k, dtype=torch.long)
+    token = torch.full((b,), -1, dtype=torch.long, device=p.device)
+    which = torch.full((b,), k, dtype=torch.long, device=p.device)
     for i in range(k):
         x = drafts[:, i : i + 1]
         qx = q.gather(-1, x).squeeze(-1)
         if (qx <= 0).any():
             raise ValidationError(f"draft {i} has probability zero under the draft law")
         px = p.gather(-1, x).squeeze(-1)
-        u = torch.rand(b, generator=generator, dtype=torch.float64)
+        u = torch.rand(b, generator=generator, dtype=torch.float64, device=p.device)
         accept = (token < 0) & (u * qx < px)
         token = torch.where(accept, x.squeeze(-1), token)
         which = torch.where(accept, i, which)
@@ -101,13 +101,13 @@ def speculative_step(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Te
         return speculative_verify(p, q, drafts, seed=seed)
     x = drafts.long().unsqueeze(-1)
     px, qx = p[:, :n].gather(-1, x).squeeze(-1), q.gather(-1, x).squeeze(-1)
-    u = torch.rand(b, n, generator=generator, dtype=torch.float64)
+    u = torch.rand(b, n, generator=generator, dtype=torch.float64, device=p.device)
     ok = u * qx < px
     accepted = torch.cumprod(ok.long(), -1).sum(-1)
-    out = torch.full((b, n + 1), -1, dtype=torch.long)
-    positions = torch.arange(n + 1)
+    out = torch.full((b, n + 1), -1, dtype=torch.long, device=p.device)
+    positions = torch.arange(n + 1, device=p.device)
     out[:, :n] = torch.where(positions[:n] < accepted.unsqueeze(-1), drafts.long(), -1)
-    rows = torch.arange(b)
+    rows = torch.arange(b, device=p.device)
     p_next = p[rows, accepted]
     q_next = torch.cat([q, torch.zeros_like(q[:, :1])], 1)[rows, accepted]
     final = _draw(_residual(p_next, q_next), generator)
