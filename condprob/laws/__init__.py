@@ -12,6 +12,8 @@ Example::
 
 from condprob.laws.finite import *  # noqa: F403
 from condprob.laws.finite import __all__ as _finite_all
+from condprob.laws.gaussian import *  # noqa: F403
+from condprob.laws.gaussian import __all__ as _gaussian_all
 from condprob.laws.strategies import (
     distributions,
     finite_spaces,
@@ -21,5 +23,5 @@ from condprob.laws.strategies import (
     states,
 )
 
-__all__ = [*_finite_all, "distributions", "finite_spaces", "kernels", "predicates",
+__all__ = [*_finite_all, *_gaussian_all, "distributions", "finite_spaces", "kernels", "predicates",
            "product_spaces", "states"]
