@@ -234,15 +234,20 @@ class ConditionalGenerator(_Neural):
     """Dong et al.'s conditional event generator, trained as a conditional VAE.
 
     g(z, h) with z ~ N(0, I) gives a Gaussian on y = standardised log tau, and a categorical law or
-    a diagonal Gaussian for the mark. The ELBO E_q[log p(x | z, h)] - KL(q(z | x, h) || N(0, I)) is
-    the training objective; `log_likelihood` is the importance-weighted estimate with
-    `num_particles` draws from q, and the survival term uses S(tau | h) = E_z[S(tau | z, h)].
+    a diagonal Gaussian for the mark. Training maximises the importance-weighted bound
+    E log (1/K sum_k p(x, z_k | h) / q(z_k | x, h)) with K = `train_particles` draws from
+    q(z | x, h) (K = 1: the ELBO E_q log p(x | z, h) - KL(q || N(0, I))); `log_likelihood` is the
+    same estimate with `num_particles` draws, and the survival term uses S(tau | h) =
+    E_z[S(tau | z, h)].
     """
 
     def __init__(self, num_marks: int | None = None, mark_dim: int | None = None,
-                 hidden: int = 32, latent: int = 4, num_particles: int = 16):
+                 hidden: int = 32, latent: int = 4, num_particles: int = 16,
+                 train_particles: int = 8):
         super().__init__(num_marks, mark_dim, hidden)
-        self.latent, self.K = latent, num_particles
+        if train_particles < 1 or num_particles < 1:
+            raise ValidationError("train_particles and num_particles must be >= 1")
+        self.latent, self.K, self.train_particles = latent, num_particles, train_particles
         width = num_marks or mark_dim or 0
         self.recognition = _mlp(hidden + 1 + width, 2 * latent, hidden)
         self.generator = _mlp(hidden + latent, 2 + (width if num_marks else 2 * width), hidden)
@@ -300,9 +305,11 @@ class ConditionalGenerator(_Neural):
                            0.0)
         return (elbo * batch.mask).sum(1) + surv, (iw * batch.mask).sum(1) + surv
 
-    def elbo(self, batch: EventBatch) -> Tensor:
-        """Training objective per sequence (a lower bound of the log-likelihood in expectation)."""
-        return self._terms(batch, 1)[0]
+    def elbo(self, batch: EventBatch, particles: int = 1) -> Tensor:
+        """Lower bound of the log-likelihood per sequence (in expectation): the ELBO with its KL
+        in closed form for one particle, the importance-weighted bound for several."""
+        elbo, iw = self._terms(batch, particles)
+        return elbo if particles == 1 else iw
 
     def log_likelihood(self, batch: EventBatch) -> Tensor:
         """Importance-weighted estimate (num_particles draws; biased low, consistent)."""

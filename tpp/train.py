@@ -1,5 +1,5 @@
-"""Training loop for the neural models: Adam on the negative log-likelihood per event (the ELBO
-for the conditional generator), mini-batches, a progress bar, early stopping on a validation set,
+"""Training loop for the neural models: Adam on the negative log-likelihood per event (an
+importance-weighted lower bound for the conditional generator), mini-batches, a progress bar, early stopping on a validation set,
 seeds and checkpoints."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ __all__ = ["train"]
 
 
 def _objective(model: _Neural, batch: EventBatch) -> torch.Tensor:
-    ll = model.elbo(batch) if isinstance(model, ConditionalGenerator) else \
-        model.log_likelihood(batch)
+    ll = model.elbo(batch, model.train_particles) if isinstance(model, ConditionalGenerator) \
+        else model.log_likelihood(batch)
     return -ll.sum() / max(batch.num_events, 1)
 
 

@@ -104,6 +104,8 @@ def test_errors(data):
     tr = data[0]
     with pytest.raises(ValidationError, match="exactly one"):
         ConditionalGenerator()
+    with pytest.raises(ValidationError, match="train_particles"):
+        ConditionalGenerator(2, train_particles=0)
     with pytest.raises(ValidationError, match="hidden must be"):
         IntensityFree(2, hidden=0)
     tied = EventBatch.from_sequences([[0.5, 0.5]], [[0, 1]], T=1.0)
