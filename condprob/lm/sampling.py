@@ -54,8 +54,9 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     """Draw one token per row of `logits` (..., V) from the filtered, tempered law, sort-free.
 
     The law equals softmax(F(logits / t)) where F keeps the intersection of the top-k, top-p and
-    min-p sets (see `condprob.lm.filters`). CUDA tensors go to the fused Triton kernel of
-    `condprob.accel.sampling` when a GPU backend is present (seeded from `generator`).
+    min-p sets (see `condprob.lm.filters`). CUDA tensors go to the fused Triton kernels of
+    `condprob.accel.sampling` when a GPU backend is present (seeded from `generator`): Gumbel-max
+    without filters, dual-pivot rejection with them.
     """
     check_logits(logits)
     Temperature(temperature)
@@ -68,9 +69,11 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     if top_p is not None and top_p >= 1.0:
         top_p = None
     if _use_triton(logits):
-        from condprob.accel.sampling import filtered_sample
+        from condprob.accel.sampling import filtered_sample, gumbel_max_sample
 
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        if top_k is None and top_p is None and min_p is None:
+            return gumbel_max_sample(logits, temperature, seed=seed)
         return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)
     return sample_filtered_torch(logits, temperature, top_k, top_p, min_p, generator)
 

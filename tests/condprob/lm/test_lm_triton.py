@@ -75,6 +75,8 @@ def test_sample_filtered_dispatches_to_the_kernel(monkeypatch, gtest):
     g = torch.Generator().manual_seed(5)
     draws = sampling.sample_filtered(LOGITS.expand(2000, -1), 0.9, top_k=4, generator=g)
     assert gtest(draws, law(LOGITS, 0.9, top_k=4)) > 1e-3
+    draws = sampling.sample_filtered(LOGITS.expand(2000, -1), 0.9, generator=g)
+    assert gtest(draws, law(LOGITS, 0.9)) > 1e-3
 
 
 def _small_tiles(launch):
