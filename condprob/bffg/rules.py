@@ -15,7 +15,13 @@ from __future__ import annotations
 import torch
 
 from condprob import backend as B
-from condprob.bffg.messages import FiniteMessage, GaussianMessage, PointMessage, psd_cholesky
+from condprob.bffg.messages import (
+    LOG_2PI,
+    FiniteMessage,
+    GaussianMessage,
+    PointMessage,
+    psd_cholesky,
+)
 from condprob.finite import Kernel
 from condprob.gaussian import LinearGaussian
 
@@ -58,18 +64,26 @@ def pullback_linear(h: GaussianMessage | PointMessage, A: torch.Tensor, b: torch
                     Q: torch.Tensor) -> GaussianMessage:
     """The message x -> integral of N(y; A x + b, Q) h(y) dy in canonical form.
 
-    For a point message (y observed exactly as v) this is exp(c) N(v; A x + b, Q), which needs Q
-    positive definite.
+    A, b, Q may carry leading batch dimensions (then so does the result). For a point message (y
+    observed exactly as v) this is exp(c) N(v; A x + b, Q), which needs Q positive definite.
     """
+    At = A.transpose(-1, -2)
     if isinstance(h, PointMessage):
-        psd_cholesky(Q, "kernel covariance Q (an exactly observed child needs a density)")
-        obs = GaussianMessage.observation(A, Q, h.value - b)
-        return GaussianMessage(obs.c + h.c, obs.F, obs.H)
+        chol = psd_cholesky(Q, "kernel covariance Q (an exactly observed child needs a density)")
+        r = h.value - b
+        Qi_r = torch.cholesky_solve(r[..., None], chol)[..., 0]
+        H = At @ torch.cholesky_solve(A, chol)
+        logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+        c = h.c - 0.5 * (r * Qi_r).sum(-1) - 0.5 * (h.dim * LOG_2PI + logdet)
+        return GaussianMessage(c, (At @ Qi_r[..., None])[..., 0], (H + H.transpose(-1, -2)) / 2,
+                               validate=False)
     tilt = _tilt(h, Q)
-    MH = tilt[0] @ h.H
-    H = A.T @ MH @ A
-    F = A.T @ (tilt[0] @ h.F - MH @ b)
-    return GaussianMessage(log_integral(h, b, Q, tilt), F, (H + H.T) / 2, validate=False)
+    M = tilt[0]
+    MH = M @ h.H
+    H = At @ MH @ A
+    F = (At @ ((M @ h.F[:, None]) - MH @ b[..., None]))[..., 0]
+    return GaussianMessage(log_integral(h, b, Q, tilt), F, (H + H.transpose(-1, -2)) / 2,
+                           validate=False)
 
 
 def guided_gaussian(h: GaussianMessage, mean: torch.Tensor,

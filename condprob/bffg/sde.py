@@ -309,6 +309,10 @@ def backward_ode(aux: LinearSDE, end: GaussianMessage | PointMessage, method: st
     if method == "closed":
         if not (aux.constant or aux.piecewise):
             raise ValidationError("the closed form needs constant or per-step coefficients")
+        if aux.constant:      # every grid time at once: the transition from t_i to the end
+            A, b, Q = aux._transitions(g[-1] - g[:-1])
+            h = pullback_linear(end, A, b, Q)
+            return Guide(g[:-1], h.H, h.F, h.c, end)
         A, b, Q = aux._transitions(g[1:] - g[:-1])
         msgs: list[GaussianMessage] = []
         h: GaussianMessage | PointMessage = end
