@@ -360,25 +360,28 @@ def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torc
     ts, dts = grid.tolist(), (grid[1:] - grid[:-1]).tolist()
     dw = noise * (grid[1:] - grid[:-1]).sqrt()[None, :, None]
     fixed = kernel._sigma
-    if fixed is not None:
-        a_fixed, sig_t = fixed @ fixed.T, fixed.T
+    if fixed is not None:       # r a = F a - x H a, and sigma dW for all steps at once
+        a_fixed = fixed @ fixed.T
+        Ha, Fa = guide.H @ a_fixed, guide.F @ a_fixed
+        steps_all = dw @ fixed.T
     if aux is not None and aux.constant and fixed is not None:
         Bt, beta, st = aux.coefficients(0.0)
         da_fixed = a_fixed - st @ st.T
         tr_fixed = (da_fixed * guide.H).sum((-1, -2))
     for i, (t, dt) in enumerate(zip(ts[:-1], dts, strict=True)):
-        H, F = guide.H[i], guide.F[i]
-        r = F - x @ H
         b = kernel.drift(t, x)
         if fixed is not None:
-            ar = r @ a_fixed
-            step = dw[:, i] @ sig_t
+            ar = Fa[i] - x @ Ha[i]
+            step = steps_all[:, i]
         else:
             sig = kernel.sigma(t, x)
             a = sig @ sig.transpose(-1, -2)
+            r = guide.F[i] - x @ guide.H[i]
             ar = (a @ r[..., None])[..., 0]
             step = (sig @ dw[:, i, :, None])[..., 0]
         if aux is not None:
+            H = guide.H[i]
+            r = guide.F[i] - x @ H
             if fixed is not None and aux.constant:
                 da, tr = da_fixed, tr_fixed[i]
             else:
