@@ -95,6 +95,11 @@ class TokenKernel(Morphism):
     def vocab_size(self) -> int:
         return self.vocab.size
 
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """A draw is one token id (batch shape: the number of prefixes given)."""
+        return ()
+
     def transform(self, *filters: Filter) -> TokenKernel:
         """The kernel after the decoding methods `filters`, applied left to right."""
         for f in filters:
@@ -175,6 +180,11 @@ class SequenceKernel(Morphism):
         self.n = n
         self.dom = step.dom
         self.cod = step.dom
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        """A draw extends each prefix by n token ids."""
+        return (self.n,)
 
     def then(self, other: Morphism) -> Morphism:
         if not isinstance(other, SequenceKernel) or other.step is not self.step:

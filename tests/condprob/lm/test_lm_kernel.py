@@ -31,6 +31,7 @@ def test_next_token_law_is_the_table(bigram):
 def test_sequence_law_sums_to_one_and_is_the_chain_product(bigram):
     seqk = bigram.steps(2) >> bigram.steps(1)
     assert seqk.n == 3 and seqk.dom == seqk.cod == PrefixSpace(bigram.vocab)
+    assert seqk.event_shape == (3,) and bigram.event_shape == () and bigram.batch_shape == ()
     seqs = torch.tensor([[1, *rest] for rest in itertools.product(range(4), repeat=3)])
     lp = seqk.log_prob(seqs, 1)
     assert abs(float(lp.exp().sum()) - 1) < 1e-12
