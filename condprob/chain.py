@@ -41,10 +41,12 @@ def _check_potential(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point():
         raise ValidationError(f"{name} must be a floating-point tensor, got {type(x).__name__}"
                               + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
-    total = x.sum()  # NaN or +inf iff x holds NaN or +inf (or overflows: then look closer)
-    if not (torch.isnan(total) or torch.isposinf(total)):
-        return
-    if bool((torch.isnan(x) | torch.isposinf(x)).any()):
+    with torch.no_grad():
+        total = x.sum()  # NaN or +inf iff x holds NaN or +inf (or overflows: then look closer)
+        if not (torch.isnan(total) or torch.isposinf(total)):
+            return
+        bad = bool((torch.isnan(x) | torch.isposinf(x)).any())
+    if bad:
         raise ValidationError(f"{name} contains NaN or +inf; log-potentials must be < +inf "
                               "(-inf forbids a state or step)")
 

@@ -278,6 +278,7 @@ def test_validation_errors():
         ch.Chain(u, torch.full((4, 4), float("nan")))
     with pytest.raises(ValidationError, match="unary contains NaN or \\+inf"):
         ch.Chain(torch.full((2, 3, 4), float("inf")), p)
+    ch.Chain(torch.full((2, 3, 4), 3e38), p)  # the sum overflows, the values are fine
     with pytest.raises(ValidationError, match="start must have shape"):
         ch.Chain(u, p, start=torch.zeros(3))
     with pytest.raises(ValidationError, match="end must be a floating-point"):
