@@ -28,7 +28,7 @@ import interegular
 import numpy as np
 import torch
 
-from condprob.automata import DFA, NO_STATE
+from condprob.automata import _TOKEN, DFA, NO_STATE
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -47,6 +47,20 @@ def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
                    if keys[c] in row}
     states = {fsm.initial} | {q for q, _ in transitions} | set(transitions.values())
     return DFA.from_transitions(chars, transitions, fsm.initial, set(fsm.finals) & states)
+
+
+def _pattern_symbols(pattern: str) -> set[str]:
+    """The symbol names a token-level pattern mentions (automata syntax: words or quoted)."""
+    if not isinstance(pattern, str):
+        raise ValidationError(f"pattern must be a string, got {type(pattern).__name__}")
+    names = set()
+    for m in _TOKEN.finditer(pattern):
+        tok = m.group()
+        if tok.startswith('"'):
+            names.add(tok[1:-1])
+        elif not (tok.isspace() or tok[0] in "{[]()|*+?."):
+            names.add(tok)
+    return names
 
 
 def _encode(tokens: Sequence[str], symbols: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -155,14 +169,25 @@ class TokenIndex:
     @classmethod
     def from_token_regex(cls, pattern: str, tokens: Sequence[str], eos: int | None = None
                          ) -> TokenIndex:
-        """The index of a regular expression whose atoms are whole tokens (automata syntax)."""
-        symbols = [t for i, t in enumerate(tokens) if i != eos]
-        dfa = DFA.from_regex(pattern, symbols)
+        """The index of a regular expression whose atoms are whole tokens (automata syntax).
+
+        Tokens the pattern does not name behave alike (only `.` and negated classes reach them),
+        so the automaton is built over the named tokens plus one stand-in for all the others:
+        any vocabulary size works, not only the automata's symbol limit.
+        """
+        named = sorted(_pattern_symbols(pattern) & {t for i, t in enumerate(tokens) if i != eos})
+        other = "\u0000other"
+        while other in named:
+            other += "'"
+        column = {t: a for a, t in enumerate(named)}
+        ids = [i for i in range(len(tokens)) if i != eos]
+        cols = torch.tensor([column.get(tokens[i], len(named)) for i in ids], dtype=torch.long)
+        has_other = bool((cols == len(named)).any())
+        dfa = DFA.from_regex(pattern, named + [other] if has_other else named)
         if not dfa.accepting:
             raise ConditioningError(f"the language of {pattern!r}", "it is empty")
-        cols = [i for i in range(len(tokens)) if i != eos]
         nxt = torch.full((dfa.num_states, len(tokens)), NO_STATE, dtype=torch.long)
-        nxt[:, cols] = dfa.table
+        nxt[:, ids] = dfa.table[:, cols]
         accepting = torch.zeros(dfa.num_states, dtype=torch.bool)
         accepting[list(dfa.accepting)] = True
         if eos is not None:

@@ -321,3 +321,27 @@ def test_hmm_validation():
                                    torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 2)
     with pytest.raises(ValidationError, match="probability zero under the HMM"):
         impossible.logits([[1]])
+
+
+def test_token_regex_with_a_stand_in_for_unnamed_tokens_has_the_same_language():
+    pattern = 'a (b | "ab")* . [^x a]'
+    idx = TokenIndex.from_token_regex(pattern, TOKENS, eos=EOS)
+    full = DFA.from_regex(pattern, [t for i, t in enumerate(TOKENS) if i != EOS])
+    for n in range(1, 5):
+        for s in itertools.product(range(EOS), repeat=n):
+            assert bool(idx.accepts([[*s, EOS]])[0]) == full.accepts([TOKENS[t] for t in s])
+
+
+@pytest.mark.slow
+def test_exact_conditioning_on_the_full_symspell_vocabulary():
+    from condprob.lm.models import symspell_bigram
+
+    lm = symspell_bigram()
+    idx = TokenIndex.from_token_regex(". (cat | dog) of .", list(lm.vocab.labels))
+    cond = ConditionedLM(lm, idx, 4)
+    the = lm.vocab.index("the")
+    p = float(cond.log_prob_event([[the]])[0].exp())
+    assert 0 < p < 1e-3
+    draws = cond.sample(torch.full((20, 1), the), torch.Generator().manual_seed(0))
+    assert idx.accepts(draws[:, 1:]).all()
+    assert {lm.vocab.label(int(w)) for w in draws[:, 2]} <= {"cat", "dog"}
