@@ -16,6 +16,8 @@ index builds, against the peers side by side in one run.
   against outlines-core's Rust `Index` (the index outlines uses) and against the per-token walk of
   an interegular FSM (outlines' earlier pure-Python algorithm; date pattern only). Check: the
   number of tokens allowed in the start state agrees with outlines-core.
+- (c) on a machine with a GPU backend only: the fused Triton kernel against the torch path on the
+  same CUDA tensors (rows "GPU ...").
 
 Every figure is a median wall time with one thread. Run from the repository root:
 `.venv/bin/python -m benchmarks.bench_lm` (peers: `bash benchmarks/peers/make_all.sh`; a missing
@@ -32,9 +34,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import Table, median_time, run_peer
+from condprob.accel import gpu_available
 from condprob.lm.filters import TopK, TopP
 from condprob.lm.regex import TokenIndex, VocabularyTrie
-from condprob.lm.sampling import sample_filtered
+from condprob.lm.sampling import sample_filtered, sample_filtered_torch
 
 PATTERNS = {
     "date": r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
@@ -194,6 +197,26 @@ def bench_index(table: Table, tokens: list[str], repeat: int, peers: bool = True
                            None if naive is None else naive["date"], note="1 run")
 
 
+def bench_gpu(table: Table, vocabs: list[int], batch: int, repeat: int) -> None:
+    """On a GPU: the fused Triton kernel against the torch path on the same CUDA tensor."""
+    from condprob.accel.sampling import filtered_sample
+
+    for vocab in vocabs:
+        logits = make_logits(batch, vocab).cuda()
+        for name, kw in SETTINGS.items():
+            def synced(fn, x=logits, kw=kw):
+                def run():
+                    out = fn(x, **kw)
+                    torch.cuda.synchronize()
+                    return out
+                return run
+
+            table.add_time(f"GPU {name}, batch {batch}, V={vocab:,}",
+                           median_time(synced(filtered_sample), repeat),
+                           "condprob torch path (same GPU)",
+                           median_time(synced(sample_filtered_torch), repeat))
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
@@ -205,6 +228,8 @@ def main(argv: list[str] | None = None) -> str:
     vocabs = [1000] if args.smoke else [32_000, 128_000]
     bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat, peers=not args.smoke)
     bench_index(table, vocabulary(args.smoke), args.repeat, peers=not args.smoke)
+    if gpu_available():
+        bench_gpu(table, vocabs, 8 if args.smoke else 64, args.repeat)
     if args.smoke:
         text = table.markdown()
         print(text)
