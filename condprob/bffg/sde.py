@@ -364,10 +364,11 @@ def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torc
         a_fixed = fixed @ fixed.T
         Ha, Fa = guide.H @ a_fixed, guide.F @ a_fixed
         steps_all = dw @ fixed.T
-    if aux is not None and aux.constant and fixed is not None:
-        Bt, beta, st = aux.coefficients(0.0)
-        da_fixed = a_fixed - st @ st.T
-        tr_fixed = (da_fixed * guide.H).sum((-1, -2))
+    tabled = aux is not None and fixed is not None and (aux.constant or aux.piecewise)
+    if tabled:                  # constant or per-step auxiliary: a - a~ and tr((a - a~) H) at once
+        Bs, betas, sts = aux._fixed  # type: ignore[union-attr,misc]
+        das = a_fixed - sts @ sts.transpose(-1, -2)
+        trs = (das * guide.H).sum((-1, -2))
     for i, (t, dt) in enumerate(zip(ts[:-1], dts, strict=True)):
         b = kernel.drift(t, x)
         if fixed is not None:
@@ -382,8 +383,9 @@ def guided_path(kernel: SDEKernel, aux: LinearSDE | None, guide: Guide, x0: torc
         if aux is not None:
             H = guide.H[i]
             r = guide.F[i] - x @ H
-            if fixed is not None and aux.constant:
-                da, tr = da_fixed, tr_fixed[i]
+            if tabled:
+                tr = trs[i]
+                Bt, beta, da = (Bs[i], betas[i], das[i]) if aux.piecewise else (Bs, betas, das)
             else:
                 Bt, beta, st = aux.step_coefficients(i)
                 da = (a_fixed if fixed is not None else a) - st @ st.T

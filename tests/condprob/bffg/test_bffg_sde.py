@@ -253,3 +253,18 @@ def test_state_dependent_diffusion_path_matches_fixed():
     assert out[0].log_weights.abs().max() > 1e-3
     assert torch.allclose(fixed.sample(mat([[0.0, 0.5]]), seed=1, path=True),
                           func.sample(mat([[0.0, 0.5]]), seed=1, path=True), atol=1e-12)
+
+
+def test_wrong_per_step_auxiliary_is_unbiased():
+    k = ou(steps=50)
+    n_steps = 50
+    Bs = torch.linspace(-1.0, 0.5, n_steps, dtype=T64).reshape(n_steps, 1, 1)
+    aux = LinearSDE(Bs, torch.full((n_steps, 1), -0.1, dtype=T64),
+                    torch.full((n_steps, 1, 1), 1.1, dtype=T64), k.grid)
+    filt = backward_filter(ou_model(k, aux))
+    exact = backward_filter(ou_model(k)).log_evidence
+    n = 10000
+    s = forward_guide(filt, n, seed=8)
+    r = torch.exp(s.log_weights + filt.log_evidence - exact)
+    assert abs(((r.mean() - 1) * math.sqrt(n) / r.std()).item()) < 3
+    assert abs(torch.exp(filt.log_evidence - exact).item() - 1) > 3 * r.std().item() / math.sqrt(n)
