@@ -1,8 +1,14 @@
-"""Test configuration: Hypothesis profiles (`ci` by default, `thorough` via HYPOTHESIS_PROFILE)."""
+"""Test configuration: Hypothesis profiles (`ci` by default, `thorough` via HYPOTHESIS_PROFILE),
+and Triton's interpreter on machines without a GPU (it is read when kernels are defined, so it is
+set here, before any test module imports triton)."""
 
 import os
 
+import torch
 from hypothesis import HealthCheck, settings
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 settings.register_profile(
     "ci", derandomize=True, max_examples=40, deadline=None,
