@@ -21,7 +21,7 @@ import torch
 from condprob import backend as B
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
-from condprob.protocol import Morphism, check_composable
+from condprob.protocol import Morphism, check_composable, rng
 from condprob.spaces import FactorKey, FiniteSpace, Space, Unit, product
 
 Array = B.Array
@@ -373,8 +373,7 @@ class State(Kernel):
         """Indices drawn from the state, shape sample_shape + batch_shape (seeded if asked)."""
         if isinstance(sample_shape, int):
             sample_shape = (sample_shape,)
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(seed)
+        generator = rng(seed, generator)
         probs = B.to_float(self.probs).detach()
         flat = probs.reshape(-1, probs.shape[-1])
         n = int(np.prod(sample_shape)) if sample_shape else 1

@@ -24,7 +24,7 @@ import torch
 
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
-from condprob.protocol import Morphism, check_composable
+from condprob.protocol import Morphism, check_composable, rng
 from condprob.spaces import Euclidean, FactorKey, Space, Unit, product
 
 Tensorish = torch.Tensor | Sequence[Any] | float | int
@@ -351,8 +351,7 @@ class Gaussian(LinearGaussian):
         """Draws mean + L z with z standard normal, shape sample_shape + (n,)."""
         if isinstance(sample_shape, int):
             sample_shape = (sample_shape,)
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(seed)
+        generator = rng(seed, generator)
         lf = self.factor
         z = torch.randn(*sample_shape, lf.shape[1], dtype=self.dtype, generator=generator)
         return self.mean + z @ lf.T

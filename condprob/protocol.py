@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from condprob.errors import SpaceMismatchError
 from condprob.spaces import Space, Unit
 
@@ -74,6 +76,14 @@ class Morphism:
 
     def _condition(self, event: Any) -> Morphism:
         raise self._unsupported("exact conditioning")
+
+
+def rng(seed: int | None = None,
+        generator: torch.Generator | None = None) -> torch.Generator | None:
+    """The generator a seeded `sample` draws from: the one given, else a new one from `seed`."""
+    if generator is None and seed is not None:
+        generator = torch.Generator().manual_seed(seed)
+    return generator
 
 
 def check_composable(f: Morphism, g: Morphism) -> None:

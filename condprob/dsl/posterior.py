@@ -14,6 +14,7 @@ import torch
 from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian
+from condprob.protocol import rng
 from condprob.spaces import FactorKey, Space
 
 __all__ = ["Mixture"]
@@ -98,7 +99,7 @@ class Mixture:
 
     def sample(self, n: int, seed: int | None = None) -> tuple[list[Hashable], torch.Tensor]:
         """n draws: their labels and their values, shape (n, dim)."""
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        gen = rng(seed)
         w = self._float_weights(self.components[0][2])
         idx = torch.multinomial(w, n, replacement=True, generator=gen)
         out = torch.empty(n, self.space.dim, dtype=w.dtype)
