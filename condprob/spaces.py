@@ -188,7 +188,7 @@ class FiniteSpace(Space):
         if not isinstance(other, Space):
             return NotImplemented
         if not isinstance(other, FiniteSpace):
-            return other.factors == (self,)
+            return isinstance(other, ProductSpace) and other.factors == (self,)
         return self is other or (self._labels == other._labels and self.name == other.name)
 
     def __hash__(self) -> int:
@@ -217,7 +217,7 @@ class Euclidean(Space):
         if not isinstance(other, Space):
             return NotImplemented
         if not isinstance(other, Euclidean):
-            return other.factors == (self,)
+            return isinstance(other, ProductSpace) and other.factors == (self,)
         return self is other or (self._dim == other._dim and self.name == other.name)
 
     def __hash__(self) -> int:

@@ -266,3 +266,10 @@ def test_inversion_on_null_outcome_falls_back_to_prior():
     assert cp.invert(c, prior).at("v").allclose(prior)
     fl = cp.invert(c.to_float(), prior.to_float()).at("v")
     assert not np.isnan(fl.probs.numpy()).any()
+
+
+def test_spaces_of_different_kinds_compare_unequal():
+    r = cp.Euclidean(2, "x")
+    assert D != r and r != D
+    assert cp.ProductSpace([D]) == D and D == cp.ProductSpace([D])
+    assert (D @ r).select(1) == r and cp.Unit != D
