@@ -16,7 +16,7 @@ import torch
 from condprob.bffg.messages import psd_cholesky, psd_sqrt
 from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.gaussian import Gaussian, LinearGaussian
-from condprob.protocol import Morphism
+from condprob.protocol import Morphism, rng
 from condprob.spaces import Euclidean, Space
 
 MeanFn = Callable[[torch.Tensor], torch.Tensor]
@@ -92,8 +92,7 @@ class NonlinearGaussian(Morphism):
     def sample(self, x: object, generator: torch.Generator | None = None,  # type: ignore[override]
                seed: int | None = None) -> torch.Tensor:
         """One draw from N(mean(x), cov(x)) for each row of x (batch, d) (or for one x (d,))."""
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(seed)
+        generator = rng(seed, generator)
         xt, single = _batched(x, self.dom.dim, "input point")
         z = torch.randn(xt.shape[0], self.cod.dim, dtype=torch.float64, generator=generator)
         y = self.mean(xt) + (psd_sqrt(self.cov(xt)) @ z[..., None])[..., 0]

@@ -26,7 +26,7 @@ from condprob.bffg.messages import GaussianMessage, PointMessage
 from condprob.bffg.rules import pullback_linear
 from condprob.errors import ValidationError
 from condprob.gaussian import LinearGaussian
-from condprob.protocol import Morphism
+from condprob.protocol import Morphism, rng
 from condprob.spaces import Euclidean
 
 Coef = torch.Tensor | Callable[[float], torch.Tensor]
@@ -107,8 +107,7 @@ class SDEKernel(Morphism):
                seed: int | None = None, noise: torch.Tensor | None = None,
                path: bool = False) -> torch.Tensor:
         """Euler-Maruyama from x0 (batch, d): the end points, or the whole path (batch, N+1, d)."""
-        if generator is None and seed is not None:
-            generator = torch.Generator().manual_seed(seed)
+        generator = rng(seed, generator)
         x = torch.as_tensor(x0, dtype=torch.float64)
         x = x[None] if x.ndim == 1 else x
         n, steps = x.shape[0], self.grid.shape[0] - 1
