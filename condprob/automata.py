@@ -40,6 +40,20 @@ _TOKEN = re.compile(r'\s+|"[^"]*"|\{[^}]*\}|\[\^?|\]|[()|*+?.]|[^\s()|*+?{}\[\]"
                     r'(?:\.[^\s()|*+?{}\[\]".]*)*')
 
 
+def pattern_symbols(pattern: str) -> set[str]:
+    """The symbol names a pattern mentions (words or quoted names, in this module's syntax)."""
+    if not isinstance(pattern, str):
+        raise ValidationError(f"pattern must be a string, got {type(pattern).__name__}")
+    names = set()
+    for m in _TOKEN.finditer(pattern):
+        tok = m.group()
+        if tok.startswith('"'):
+            names.add(tok[1:-1])
+        elif not (tok.isspace() or tok[0] in "{[]()|*+?."):
+            names.add(tok)
+    return names
+
+
 def _char(i: int) -> str:
     return chr(_BASE + i)
 

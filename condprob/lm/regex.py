@@ -28,7 +28,7 @@ import interegular
 import numpy as np
 import torch
 
-from condprob.automata import _TOKEN, DFA, NO_STATE
+from condprob.automata import DFA, NO_STATE, pattern_symbols
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -47,20 +47,6 @@ def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
                    if keys[c] in row}
     states = {fsm.initial} | {q for q, _ in transitions} | set(transitions.values())
     return DFA.from_transitions(chars, transitions, fsm.initial, set(fsm.finals) & states)
-
-
-def _pattern_symbols(pattern: str) -> set[str]:
-    """The symbol names a token-level pattern mentions (automata syntax: words or quoted)."""
-    if not isinstance(pattern, str):
-        raise ValidationError(f"pattern must be a string, got {type(pattern).__name__}")
-    names = set()
-    for m in _TOKEN.finditer(pattern):
-        tok = m.group()
-        if tok.startswith('"'):
-            names.add(tok[1:-1])
-        elif not (tok.isspace() or tok[0] in "{[]()|*+?."):
-            names.add(tok)
-    return names
 
 
 def _encode(tokens: Sequence[str], symbols: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -175,7 +161,7 @@ class TokenIndex:
         so the automaton is built over the named tokens plus one stand-in for all the others:
         any vocabulary size works, not only the automata's symbol limit.
         """
-        named = sorted(_pattern_symbols(pattern) & {t for i, t in enumerate(tokens) if i != eos})
+        named = sorted(pattern_symbols(pattern) & {t for i, t in enumerate(tokens) if i != eos})
         other = "\u0000other"
         while other in named:
             other += "'"
