@@ -144,7 +144,7 @@ def omi(n_events: int, epochs: int, table: Table) -> None:
         for label, make in neural.items():
             torch.manual_seed(0)
             model = make()
-            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=4,
+            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=6,
                   progress=False)
             models[label] = model
         published = {"hawkes1": "0.020", "hawkes2": "0.018", "stationary_renewal": "0.002",
@@ -197,7 +197,7 @@ def waghmare(n_train: int, epochs: int, table: Table) -> None:
                                 2, hidden=32, num_particles=32))):
             torch.manual_seed(0)
             model = make()
-            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=4,
+            train(model, tr, va, epochs=epochs, lr=1e-2, batch_size=64, patience=6,
                   progress=False)
             models[label] = model
         lnm, prop = PUBLISHED_F1[name]
@@ -226,8 +226,8 @@ def main() -> None:
         return
     truth = Table("tpp: ground truth (gap = held-out NLL per event minus the true model's)")
     hawkes_recovery(10_000 if q else 100_000, truth)
-    waghmare(200 if q else 4000, 2 if q else 30, truth)
-    omi(5_000 if q else 100_000, 2 if q else 30, truth)
+    waghmare(200 if q else 4000, 2 if q else 40, truth)
+    omi(5_000 if q else 100_000, 2 if q else 40, truth)
     truth.emit("tpp_truth")
 
 
