@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import warnings
 from pathlib import Path
 
 import torch
@@ -41,6 +42,10 @@ class BigramLM(torch.nn.Module):
         self.register_buffer("crow", crow)
         self.register_buffer("col", col)
         self.register_buffer("val", val)
+        try:
+            self._sparse(check=True)
+        except RuntimeError as err:
+            raise ValidationError(f"crow, col and val must form a CSR matrix: {err}") from err
 
     @classmethod
     def from_matrix(cls, transition: torch.Tensor, initial: torch.Tensor) -> BigramLM:
@@ -84,23 +89,32 @@ class BigramLM(torch.nn.Module):
         """Model states for exact conditioning: the last token."""
         return self.vocab_size
 
-    def backward_step(self, beta: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
-        """sum_w P(w | v) beta(w, next_state[q, w]) for all (v, q): beta (V, S + 1) -> (V, S)."""
-        gathered = beta.gather(1, next_state.clamp(min=0).T)
-        return self.matmul(torch.where(next_state.T < 0, 0.0, gathered))
+    def backward_step(self, g: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """sum_w P(w | v) g(w, next_state[q, w]) for all (v, q): g (V, C) -> (V, S)."""
+        return self.matmul(g.gather(1, next_state.T))
 
-    def event_weights(self, prefix: torch.Tensor, beta: torch.Tensor,
+    def event_weights(self, prefix: torch.Tensor, g: torch.Tensor,
                       next_state: torch.Tensor) -> torch.Tensor:
-        """P(next = w | prefix) beta(w, next_state[b, w]): (B, V), zero where next_state < 0."""
-        probs = self.forward(prefix).exp()
-        w = beta[torch.arange(self.vocab_size), next_state.clamp(min=0)]
-        return torch.where(next_state < 0, 0.0, probs * w)
+        """P(next = w | prefix) g(w, next_state[b, w]): (B, V)."""
+        return self.forward(prefix).exp() * g[torch.arange(self.vocab_size), next_state]
+
+    def initial_joint(self, next_state: torch.Tensor, columns: int) -> torch.Tensor:
+        """P(h_1 = w, q_1 = next_state[w]) = initial[w] (h_1: the first token): (V, columns)."""
+        out = torch.zeros(self.vocab_size, columns, dtype=torch.float64)
+        return out.index_put_((torch.arange(self.vocab_size), next_state), self.initial.double())
+
+    def _sparse(self, check: bool = False) -> torch.Tensor:
+        """The sparse part of the transition matrix as a torch CSR tensor (V, V)."""
+        v = self.vocab_size
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            return torch.sparse_csr_tensor(self.crow, self.col, self.val, (v, v),
+                                           check_invariants=check)
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
-        """P @ x for the transition matrix P (V, V) and x (V, K), without forming P."""
-        rows = torch.repeat_interleave(torch.arange(self.vocab_size), self.crow.diff())
-        out = self.base.unsqueeze(-1) * (self.unigram @ x)
-        return out.index_add_(0, rows, self.val.unsqueeze(-1) * x[self.col])
+        """P @ x for the transition matrix P (V, V) and x (V, K), without forming P: the
+        rank-one part base u' plus a sparse CSR product."""
+        return self.base.unsqueeze(-1) * (self.unigram @ x) + self._sparse() @ x
 
     def transition_matrix(self) -> torch.Tensor:
         """The dense (V, V) transition matrix (only for V <= 4096)."""
@@ -152,19 +166,21 @@ class HMMLM(torch.nn.Module):
     def forward(self, prefix: torch.Tensor) -> torch.Tensor:
         return (self.predictive(prefix) @ self.emission).log()
 
-    def backward_step(self, beta: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
-        """sum_h' A[h, h'] sum_w B[h', w] beta(h', next_state[q, w]): (H, S + 1) -> (H, S)."""
-        gathered = beta[:, next_state.clamp(min=0)]  # (H, S, V)
-        gathered = torch.where(next_state < 0, 0.0, gathered)
-        return self.transition @ (gathered * self.emission.unsqueeze(1)).sum(-1)
+    def backward_step(self, g: torch.Tensor, next_state: torch.Tensor) -> torch.Tensor:
+        """sum_h' A[h, h'] sum_w B[h', w] g(h', next_state[q, w]): (H, C) -> (H, S)."""
+        return self.transition @ (g[:, next_state] * self.emission.unsqueeze(1)).sum(-1)
 
-    def event_weights(self, prefix: torch.Tensor, beta: torch.Tensor,
+    def event_weights(self, prefix: torch.Tensor, g: torch.Tensor,
                       next_state: torch.Tensor) -> torch.Tensor:
-        """sum_h' rho(h') B[h', w] beta(h', next_state[b, w]), rho the predictive law: (B, V)."""
-        rho = self.predictive(prefix)
-        gathered = beta[:, next_state.clamp(min=0)]  # (H, B, V)
-        gathered = torch.where(next_state < 0, 0.0, gathered)
-        return torch.einsum("bh,hv,hbv->bv", rho, self.emission, gathered)
+        """sum_h' rho(h') B[h', w] g(h', next_state[b, w]), rho the predictive law: (B, V)."""
+        return torch.einsum("bh,hv,hbv->bv", self.predictive(prefix), self.emission,
+                            g[:, next_state])
+
+    def initial_joint(self, next_state: torch.Tensor, columns: int) -> torch.Tensor:
+        """P(h_1 = h, q_1 = q) = sum of initial[h] B[h, w] over w with next_state[w] = q:
+        (H, columns)."""
+        out = torch.zeros(self.num_states, columns, dtype=torch.float64)
+        return out.index_add_(1, next_state, self.initial.unsqueeze(-1) * self.emission)
 
 
 def _symspell_dir() -> Path:

@@ -13,8 +13,10 @@ conditioning of bigram models, and sequential Monte Carlo for any model.
   tokens that keep the text completable, renormalised). For a neural model this is not the law of
   the model conditioned on the language; `smc` corrects it with importance weights.
 - `ConditionedLM`: exact conditioning of a finite-state model (bigram, HMM) on "the generated text
-  lies in the language" by backward filtering on the product (model state h, automaton state q):
-  beta_n(h, q) = P(accept within n more tokens | h, q), and next-token laws
+  lies in the language" by BFFG on the product (model state h, automaton state q)
+  (`condprob.bffg.structured`): the generic `backward_filter` gives the messages
+  beta_n(h, q) = P(accept within n more tokens | h, q) through the model's structured backward step,
+  and the next-token laws are the guided laws
   P(w | prefix, accept) proportional to sum_h' P(w, h' | prefix) beta_{n-1}(h', next[q, w])
   (for a bigram the model state is the last token).
 """
@@ -29,6 +31,8 @@ import numpy as np
 import torch
 
 from condprob.automata import DFA, NO_STATE, pattern_symbols
+from condprob.bffg.inference import backward_filter
+from condprob.bffg.structured import TokenAutomatonKernel, automaton_chain
 from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -261,9 +265,11 @@ class ConditionedLM:
     Without eos the event is: the next `max_len` tokens are a string of the language. With eos:
     eos comes within `max_len` tokens and the tokens before it are a string of the language.
     `log_prob_event` is log P(event | prompt); `kernel()` is the conditioned next-token kernel.
-    The backward messages beta_n(h, q) live on (model state h, automaton state q); the model
-    supplies the step (`backward_step`) and the joint law of the next token and the event given a
-    prefix (`event_weights`), so an 80k-word bigram never forms its transition matrix.
+    This is BFFG on the chain of (model state h, automaton state q) after each generated token
+    (`condprob.bffg.structured`): `filtered` holds the backward filter's messages, message t being
+    P(event | h, q after t + 1 tokens); the kernel's pullback is the model's structured backward
+    step, so an 80k-word bigram never forms its transition matrix, and the next-token law is the
+    guided law P(w | prefix) h_t(h', next(q, w)) / normaliser.
     """
 
     def __init__(self, kernel: TokenKernel, index: TokenIndex, max_len: int):
@@ -276,37 +282,29 @@ class ConditionedLM:
             raise ValidationError(f"max_len must be a positive integer, got {max_len!r}")
         self.base, self.index, self.max_len = kernel, index, max_len
         self.model: BigramLM | HMMLM = kernel.model
-        self.beta = self._backward()
-
-    def _backward(self) -> torch.Tensor:
-        """beta[n, h, q] for n = 0..max_len; q ranges over the states and `done` (= S)."""
-        idx = self.index
-        s = idx.num_states
-        beta = torch.zeros(self.max_len + 1, self.model.num_states, s + 1, dtype=torch.float64)
-        if idx.eos is None:
-            beta[0, :, :s] = idx.accepting.double()
+        states = kernel.vocab if isinstance(self.model, BigramLM) else None
+        self.step = TokenAutomatonKernel(self.model, index.next_state, index.eos, states)
+        final = torch.zeros(self.step.shape, dtype=torch.float64)
+        if index.eos is None:
+            final[:, :index.num_states] = index.accepting.double()
         else:
-            beta[:, :, s] = 1.0
-        for n in range(1, self.max_len + 1):
-            beta[n, :, :s] = self.model.backward_step(beta[n - 1], idx.next_state)
-        return beta
+            final[:, self.step.done] = 1.0
+        self.chain = automaton_chain(self.step, index.start, max_len, final)
+        self.filtered = backward_filter(self.chain)
+
+    def _weights(self, prefix: torch.Tensor, q: torch.Tensor, generated: int) -> torch.Tensor:
+        return self.step.guided_token_weights(prefix, q, self.filtered.messages[generated])
 
     def log_prob_event(self, prompt: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """log P(event | prompt) for each prompt (B, T), exact."""
         t = as_prefix(prompt, self.base.vocab_size)
-        nq = self.index.next_state[self.index.start].expand(t.shape[0], -1)
-        return self.model.event_weights(t, self.beta[self.max_len - 1], nq).sum(-1).log()
+        q = torch.full((t.shape[0],), self.index.start, dtype=torch.long)
+        return self._weights(t, q, 0).sum(-1).log()
 
     def kernel(self, prompt_len: int = 1) -> TokenKernel:
         """The conditioned next-token kernel for texts generated after a prompt of `prompt_len`
         tokens (defined for up to max_len generated tokens)."""
-        idx, beta = self.index, self.beta
-        s = idx.num_states
-        nxt_ext = torch.cat([idx.next_state, torch.full((1, idx.vocab_size), NO_STATE)])
-        done_logits = torch.full((idx.vocab_size,), NEG_INF, dtype=torch.float64)
-        if idx.eos is not None:
-            nxt_ext[s, idx.eos] = s
-            done_logits[idx.eos] = 0.0
+        idx = self.index
 
         def model(prefix: torch.Tensor) -> torch.Tensor:
             gen = prefix.shape[1] - prompt_len
@@ -316,10 +314,7 @@ class ConditionedLM:
             q = idx.run(prefix[:, prompt_len:])
             if (q == NO_STATE).any():
                 raise ConditioningError("a prefix outside the language", "it has probability 0")
-            weights = self.model.event_weights(prefix, beta[self.max_len - gen - 1], nxt_ext[q])
-            logits = weights.log()
-            if idx.eos is not None:
-                logits = torch.where((q == s).unsqueeze(-1), done_logits, logits)
+            logits = self._weights(prefix, q, gen).log()
             if (logits == NEG_INF).all(-1).any():
                 raise ConditioningError("the language after this prefix", "it has probability 0")
             return logits
