@@ -8,6 +8,7 @@ sum over edges of log (K h_c)(x) - log (K~ h_c)(x) (for SDE edges: the Girsanov 
 is exactly 1 where no auxiliary is used, and p(y) = <prior, h~_root> E[w].
 `posterior_marginals` pushes the guided root through the guided kernels exactly (finite and
 linear-Gaussian models): these are the smoothing marginals (forward-backward, Kalman/RTS).
+DAG models (`Model.add_node`) go to the exact filter on sets of nodes in `condprob.bffg.dag`.
 """
 
 from __future__ import annotations
@@ -82,7 +83,13 @@ def backward_filter(model: Model, sde_method: str = "auto", substeps: int = 1) -
     """Messages from the leaves to the root and the evidence at the root (see module docstring).
 
     `sde_method` and `substeps` choose the backward ODE solver of SDE edges (`backward_ode`).
+    A DAG model (built with `Model.add_node`) gets the exact filter on sets of nodes
+    (`condprob.bffg.dag`), which returns a `DagFiltered`.
     """
+    if model.is_dag:
+        from condprob.bffg.dag import backward_filter_dag
+
+        return backward_filter_dag(model)  # type: ignore[return-value]
     model.validate()
     g = model.graph
     messages: dict[Hashable, Message] = {}
@@ -177,6 +184,10 @@ def forward_guide(filtered: Filtered, n: int, seed: int | None = None,
     if generator is None:
         generator = torch.Generator().manual_seed(seed if seed is not None else 0)
     model = filtered.model
+    if model.is_dag:
+        from condprob.bffg.dag import forward_guide_dag
+
+        return forward_guide_dag(filtered, n, generator, noise)  # type: ignore[arg-type]
     noise = {} if noise is None else dict(noise)
     root = model.root
     prior, h = model.prior(), filtered.messages[root]
@@ -237,6 +248,10 @@ def posterior_marginals(filtered: Filtered) -> dict[Hashable, Morphism]:
     model of finite and linear-Gaussian kernels without auxiliaries.
     """
     model = filtered.model
+    if model.is_dag:
+        from condprob.bffg.dag import posterior_marginals_dag
+
+        return posterior_marginals_dag(filtered)  # type: ignore[arg-type]
     root = model.root
     prior, h = model.prior(), filtered.messages[root]
     out: dict[Hashable, Morphism] = {}

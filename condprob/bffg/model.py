@@ -1,9 +1,12 @@
-"""Models for BFFG: a networkx tree whose edges carry the core's kernels.
+"""Models for BFFG: a networkx tree or DAG of the core's kernels.
 
-The root holds a prior state; each edge parent -> child holds a kernel from the parent's space to
-the child's (finite `Kernel`, `LinearGaussian`, `NonlinearGaussian`, `SDEKernel`) and optionally a
-linear auxiliary kernel used by the backward filter; any node may hold an observation (a message:
-`FiniteMessage`, `GaussianMessage` or `PointMessage`). `validate` names the node or edge at fault.
+Tree: the root holds a prior state; each edge parent -> child holds a kernel from the parent's
+space to the child's (finite `Kernel`, `LinearGaussian`, `NonlinearGaussian`, `SDEKernel`) and
+optionally a linear auxiliary kernel used by the backward filter. DAG: `add_node(v, kernel,
+parents=(p1, ..., pk))` gives v one kernel from the product space p1 @ ... @ pk (in that order;
+`parents=()` makes v a root with `kernel` as its prior); DAG models hold finite or linear-Gaussian
+kernels and may have several roots. Any node may hold an observation (a message: `FiniteMessage`,
+`GaussianMessage` or `PointMessage`). `validate` names the node or edge at fault.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.finite import Kernel, State
 from condprob.gaussian import Gaussian, LinearGaussian
 from condprob.protocol import Morphism
-from condprob.spaces import Space
+from condprob.spaces import Space, product
 
 Message = FiniteMessage | GaussianMessage | PointMessage
 EDGE_KINDS = (Kernel, LinearGaussian, NonlinearGaussian, SDEKernel)
@@ -32,10 +35,12 @@ def same_space(a: Space, b: Space) -> bool:
 
 
 class Model:
-    """A tree of kernels with a prior at the root and observations at nodes.
+    """A tree (or DAG) of kernels with priors at the roots and observations at nodes.
 
-    `graph` is a `networkx.DiGraph`; node attributes `prior` (root only) and `observation`; edge
+    `graph` is a `networkx.DiGraph`; node attributes `prior` (roots) and `observation`; edge
     attributes `kernel` and `auxiliary`. Build with `add_edge` and `observe`, or wrap a graph.
+    A DAG model is built with `add_node`, which stores the node's kernel from the product of its
+    parents' spaces and their order in the node attributes `dag_kernel` and `parents`.
     """
 
     def __init__(self, root: Hashable | None = None, prior: Morphism | None = None,
@@ -49,6 +54,22 @@ class Model:
                  auxiliary: Morphism | None = None) -> Model:
         """parent -> child through `kernel`; `auxiliary` replaces it in the backward filter."""
         self.graph.add_edge(parent, child, kernel=kernel, auxiliary=auxiliary)
+        return self
+
+    def add_node(self, node: Hashable, kernel: Morphism,
+                 parents: tuple[Hashable, ...] | list[Hashable] = ()) -> Model:
+        """Node with one kernel from the product of its parents' spaces, in the order given
+        (the model becomes a DAG model); `parents=()` makes `kernel` the node's prior."""
+        parents = tuple(parents)
+        if len(set(parents)) != len(parents):
+            raise ValidationError(f"node {node!r}: parents {parents} repeat a node")
+        if node in parents:
+            raise ValidationError(f"node {node!r} cannot be its own parent")
+        self.graph.add_node(node, parents=parents, dag_kernel=kernel)
+        if not parents:
+            self.graph.nodes[node]["prior"] = kernel
+        for p in parents:
+            self.graph.add_edge(p, node, kernel=None, auxiliary=None)
         return self
 
     def observe(self, node: Hashable, message: Message) -> Model:
@@ -89,6 +110,22 @@ class Model:
 
     # Queries -------------------------------------------------------------------------------
     @property
+    def is_dag(self) -> bool:
+        """True once a node was added with `add_node` (several parents or roots allowed)."""
+        return any("parents" in d for _, d in self.graph.nodes(data=True))
+
+    def node_kernel(self, node: Hashable) -> tuple[Morphism, tuple[Hashable, ...]]:
+        """The kernel into a node of a DAG model and its parents in the kernel's order (a root:
+        its prior and ())."""
+        data = self.graph.nodes[node]
+        if "parents" in data:
+            return data["dag_kernel"], data["parents"]
+        parents = tuple(self.graph.predecessors(node))
+        if not parents:
+            return data.get("prior"), ()
+        return (self.kernel(parents[0], node) if len(parents) == 1 else None), parents
+
+    @property
     def root(self) -> Hashable:
         roots = [v for v in self.graph if self.graph.in_degree(v) == 0]
         if len(roots) != 1:
@@ -117,6 +154,8 @@ class Model:
 
     def space(self, node: Hashable) -> Space:
         """The node's space: the prior's at the root, else the incoming kernel's codomain."""
+        if "parents" in self.graph.nodes[node]:
+            return self.graph.nodes[node]["dag_kernel"].cod
         if self.graph.in_degree(node) == 0:
             return self.prior().cod
         parent = next(iter(self.graph.predecessors(node)))
@@ -143,7 +182,8 @@ class Model:
         for v in g:
             if g.in_degree(v) > 1:
                 raise ValidationError(f"node {v!r} has several parents {list(g.predecessors(v))}; "
-                                      "BFFG here runs on trees")
+                                      "give their joint kernel with add_node(node, kernel, "
+                                      "parents=(...))")
         for u, v, data in g.edges(data=True):
             k = data.get("kernel")
             if k is None:
@@ -154,6 +194,9 @@ class Model:
 
     def validate(self) -> None:
         """Raise ValidationError / SpaceMismatchError naming the first inconsistent node or edge."""
+        if self.is_dag:
+            self.validate_dag()
+            return
         self.validate_structure()
         g = self.graph
         for u, v, data in g.edges(data=True):
@@ -188,3 +231,53 @@ class Model:
                                             or not torch.equal(k.grid, aux.grid)):
             raise ValidationError(f"{where}: the auxiliary SDE must use the kernel's time grid")
 
+
+    def validate_dag(self) -> None:
+        """Checks of a DAG model: acyclic, a prior at every root, one finite or linear-Gaussian
+        kernel per node whose domain is the product of its parents' spaces in the stated order,
+        one kind of space throughout, observations on the nodes' spaces."""
+        g = self.graph
+        if not nx.is_directed_acyclic_graph(g):
+            raise ValidationError(f"the model has a cycle: {nx.find_cycle(g)}")
+        finite = set()
+        for v in nx.topological_sort(g):
+            kernel, parents = self.node_kernel(v)
+            preds = list(g.predecessors(v))
+            if set(parents) != set(preds):
+                raise ValidationError(f"node {v!r}: parents {list(parents)} given with its kernel "
+                                      f"do not match its incoming edges from {preds}")
+            if kernel is None:
+                what = f"root {v!r} needs a prior" if not parents else \
+                    f"node {v!r} has no kernel for its parents {parents}" \
+                    if "parents" in g.nodes[v] else \
+                    f"node {v!r} has several parents {preds}; give their joint kernel with " \
+                    "add_node(node, kernel, parents=(...))"
+                raise ValidationError(what)
+            if not parents and not isinstance(kernel, State | Gaussian):
+                raise ValidationError(f"root {v!r} needs a prior state (finite State or "
+                                      f"Gaussian), got {type(kernel).__name__}")
+            if not isinstance(kernel, Kernel | LinearGaussian):
+                raise ValidationError(f"node {v!r}: unsupported kernel kind "
+                                      f"{type(kernel).__name__} (DAG models take finite Kernel or "
+                                      "LinearGaussian)")
+            if len(preds) == 1 and "parents" not in g.nodes[v] and \
+                    self.auxiliary(preds[0], v) is not None:
+                raise ValidationError(f"edge {preds[0]!r} -> {v!r}: DAG models are exact and take "
+                                      "no auxiliary kernels")
+            if isinstance(kernel, Kernel) and kernel.batch_shape:
+                raise ValidationError(f"node {v!r}: batched kernels are not supported in DAG "
+                                      "models")
+            if parents:
+                want = product(*(self.space(p) for p in parents))
+                if not same_space(kernel.dom, want):
+                    raise SpaceMismatchError(f"kernel of node {v!r} from its parents "
+                                             f"{list(parents)} (in this order)", want, kernel.dom)
+            finite.add(isinstance(kernel, Kernel))
+            obs = self.observation(v)
+            if obs is not None and not same_space(obs.space, self.space(v)):
+                raise SpaceMismatchError(f"observation at node {v!r}", self.space(v), obs.space)
+            if isinstance(obs, PointMessage):
+                raise ValidationError(f"observation at node {v!r}: exact point observations are "
+                                      "not supported in DAG models; use GaussianMessage")
+        if len(finite) > 1:
+            raise ValidationError("a DAG model is either all finite or all linear-Gaussian")

@@ -1,0 +1,326 @@
+"""BFFG on DAGs (nodes with several parents, several roots): exact against brute force and against
+the core's exact Gaussian conditioning of the full joint."""
+
+import itertools
+import math
+from fractions import Fraction as Fr
+
+import networkx as nx
+import pytest
+import torch
+
+from condprob.bffg import (
+    FiniteMessage,
+    GaussianMessage,
+    Model,
+    NonlinearGaussian,
+    PointMessage,
+    backward_filter,
+    forward_guide,
+    posterior_marginals,
+)
+from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
+from condprob.finite import Kernel, State
+from condprob.gaussian import Gaussian, LinearGaussian
+from condprob.spaces import Euclidean, FiniteSpace
+
+T = torch.float64
+A = FiniteSpace(["a0", "a1"], name="A")
+B = FiniteSpace(["b0", "b1", "b2"], name="B")
+C = FiniteSpace(["c0", "c1"], name="C")
+D = FiniteSpace(["d0", "d1"], name="D")
+PA = State([Fr(1, 3), Fr(2, 3)], A)
+PE = State([Fr(1, 4), Fr(3, 4)], C)
+KB = Kernel([[Fr(1, 2), Fr(1, 4), Fr(1, 4)], [Fr(1, 5), Fr(3, 5), Fr(1, 5)]], A, B)
+KC = Kernel([[Fr(1, 2), Fr(1, 2)], [Fr(1, 7), Fr(6, 7)]], A, C)
+KD = Kernel([[Fr(i + 1, i + j + 3), Fr(j + 2, i + j + 3)] for i in range(3) for j in range(2)],
+            B @ C, D)
+LIK_B = [Fr(1), Fr(1, 2), Fr(1, 4)]
+LIK_D = [Fr(1, 3), Fr(1)]
+
+
+def diamond(exact=True):
+    """a -> b, a -> c, (b, c) -> d; likelihoods at b and d."""
+    conv = (lambda k: k) if exact else (lambda k: k.to_float())
+    m = Model().add_node("a", conv(PA)).add_node("b", conv(KB), ("a",))
+    m.add_node("c", conv(KC), ("a",)).add_node("d", conv(KD), ("b", "c"))
+    m.observe("b", FiniteMessage.likelihood(LIK_B if exact else [float(x) for x in LIK_B], B))
+    m.observe("d", FiniteMessage.likelihood(LIK_D if exact else [float(x) for x in LIK_D], D))
+    return m
+
+
+def brute_diamond():
+    out = {}
+    for a, b, c, d in itertools.product(range(2), range(3), range(2), range(2)):
+        out[a, b, c, d] = (PA.probs[a] * KB.matrix[a, b] * KC.matrix[a, c]
+                           * KD.matrix[2 * b + c, d] * LIK_B[b] * LIK_D[d])
+    return out
+
+
+def two_roots():
+    """Roots a (on A) and e (on C); b | a, d | (b, e) with parents stated as (e, b), c | e."""
+    kd = Kernel([[Fr(1 + i + j, 2 * (2 + i + j)), Fr(3 + i + j, 2 * (2 + i + j))]
+                 for i in range(2) for j in range(3)], C @ B, D)
+    m = Model().add_node("a", PA).add_node("e", PE).add_node("b", KB, ("a",))
+    m.add_node("d", kd, ("e", "b")).add_node("c", KC.to_exact(), ("a",))
+    m.observe("d", FiniteMessage.observe("d1", D, exact=True))
+    m.observe("c", FiniteMessage.likelihood([Fr(2, 3), Fr(1, 5)], C))
+    return m, kd
+
+
+def brute_two_roots(kd):
+    out = {}
+    for a, e, b, d, c in itertools.product(range(2), range(2), range(3), range(2), range(2)):
+        out[a, e, b, d, c] = (PA.probs[a] * PE.probs[e] * KB.matrix[a, b] * kd.matrix[3 * e + b, d]
+                              * KC.matrix[a, c] * (d == 1) * [Fr(2, 3), Fr(1, 5)][c])
+    return out
+
+
+def exact_marginals(joint, names):
+    ev = sum(joint.values())
+    out = {}
+    for i, v in enumerate(names):
+        acc = {}
+        for key, p in joint.items():
+            acc[key[i]] = acc.get(key[i], 0) + p / ev
+        out[v] = [acc[k] for k in sorted(acc)]
+    return ev, out
+
+
+def test_finite_diamond_exact():
+    filt = backward_filter(diamond())
+    ev, marg = exact_marginals(brute_diamond(), "abcd")
+    assert filt.evidence == ev and filt.exact
+    assert filt.log_evidence.item() == pytest.approx(math.log(ev), abs=1e-14)
+    post = posterior_marginals(filt)
+    for v in "abcd":
+        assert list(post[v].probs) == marg[v]
+    # of b and c, the later one in the order is guided given the shared ancestor and the other
+    first, second = sorted("bc", key=filt.order.index)
+    assert set(filt.scope(second)) == {"a", first} and filt.scope(first) == ("a",)
+
+
+def test_finite_diamond_float_agrees():
+    filt = backward_filter(diamond(exact=False))
+    ev, marg = exact_marginals(brute_diamond(), "abcd")
+    assert filt.log_evidence.item() == pytest.approx(math.log(ev), abs=1e-13)
+    post = posterior_marginals(filt)
+    for v in "abcd":
+        assert torch.allclose(post[v].probs, torch.tensor([float(p) for p in marg[v]], dtype=T),
+                              atol=1e-14, rtol=0)
+
+
+def test_finite_two_roots_exact():
+    m, kd = two_roots()
+    filt = backward_filter(m)
+    ev, marg = exact_marginals(brute_two_roots(kd), "aebdc")
+    assert filt.evidence == ev
+    post = posterior_marginals(filt)
+    for v in "aebdc":
+        assert list(post[v].probs) == marg[v]
+
+
+def test_guided_diamond_g_test_with_power_check():
+    """Joint guided draws of (a, b, c, d) against the exact posterior, and a wrong target fails."""
+    filt = backward_filter(diamond(exact=False))
+    n = 20000
+    s = forward_guide(filt, n, seed=5)
+    assert torch.equal(s.log_weights, torch.zeros(n, dtype=T))
+    joint = brute_diamond()
+    ev = sum(joint.values())
+    exact = torch.zeros(2, 3, 2, 2, dtype=T)
+    for key, p in joint.items():
+        exact[key] = float(p / ev)
+    counts = torch.zeros(2, 3, 2, 2, dtype=T)
+    counts.index_put_(tuple(s.values[v] for v in "abcd"), torch.ones(n, dtype=T), accumulate=True)
+
+    def g_stat(target):
+        e, keep = n * target, counts > 0
+        return 2 * (counts[keep] * torch.log(counts[keep] / e[keep])).sum().item()
+
+    # 24 cells, all of positive probability: 23 degrees of freedom, 0.999 quantile 49.73
+    assert bool((exact > 0).all())
+    assert g_stat(exact) < 49.73
+    # the target that ignores the shared ancestor (c sampled given a from K_C alone) must fail
+    wrong = exact.sum(2, keepdim=True) * KC.to_float().matrix[:, None, :, None]
+    wrong = wrong / wrong.sum()
+    assert g_stat(wrong) > 49.73
+
+
+def test_impossible_observations_raise():
+    m, _ = two_roots()
+    m.observe("d", FiniteMessage.observe("d0", D, exact=True))
+    filt = backward_filter(m)
+    assert filt.evidence == 0 and filt.log_evidence.item() == -math.inf
+    with pytest.raises(ConditioningError, match="probability zero"):
+        forward_guide(filt, 5, seed=0)
+    with pytest.raises(ConditioningError, match="probability zero"):
+        posterior_marginals(filt)
+
+
+# Linear-Gaussian ----------------------------------------------------------------------------
+def mat(x):
+    return torch.tensor(x, dtype=T)
+
+
+RA, RB, RC, RE, RD = (Euclidean(2), Euclidean(2), Euclidean(1),
+                      Euclidean(1), Euclidean(2))
+GA = Gaussian(mat([0.5, -0.3]), mat([[1.0, 0.3], [0.3, 0.5]]), RA)
+GE = Gaussian(mat([1.0]), mat([[2.0]]), RE)
+LB = LinearGaussian(mat([[0.8, 0.5], [-0.1, 0.8]]), mat([0.1, 0.2]), mat([[0.2, 0.0], [0.0, 0.0]]),
+                    RA, RB)
+LC = LinearGaussian(mat([[1.0, -1.0]]), mat([0.3]), mat([[0.5]]), RA, RC)
+LD = LinearGaussian(mat([[0.5, 0.0, 1.0, 0.2], [0.1, 0.7, -0.4, 0.0]]), mat([0.0, -0.5]),
+                    mat([[0.3, 0.1], [0.1, 0.4]]), RB @ RC @ RE, RD)
+OBS = {"c": (mat([[1.0]]), mat([[0.25]]), mat([0.9])),
+       "d": (mat([[1.0, 1.0]]), mat([[0.5]]), mat([-0.4])),
+       "b": (mat([[0.0, 1.0]]), mat([[1.0]]), mat([0.2]))}
+
+
+def gaussian_dag():
+    """Roots a and e; b | a (singular noise), c | a, d | (b, c, e): a diamond a -> {b, c} -> d."""
+    m = Model().add_node("a", GA).add_node("e", GE).add_node("b", LB, ["a"])
+    m.add_node("c", LC, ["a"]).add_node("d", LD, ["b", "c", "e"])
+    for v, (L, R, y) in OBS.items():
+        m.observe(v, GaussianMessage.observation(L, R, y))
+    return m
+
+
+def gaussian_joint():
+    """The joint Gaussian of (a, e, b, c, d, y_c, y_d, y_b) built with the core's kernels."""
+    names = ["a", "e", "b", "c", "d"]
+    dims = {"a": 2, "e": 1, "b": 2, "c": 1, "d": 2}
+    start = dict(zip(names, itertools.accumulate([0] + [dims[v] for v in names]), strict=False))
+    sl = {v: slice(start[v], start[v] + dims[v]) for v in names}
+    kernels = {"b": (LB, ["a"]), "c": (LC, ["a"]), "d": (LD, ["b", "c", "e"])}
+    g = Gaussian(torch.cat([GA.mean, GE.mean]), torch.block_diag(GA.cov, GE.cov))
+    for v in ["b", "c", "d"]:
+        k, parents = kernels[v]
+        n = sum(dims[u] for u in names[:names.index(v)])
+        pick = torch.zeros(k.dom.dim, n, dtype=T)
+        row = 0
+        for p in parents:
+            pick[row:row + dims[p], sl[p]] = torch.eye(dims[p], dtype=T)
+            row += dims[p]
+        zeros = torch.zeros(n, dtype=T)
+        g = g >> LinearGaussian(torch.cat([torch.eye(n, dtype=T), k.matrix @ pick]),
+                                torch.cat([zeros, k.offset]),
+                                torch.block_diag(torch.zeros(n, n, dtype=T), k.cov))
+    for v, (L, R, _) in OBS.items():
+        n = g.cod.dim
+        sel = torch.zeros(L.shape[0], n, dtype=T)
+        sel[:, sl[v]] = L
+        g = g >> LinearGaussian(torch.cat([torch.eye(n, dtype=T), sel]),
+                                cov=torch.block_diag(torch.zeros(n, n, dtype=T), R))
+    return g, sl
+
+
+def test_gaussian_dag_equals_conditioning_the_joint():
+    filt = backward_filter(gaussian_dag())
+    joint, sl = gaussian_joint()
+    n = 8
+    y = torch.cat([OBS[v][2] for v in OBS])
+    post, log_density, deficit = joint.condition_evidence(
+        torch.cat([torch.zeros(3, n, dtype=T), torch.eye(3, dtype=T)], 1), y)
+    assert deficit == 0
+    assert filt.log_evidence.item() == pytest.approx(log_density, abs=1e-10)
+    marg = posterior_marginals(filt)
+    for v, s in sl.items():
+        assert torch.allclose(marg[v].mean, post.mean[s], atol=1e-10, rtol=0), v
+        assert torch.allclose(marg[v].cov, post.cov[s, s], atol=1e-10, rtol=0), v
+
+
+def test_gaussian_guided_samples_are_exact():
+    """Log-weights 0; the sample mean and covariance of d match the exact posterior."""
+    filt = backward_filter(gaussian_dag())
+    s = forward_guide(filt, 40000, seed=2)
+    assert torch.equal(s.log_weights, torch.zeros(40000, dtype=T))
+    marg = posterior_marginals(filt)
+    for v in ["a", "d"]:
+        x = s.values[v]
+        se = marg[v].cov.diagonal().sqrt() / math.sqrt(x.shape[0])
+        assert ((x.mean(0) - marg[v].mean).abs() < 4 * se).all(), v
+        assert torch.allclose(torch.cov(x.T), marg[v].cov, atol=0.03)
+    # power: a shifted target is rejected by the same check
+    se = marg["d"].cov.diagonal().sqrt() / math.sqrt(40000)
+    assert ((s.values["d"].mean(0) - marg["d"].mean - 10 * se).abs() > 4 * se).any()
+
+
+# Errors -------------------------------------------------------------------------------------
+def test_structure_errors():
+    m = diamond()
+    m.graph.add_edge("d", "a")
+    with pytest.raises(ValidationError, match="cycle"):
+        backward_filter(m)
+    m = Model().add_node("a", PA).add_node("b", KB, ("a",)).add_node("c", KC, ("a",))
+    m.add_edge("b", "d", KD).add_edge("c", "d", KD)
+    with pytest.raises(ValidationError, match="node 'd' has several parents"):
+        m.validate()
+    m = diamond()
+    m.graph.add_edge("a", "d")
+    with pytest.raises(ValidationError, match=r"node 'd': parents \['b', 'c'\] .* do not match"):
+        m.validate()
+    with pytest.raises(ValidationError, match="repeat"):
+        Model().add_node("d", KD, ("b", "b"))
+    with pytest.raises(ValidationError, match="its own parent"):
+        Model().add_node("d", KD, ("d", "b"))
+    m = Model().add_node("b", KB, ("a",))
+    with pytest.raises(ValidationError, match="root 'a' needs a prior"):
+        m.validate()
+    m = Model().add_node("a", KB)
+    with pytest.raises(ValidationError, match="root 'a' needs a prior state"):
+        m.validate()
+
+
+def test_kernel_and_space_errors():
+    m = Model().add_node("a", PA).add_node("b", KB, ("a",)).add_node("c", KC, ("a",))
+    m.add_node("d", KD, ("c", "b"))
+    with pytest.raises(SpaceMismatchError, match=r"node 'd' from its parents \['c', 'b'\]"):
+        m.validate()
+    m = Model().add_node("a", PA).add_node("b", None, ("a",))
+    with pytest.raises(ValidationError, match=r"node 'b' has no kernel for its parents \('a',\)"):
+        m.validate()
+    nl = NonlinearGaussian(lambda x: x, torch.eye(2, dtype=T), RA, RB)
+    m = Model().add_node("a", GA).add_node("b", nl, ("a",))
+    with pytest.raises(ValidationError, match="unsupported kernel kind NonlinearGaussian"):
+        m.validate()
+    m = Model().add_node("a", GA).add_node("b", LB, ("a",)).add_node("c", KC, ("a",))
+    with pytest.raises(SpaceMismatchError, match="node 'c'"):
+        m.validate()
+    m = Model().add_node("a", GA).add_node("b", LB, ("a",)).add_node("x", PA)
+    with pytest.raises(ValidationError, match="either all finite or all linear-Gaussian"):
+        m.validate()
+    m = Model("a", GA).add_edge("a", "b", LB, auxiliary=LB).add_node("e", GE)
+    with pytest.raises(ValidationError, match="'a' -> 'b': DAG models are exact"):
+        m.validate()
+    batched = Kernel(torch.full((3, 2, 3), 1 / 3, dtype=T), A, B)
+    m = Model().add_node("a", PA.to_float()).add_node("b", batched, ("a",))
+    with pytest.raises(ValidationError, match="batched"):
+        m.validate()
+
+
+def test_observation_errors():
+    m = gaussian_dag().observe("e", GaussianMessage.uninformative(2))
+    with pytest.raises(SpaceMismatchError, match="observation at node 'e'"):
+        m.validate()
+    m = Model().add_node("a", GA).add_node("b", LB, ("a",)).observe("b", PointMessage([0.0, 1.0]))
+    with pytest.raises(ValidationError, match="exact point observations"):
+        m.validate()
+
+
+def test_trees_keep_the_tree_filter():
+    """A model built with add_edge only is a tree model; one node added with add_node switches to
+    the DAG filter, which agrees with the tree filter on a tree."""
+    tree = Model("a", GA).add_edge("a", "b", LB).add_edge("a", "c", LC)
+    dag = Model().add_node("a", GA).add_node("b", LB, ("a",)).add_node("c", LC, ("a",))
+    for m in (tree, dag):
+        m.observe("c", GaussianMessage.observation(*OBS["c"]))
+        m.observe("b", GaussianMessage.observation(*OBS["b"]))
+    assert not tree.is_dag and dag.is_dag
+    ft, fd = backward_filter(tree), backward_filter(dag)
+    assert ft.log_evidence.item() == pytest.approx(fd.log_evidence.item(), abs=1e-12)
+    mt, md = posterior_marginals(ft), posterior_marginals(fd)
+    for v in "abc":
+        assert torch.allclose(mt[v].mean, md[v].mean, atol=1e-12, rtol=0)
+        assert torch.allclose(mt[v].cov, md[v].cov, atol=1e-12, rtol=0)
+    assert isinstance(nx.DiGraph(dag.graph), nx.DiGraph)
