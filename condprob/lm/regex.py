@@ -266,7 +266,8 @@ class ConditionedLM:
     eos comes within `max_len` tokens and the tokens before it are a string of the language.
     `log_prob_event` is log P(event | prompt); `kernel()` is the conditioned next-token kernel.
     This is BFFG on the chain of (model state h, automaton state q) after each generated token
-    (`condprob.bffg.structured`): `filtered` holds the backward filter's messages, message t being
+    (`condprob.bffg.structured`): `step` is the product kernel, `chain` the bffg `Model` of the
+    states after each generated token and `filtered` its backward filter, message t being
     P(event | h, q after t + 1 tokens); the kernel's pullback is the model's structured backward
     step, so an 80k-word bigram never forms its transition matrix, and the next-token law is the
     guided law P(w | prefix) h_t(h', next(q, w)) / normaliser.
