@@ -12,7 +12,9 @@ Forward guiding samples in topological order from K(x_P, dx_v) h_v(x_v, x_O) / m
 already sampled x_U: this is the exact conditional of x_v given everything before it, so every
 log-weight is 0. Finite messages are tables with one axis per node (exact in the exact backend);
 linear-Gaussian ones are canonical forms (c, F, H) over the stacked nodes, pulled back with the
-tree rules applied to the kernel x_U -> (A x_P + b, x_O) whose covariance is diag(Q, 0).
+tree rules applied to the kernel x_U -> (A x_P + b, x_O) whose covariance is diag(Q, 0). A node
+observed exactly as y (`PointMessage`) sends exp(c) N(y; A x_P + b, Q) times the fused messages
+evaluated at x_v = y.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 
 from condprob import backend as B
 from condprob.bffg.inference import WeightedSamples, _noise, _sample_rows
-from condprob.bffg.messages import GaussianMessage, psd_sqrt
+from condprob.bffg.messages import GaussianMessage, PointMessage, psd_sqrt
 from condprob.bffg.model import Model
 from condprob.bffg.rules import guided_gaussian, guided_linear, log_integral, pullback_linear
 from condprob.errors import ConditioningError
@@ -59,10 +61,11 @@ class TableMessage:
 
 @dataclass
 class SetGaussianMessage:
-    """h(x_S) in canonical form over the stacked nodes S (an empty S carries only log mass c)."""
+    """h(x_S) in canonical form over the stacked nodes S (an empty S carries only log mass c; an
+    exactly observed node v has the point message itself on S = (v,))."""
 
     nodes: tuple[Hashable, ...]
-    message: GaussianMessage | None
+    message: GaussianMessage | PointMessage | None
     c: torch.Tensor
 
 
@@ -186,15 +189,50 @@ def _blocks(model: Model, nodes: Sequence[Hashable]) -> dict[Hashable, slice]:
 
 def _embed(msg: SetGaussianMessage, nodes: tuple[Hashable, ...], model: Model,
            ) -> GaussianMessage:
-    """The message as a canonical form over `nodes` (a superset of its own)."""
+    """The message as a canonical form over `nodes` (a nonempty superset of its own)."""
     dst = _blocks(model, nodes)
     d = sum(model.space(n).dim for n in nodes)
-    idx = torch.cat([torch.arange(dst[n].start, dst[n].stop) for n in msg.nodes])
     F = torch.zeros(d, dtype=torch.float64)
     H = torch.zeros(d, d, dtype=torch.float64)
-    F[idx] = msg.message.F
-    H[idx[:, None], idx[None, :]] = msg.message.H
+    if msg.nodes:
+        idx = torch.cat([torch.arange(dst[n].start, dst[n].stop) for n in msg.nodes])
+        F[idx] = msg.message.F
+        H[idx[:, None], idx[None, :]] = msg.message.H
     return GaussianMessage(msg.c, F, H, validate=False)
+
+
+def _fuse(parts: list[SetGaussianMessage], nodes: tuple[Hashable, ...],
+          model: Model) -> SetGaussianMessage:
+    """The product of messages on subsets of `nodes`, as one message on `nodes`."""
+    if not nodes:
+        return SetGaussianMessage((), None, sum((t.c for t in parts),
+                                                torch.zeros((), dtype=torch.float64)))
+    h = GaussianMessage.uninformative(sum(model.space(n).dim for n in nodes))
+    for t in parts:
+        h = h & _embed(t, nodes, model)
+    return SetGaussianMessage(nodes, h, h.c)
+
+
+def _point_pullback(model: Model, v: Hashable, obs: PointMessage, mine: list[SetGaussianMessage],
+                    rank: dict[Hashable, int]) -> SetGaussianMessage:
+    """x_v observed exactly as y: m(x_U) = exp(c) N(y; A x_P + b, Q) prod_t t(y, x_O), every
+    fused message t evaluated at x_v = y (a message on its other nodes)."""
+    kernel, parents = model.node_kernel(v)
+    y, dv = obs.value, obs.dim
+    if parents:
+        pm = pullback_linear(obs, kernel.matrix, kernel.offset, kernel.cov)
+        parts = [SetGaussianMessage(parents, pm, pm.c)]
+    else:
+        parts = [SetGaussianMessage((), None, kernel.log_prob(y) + obs.c)]
+    for t in mine:
+        rest = tuple(n for n in t.nodes if n != v)
+        full = _embed(t, (v, *rest), model)
+        c = full.c + y @ full.F[:dv] - 0.5 * y @ full.H[:dv, :dv] @ y
+        at = GaussianMessage(c, full.F[dv:] - full.H[dv:, :dv] @ y, full.H[dv:, dv:],
+                             validate=False) if rest else None
+        parts.append(SetGaussianMessage(rest, at, c))
+    nodes = _ordered(set().union(*(t.nodes for t in parts)), rank)
+    return _fuse(parts, nodes, model)
 
 
 def _extended(model: Model, v: Hashable, h_nodes: tuple[Hashable, ...],
@@ -229,24 +267,27 @@ def _filter_gaussian(model: Model, order: list[Hashable], rank: dict[Hashable, i
         mine = [t for t in active if v in t.nodes]
         active = [t for t in active if v not in t.nodes]
         obs = model.observation(v)
-        parts = mine if obs is None else [SetGaussianMessage((v,), obs, obs.c), *mine]
-        others = set().union(*(t.nodes for t in parts)) - {v}
-        scope = (v, *_ordered(others, rank))
-        h = GaussianMessage.uninformative(sum(model.space(n).dim for n in scope))
-        for t in parts:
-            h = h & _embed(t, scope, model)
-        messages[v] = SetGaussianMessage(scope, h, h.c)
-        parents = model.node_kernel(v)[1]
-        u_nodes = _ordered(set(parents) | set(scope[1:]), rank)
-        A, b, Q = _extended(model, v, scope, u_nodes)
-        if u_nodes:
-            m = pullback_linear(h, A, b, Q)
-            pulled[v] = SetGaussianMessage(u_nodes, m, m.c)
-            active.append(pulled[v])
+        if isinstance(obs, PointMessage):
+            messages[v] = SetGaussianMessage((v,), obs, obs.c)  # type: ignore[arg-type]
+            m = _point_pullback(model, v, obs, mine, rank)
         else:
-            c = log_integral(h, b, Q)
-            pulled[v] = SetGaussianMessage((), None, c)
-            log_ev = log_ev + c
+            parts = mine if obs is None else [SetGaussianMessage((v,), obs, obs.c), *mine]
+            others = set().union(*(t.nodes for t in parts)) - {v}
+            scope = (v, *_ordered(others, rank))
+            messages[v] = fused = _fuse(parts, scope, model)
+            parents = model.node_kernel(v)[1]
+            u_nodes = _ordered(set(parents) | set(scope[1:]), rank)
+            A, b, Q = _extended(model, v, scope, u_nodes)
+            if u_nodes:
+                pm = pullback_linear(fused.message, A, b, Q)
+                m = SetGaussianMessage(u_nodes, pm, pm.c)
+            else:
+                m = SetGaussianMessage((), None, log_integral(fused.message, b, Q))
+        pulled[v] = m
+        if m.nodes:
+            active.append(m)
+        else:
+            log_ev = log_ev + m.c
     return DagFiltered(model, order, messages, pulled, log_ev)  # type: ignore[arg-type]
 
 
@@ -255,8 +296,12 @@ def _guided_affine(filtered: DagFiltered, v: Hashable,
     """(G, g, S): the guided law of x_v given x_U is N(G x_U + g, S)."""
     model = filtered.model
     h, u_nodes = filtered.messages[v], filtered.scope(v)
-    A, b, Q = _extended(model, v, h.nodes, u_nodes)
     dv = model.space(v).dim
+    if isinstance(h.message, PointMessage):
+        du = sum(model.space(u).dim for u in u_nodes)
+        zeros = torch.zeros(dv, dv, dtype=torch.float64)
+        return torch.zeros(dv, du, dtype=torch.float64), h.message.value, zeros
+    A, b, Q = _extended(model, v, h.nodes, u_nodes)
     if not u_nodes:
         mu, cov = guided_gaussian(h.message, b, Q)
         return torch.zeros(dv, 0, dtype=torch.float64), mu[:dv], cov[:dv, :dv]

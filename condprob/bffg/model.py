@@ -276,8 +276,5 @@ class Model:
             obs = self.observation(v)
             if obs is not None and not same_space(obs.space, self.space(v)):
                 raise SpaceMismatchError(f"observation at node {v!r}", self.space(v), obs.space)
-            if isinstance(obs, PointMessage):
-                raise ValidationError(f"observation at node {v!r}: exact point observations are "
-                                      "not supported in DAG models; use GaussianMessage")
         if len(finite) > 1:
             raise ValidationError("a DAG model is either all finite or all linear-Gaussian")
