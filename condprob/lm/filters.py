@@ -23,8 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from condprob.errors import ValidationError
-
-NEG_INF = float("-inf")
+from condprob.semiring import NEG_INF
 
 
 def check_logits(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
