@@ -8,6 +8,8 @@ from fractions import Fraction as Fr
 import networkx as nx
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from condprob.bffg import (
     FiniteMessage,
@@ -22,7 +24,8 @@ from condprob.bffg import (
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
 from condprob.finite import Kernel, State
 from condprob.gaussian import Gaussian, LinearGaussian
-from condprob.spaces import Euclidean, FiniteSpace
+from condprob.laws.strategies import finite_spaces, kernels, predicates, states
+from condprob.spaces import Euclidean, FiniteSpace, product
 
 T = torch.float64
 A = FiniteSpace(["a0", "a1"], name="A")
@@ -350,3 +353,70 @@ def test_trees_keep_the_tree_filter():
         assert torch.allclose(mt[v].mean, md[v].mean, atol=1e-12, rtol=0)
         assert torch.allclose(mt[v].cov, md[v].cov, atol=1e-12, rtol=0)
     assert isinstance(nx.DiGraph(dag.graph), nx.DiGraph)
+
+
+# Random DAGs ---------------------------------------------------------------------------------
+@st.composite
+def finite_dags(draw):
+    """2..5 nodes; node i takes up to 2 parents among the earlier ones (none: a root with a prior),
+    exact kernels with zeros, and exact likelihoods (possibly all zero) at some nodes."""
+    n = draw(st.integers(2, 5))
+    spaces = [draw(finite_spaces(1, 3, name=f"v{i}")) for i in range(n)]
+    m, parents, obs = Model(), {}, {}
+    for i in range(n):
+        ps = tuple(draw(st.lists(st.sampled_from(range(i)), max_size=min(i, 2), unique=True))) \
+            if i else ()
+        parents[i] = ps
+        if ps:
+            m.add_node(i, draw(kernels(product(*(spaces[p] for p in ps)), spaces[i], exact=True)),
+                       ps)
+        else:
+            m.add_node(i, draw(states(spaces[i], exact=True)))
+        if draw(st.booleans()):
+            obs[i] = draw(predicates(spaces[i], exact=True))
+            m.observe(i, FiniteMessage(obs[i]))
+    return m, spaces, parents, obs
+
+
+def brute_force(m, spaces, parents, obs):
+    joint = {}
+    for x in itertools.product(*(range(s.size) for s in spaces)):
+        p = Fr(1)
+        for i, ps in parents.items():
+            k = m.node_kernel(i)[0]
+            row = 0
+            for q in ps:
+                row = row * spaces[q].size + x[q]
+            p *= k.matrix[row, x[i]]
+            if i in obs:
+                p *= obs[i].values[x[i]]
+        joint[x] = p
+    return joint
+
+
+@given(finite_dags())
+def test_random_finite_dags_equal_brute_force(dag):
+    m, spaces, parents, obs = dag
+    filt = backward_filter(m)
+    joint = brute_force(m, spaces, parents, obs)
+    assert filt.evidence == sum(joint.values())
+    if filt.evidence == 0:
+        with pytest.raises(ConditioningError):
+            posterior_marginals(filt)
+        return
+    _, marg = exact_marginals(joint, list(parents))
+    post = posterior_marginals(filt)
+    for i in parents:
+        assert list(post[i].probs) == marg[i]
+    # the float backend agrees
+    fm = Model()
+    for i, ps in parents.items():
+        fm.add_node(i, m.node_kernel(i)[0].to_float(), ps)
+        if i in obs:
+            fm.observe(i, FiniteMessage.likelihood([float(v) for v in obs[i].values], spaces[i]))
+    ff = backward_filter(fm)
+    assert ff.log_evidence.item() == pytest.approx(math.log(filt.evidence), rel=1e-12)
+    fpost = posterior_marginals(ff)
+    for i in parents:
+        want = torch.tensor([float(p) for p in marg[i]], dtype=T)
+        assert torch.allclose(fpost[i].probs, want, atol=1e-12, rtol=0)
