@@ -438,12 +438,7 @@ class State(Kernel):
 
     def _disintegrate(self, along: Any) -> Disintegration:
         """joint on X @ Y -> (marginal on X, kernel X -> Y); null rows get the Y-marginal."""
-        keys = (along,) if isinstance(along, int | str) else tuple(along)
-        xs = self.cod.factor_indices(keys)
-        ys = tuple(i for i in range(self.cod.ndim) if i not in xs)
-        if not xs or not ys:
-            raise ValidationError(
-                f"disintegrate along {keys} must leave factors on both sides of {self.cod}")
+        xs, ys = self.cod.split(along)
         xspace, yspace = self.cod.select(xs), self.cod.select(ys)
         batch = self.batch_shape
         nb = len(batch)

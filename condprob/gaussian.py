@@ -532,12 +532,7 @@ class Gaussian(LinearGaussian):
         `null` holds columns spanning the directions where the marginal has zero variance; the
         kernel there is fixed by the pseudo-inverse (any choice agrees almost everywhere).
         """
-        keys = (along,) if isinstance(along, int | str) else tuple(along)
-        xs = self.cod.factor_indices(keys)
-        ys = tuple(i for i in range(self.cod.ndim) if i not in xs)
-        if not xs or not ys:
-            raise ValidationError(
-                f"disintegrate along {keys} must leave factors on both sides of {self.cod}")
+        xs, ys = self.cod.split(along)
         ix, iy = _coords(self.cod, xs), _coords(self.cod, ys)
         cov, m = self.cov, self.mean
         sxx, sxy, syy = cov[ix][:, ix], cov[ix][:, iy], cov[iy][:, iy]

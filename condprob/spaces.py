@@ -68,6 +68,16 @@ class Space:
             raise ValidationError(f"factors {tuple(keys)} repeat a factor of {self}")
         return idx
 
+    def split(self, keys: FactorKey | Iterable[FactorKey]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """Positions of the given factors and of the others, both non-empty (as disintegration
+        along `keys` needs)."""
+        keys = (keys,) if isinstance(keys, int | str) else tuple(keys)
+        xs = self.factor_indices(keys)
+        ys = tuple(i for i in range(self.ndim) if i not in xs)
+        if not xs or not ys:
+            raise ValidationError(f"splitting along {keys} must leave factors on both sides of {self}")
+        return xs, ys
+
     def select(self, keys: FactorKey | Iterable[FactorKey]) -> Space:
         """The sub-product of the given factors, in the given order."""
         return ProductSpace(tuple(self.factors[i] for i in self.factor_indices(keys)))
