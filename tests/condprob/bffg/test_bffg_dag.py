@@ -24,6 +24,7 @@ from condprob.bffg import (
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
 from condprob.finite import Kernel, State
 from condprob.gaussian import Gaussian, LinearGaussian
+from condprob.laws.gaussian import gaussian_kernels, gaussian_states
 from condprob.laws.strategies import finite_spaces, kernels, predicates, states
 from condprob.spaces import Euclidean, FiniteSpace, product
 
@@ -189,27 +190,27 @@ def gaussian_dag():
     return m
 
 
-def gaussian_joint():
-    """The joint Gaussian of (a, e, b, c, d, y_c, y_d, y_b) built with the core's kernels."""
-    names = ["a", "e", "b", "c", "d"]
-    dims = {"a": 2, "e": 1, "b": 2, "c": 1, "d": 2}
-    start = dict(zip(names, itertools.accumulate([0] + [dims[v] for v in names]), strict=False))
-    sl = {v: slice(start[v], start[v] + dims[v]) for v in names}
-    kernels = {"b": (LB, ["a"]), "c": (LC, ["a"]), "d": (LD, ["b", "c", "e"])}
-    g = Gaussian(torch.cat([GA.mean, GE.mean]), torch.block_diag(GA.cov, GE.cov))
-    for v in ["b", "c", "d"]:
-        k, parents = kernels[v]
-        n = sum(dims[u] for u in names[:names.index(v)])
+def gaussian_joint(model, names, obs):
+    """The joint Gaussian of the nodes (`names` in a topological order) and then the observations
+    y_v = L x_v + e (obs: v -> (L, R, y)) built with the core's kernels, and each node's slice."""
+    g, sl = None, {}
+    for v in names:
+        k, parents = model.node_kernel(v)
+        n = 0 if g is None else g.cod.dim
         pick = torch.zeros(k.dom.dim, n, dtype=T)
         row = 0
         for p in parents:
-            pick[row:row + dims[p], sl[p]] = torch.eye(dims[p], dtype=T)
-            row += dims[p]
-        zeros = torch.zeros(n, dtype=T)
+            w = sl[p].stop - sl[p].start
+            pick[row:row + w, sl[p]] = torch.eye(w, dtype=T)
+            row += w
+        sl[v] = slice(n, n + k.cod.dim)
+        if g is None:
+            g = Gaussian(k.offset, k.cov)
+            continue
         g = g >> LinearGaussian(torch.cat([torch.eye(n, dtype=T), k.matrix @ pick]),
-                                torch.cat([zeros, k.offset]),
+                                torch.cat([torch.zeros(n, dtype=T), k.offset]),
                                 torch.block_diag(torch.zeros(n, n, dtype=T), k.cov))
-    for v, (L, R, _) in OBS.items():
+    for v, (L, R, _) in obs.items():
         n = g.cod.dim
         sel = torch.zeros(L.shape[0], n, dtype=T)
         sel[:, sl[v]] = L
@@ -219,8 +220,9 @@ def gaussian_joint():
 
 
 def test_gaussian_dag_equals_conditioning_the_joint():
-    filt = backward_filter(gaussian_dag())
-    joint, sl = gaussian_joint()
+    m = gaussian_dag()
+    filt = backward_filter(m)
+    joint, sl = gaussian_joint(m, "aebcd", OBS)
     n = 8
     y = torch.cat([OBS[v][2] for v in OBS])
     post, log_density, deficit = joint.condition_evidence(
@@ -243,7 +245,7 @@ def test_exact_point_observation_equals_conditioning_the_joint(node):
     x = mat([0.3, -1.1]) if node == "d" else mat([0.4])
     m.observe(node, PointMessage(x))
     filt = backward_filter(m)
-    joint, sl = gaussian_joint()
+    joint, sl = gaussian_joint(m, "aebcd", OBS)
     rows = torch.zeros(x.shape[0] + 2, 11, dtype=T)
     rows[:x.shape[0], sl[node]] = torch.eye(x.shape[0], dtype=T)
     rows[x.shape[0], 8] = rows[x.shape[0] + 1, 10] = 1.0  # y_c and y_b (y_d is not observed)
@@ -420,3 +422,58 @@ def test_random_finite_dags_equal_brute_force(dag):
     for i in parents:
         want = torch.tensor([float(p) for p in marg[i]], dtype=T)
         assert torch.allclose(fpost[i].probs, want, atol=1e-12, rtol=0)
+
+
+def _close(a, b, tol=1e-9):
+    scale = 1 + max(a.abs().max().item(), b.abs().max().item())
+    assert (a - b).abs().max().item() <= tol * scale, (a, b)
+
+
+@st.composite
+def gaussian_dags(draw):
+    """2..4 nodes of dimension 1..2; node i takes up to 2 parents among the earlier ones (none: a
+    root), noise and priors possibly singular; noisy linear observations at some nodes."""
+    n = draw(st.integers(2, 4))
+    dims = [draw(st.integers(1, 2)) for _ in range(n)]
+    m, obs = Model(), {}
+    for i in range(n):
+        ps = tuple(draw(st.lists(st.sampled_from(range(i)), max_size=min(i, 2), unique=True))) \
+            if i else ()
+        if ps:
+            k = draw(gaussian_kernels(sum(dims[p] for p in ps), dims[i]))
+            dom = product(*(m.space(p) for p in ps))
+            m.add_node(i, LinearGaussian(k.matrix, k.offset, k.cov, dom, Euclidean(dims[i])), ps)
+        else:
+            m.add_node(i, draw(gaussian_states(dims[i])))
+        if draw(st.booleans()):
+            rows = draw(st.integers(1, dims[i]))
+            L = draw(gaussian_kernels(dims[i], rows)).matrix
+            R = torch.diag(torch.tensor(draw(st.lists(st.integers(1, 4), min_size=rows,
+                                                      max_size=rows)), dtype=T) / 2)
+            y = torch.tensor(draw(st.lists(st.integers(-4, 4), min_size=rows, max_size=rows)),
+                             dtype=T) / 2
+            obs[i] = (L, R, y)
+            m.observe(i, GaussianMessage.observation(L, R, y))
+    return m, obs
+
+
+@given(gaussian_dags())
+def test_random_gaussian_dags_equal_conditioning_the_joint(dag):
+    m, obs = dag
+    filt = backward_filter(m)
+    names = list(range(m.graph.number_of_nodes()))
+    joint, sl = gaussian_joint(m, names, obs)
+    nx_ = sl[names[-1]].stop
+    ny = joint.cod.dim - nx_
+    marg = posterior_marginals(filt)
+    if ny == 0:
+        assert filt.log_evidence.item() == 0
+        post = joint
+    else:
+        y = torch.cat([o[2] for o in obs.values()])
+        rows = torch.cat([torch.zeros(ny, nx_, dtype=T), torch.eye(ny, dtype=T)], 1)
+        post, log_density, _ = joint.condition_evidence(rows, y)
+        assert filt.log_evidence.item() == pytest.approx(log_density, abs=1e-9, rel=1e-9)
+    for v, s in sl.items():
+        _close(marg[v].mean, post.mean[s])
+        _close(marg[v].cov, post.cov[s, s])
