@@ -273,3 +273,21 @@ def test_spaces_of_different_kinds_compare_unequal():
     assert D != r and r != D
     assert cp.ProductSpace([D]) == D and D == cp.ProductSpace([D])
     assert (D @ r).select(1) == r and cp.Unit != D
+
+
+def test_jeffrey_and_pearl_differ_on_soft_evidence_and_agree_on_points():
+    prior, test = disease()
+    soft = cp.State([F(7, 10), F(3, 10)], T)
+    jeffrey = cp.jeffrey(prior, test, soft)
+    pearl = prior | (test << cp.Predicate([F(7, 10), F(3, 10)], T, name="soft"))
+    assert jeffrey.prob("d") == F(7, 10) * F(2, 13) + F(3, 10) * F(2, 1883)
+    assert pearl.prob("d") == F(1, 100) * F(66, 100) / (F(1, 100) * F(66, 100) + F(99, 100) * F(32, 100))
+    assert jeffrey.prob("d") != pearl.prob("d")
+    assert (cp.State.point("pos", T, exact=True) >> cp.invert(test, prior)).allclose(
+        prior | (test << cp.Predicate.event(["pos"], T)))
+    # Jeffrey updates need not commute: two soft updates in either order differ.
+    other = cp.Kernel([[F(1, 2), F(1, 2)], [F(1, 10), F(9, 10)]], D, T)
+    soft2 = cp.State([F(1, 5), F(4, 5)], T)
+    ab = cp.jeffrey(cp.jeffrey(prior, test, soft), other, soft2)
+    ba = cp.jeffrey(cp.jeffrey(prior, other, soft2), test, soft)
+    assert ab.prob("d") != ba.prob("d")
