@@ -32,16 +32,28 @@ def _lse(x, axis: tl.constexpr):
 
 
 @triton.jit
+def _load_tile(TR, S, i, ok):
+    """The S x S transition tile (padded with -inf)."""
+    return tl.load(TR + i[:, None] * S + i[None, :], mask=ok[:, None] & ok[None, :],
+                   other=float("-inf"))
+
+
+@triton.jit
+def _load_first(U, START, b, base, S, i, ok):
+    """alpha_0 = start + unary[0] of chain b (padded with -inf)."""
+    return tl.load(START + b * S + i, mask=ok, other=float("-inf")) + tl.load(
+        U + base + i, mask=ok, other=float("-inf"))
+
+
+@triton.jit
 def _forward_kernel(U, TR, START, END, LEN, ALPHA, LOGZ, T, S, BLOCK: tl.constexpr):
     b = tl.program_id(0)
     i = tl.arange(0, BLOCK)
     ok = i < S
-    tr = tl.load(TR + i[:, None] * S + i[None, :], mask=ok[:, None] & ok[None, :],
-                 other=float("-inf"))
+    tr = _load_tile(TR, S, i, ok)
     n = tl.load(LEN + b)
     base = b * T * S
-    alpha = tl.load(START + b * S + i, mask=ok, other=float("-inf")) + tl.load(
-        U + base + i, mask=ok, other=float("-inf"))
+    alpha = _load_first(U, START, b, base, S, i, ok)
     tl.store(ALPHA + base + i, alpha, mask=ok)
     for t in range(1, T):
         new = _lse(alpha[:, None] + tr, 0) + tl.load(U + base + t * S + i, mask=ok,
@@ -59,8 +71,7 @@ def _backward_kernel(U, TR, END, LEN, ALPHA, LOGZ, MARG, PAIR, T, S, BLOCK: tl.c
     b = tl.program_id(0)
     i = tl.arange(0, BLOCK)
     ok = i < S
-    tr = tl.load(TR + i[:, None] * S + i[None, :], mask=ok[:, None] & ok[None, :],
-                 other=float("-inf"))
+    tr = _load_tile(TR, S, i, ok)
     n = tl.load(LEN + b)
     logz = tl.load(LOGZ + b)
     base = b * T * S
@@ -87,12 +98,10 @@ def _viterbi_kernel(U, TR, START, END, LEN, BP, PATH, SCORE, T, S, BLOCK: tl.con
     b = tl.program_id(0)
     i = tl.arange(0, BLOCK)
     ok = i < S
-    tr = tl.load(TR + i[:, None] * S + i[None, :], mask=ok[:, None] & ok[None, :],
-                 other=float("-inf"))
+    tr = _load_tile(TR, S, i, ok)
     n = tl.load(LEN + b)
     base = b * T * S
-    alpha = tl.load(START + b * S + i, mask=ok, other=float("-inf")) + tl.load(
-        U + base + i, mask=ok, other=float("-inf"))
+    alpha = _load_first(U, START, b, base, S, i, ok)
     for t in range(1, T):
         x = alpha[:, None] + tr
         best, arg = tl.max(x, axis=0, return_indices=True)

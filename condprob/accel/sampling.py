@@ -21,6 +21,17 @@ from condprob.errors import ValidationError
 
 
 @triton.jit
+def _cdf_step(w, offs, target, run, j, last, V):
+    """One tile of inverse-CDF sampling over weights w: the first index whose running sum passes
+    `target` (kept once found), the last index of positive weight, and the updated running sum."""
+    cdf = tl.cumsum(w, 1) + run[:, None]
+    hit = tl.min(tl.where((cdf > target[:, None]) & (w > 0), offs[None, :], V), 1)
+    j = tl.where((j < 0) & (hit < V), hit, j)
+    last = tl.maximum(last, tl.max(tl.where(w > 0, offs[None, :], 0), 1))
+    return j, last, run + tl.sum(w, 1)
+
+
+@triton.jit
 def _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK: tl.constexpr):
     """Tempered logits of a (ROWS, BLOCK) tile (-inf outside the matrix) and its columns."""
     offs = start + tl.arange(0, BLOCK)
@@ -86,11 +97,7 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
             x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
             p = tl.exp(x - m[:, None]) / z[:, None]
             w = tl.where(p > low[:, None], p, 0.0)
-            cdf = tl.cumsum(w, 1) + run[:, None]
-            hit = tl.min(tl.where((cdf > target[:, None]) & (w > 0), offs[None, :], V), 1)
-            j = tl.where((j < 0) & (hit < V), hit, j)
-            last = tl.maximum(last, tl.max(tl.where(w > 0, offs[None, :], 0), 1))
-            run += tl.sum(w, 1)
+            j, last, run = _cdf_step(w, offs, target, run, j, last, V)
         j = tl.where(j < 0, last, j)
         xj = tl.load(x_ptr + rows * V + j, mask=rmask, other=0.0).to(tl.float32)
         piv1 = tl.exp(xj * inv_t - m) / z
@@ -159,11 +166,7 @@ def _speculative_kernel(p_ptr, q_ptr, d_ptr, out_ptr, B, N, V, seed, ROWS: tl.co
         p = tl.load(p_row[:, None] + offs[None, :], mask=inside, other=0.0)
         q = tl.load(q_row[:, None] + offs[None, :], mask=inside & has_q[:, None], other=0.0)
         w = tl.where(residual[:, None], tl.maximum(p - q, 0.0), p)
-        cdf = tl.cumsum(w, 1) + run[:, None]
-        hit = tl.min(tl.where((cdf > target[:, None]) & (w > 0), offs[None, :], V), 1)
-        j = tl.where((j < 0) & (hit < V), hit, j)
-        last = tl.maximum(last, tl.max(tl.where(w > 0, offs[None, :], 0), 1))
-        run += tl.sum(w, 1)
+        j, last, run = _cdf_step(w, offs, target, run, j, last, V)
     j = tl.where(j < 0, last, j)
     tl.store(out_ptr + rows * (N + 1) + N, -1, mask=rmask)
     tl.store(out_ptr + rows * (N + 1) + acc, j, mask=rmask)
