@@ -76,6 +76,10 @@ def to_float(a: Array, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A torch tensor of the given dtype (exact arrays are evaluated numerically)."""
     if isinstance(a, torch.Tensor):
         return a.to(dtype)
+    if is_symbolic(a):
+        free = sorted({str(v) for x in a.ravel() if isinstance(x, sympy.Basic) for v in x.free_symbols})
+        raise ValueError(f"symbolic entries (in {', '.join(free)}) have no numeric value; "
+                         "substitute the symbols first")
     vals = [float(x) for x in a.ravel()]
     return torch.tensor(vals, dtype=dtype).reshape(a.shape)
 

@@ -291,3 +291,12 @@ def test_jeffrey_and_pearl_differ_on_soft_evidence_and_agree_on_points():
     ab = cp.jeffrey(cp.jeffrey(prior, test, soft), other, soft2)
     ba = cp.jeffrey(cp.jeffrey(prior, other, soft2), test, soft)
     assert ab.prob("d") != ba.prob("d")
+
+
+def test_symbolic_states_cannot_be_sampled_until_substituted():
+    p = sympy.Symbol("p", positive=True)
+    s = cp.State([p, 1 - p], D)
+    with pytest.raises(ValueError, match="symbolic entries \\(in p\\)"):
+        s.sample(3, seed=0)
+    with pytest.raises(ValueError, match="substitute"):
+        s.to_float()
