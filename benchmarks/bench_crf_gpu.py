@@ -10,11 +10,9 @@ CUDA build of torch 2.13.0 (its figures read n/a when the peer's torch sees no G
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
-from benchmarks.harness import Table, run_peer
+from benchmarks.harness import Table, run_peer, skip
 from condprob import accel
 from condprob import chain as ch
 
@@ -77,8 +75,7 @@ def measure(L: int, use_triton: bool) -> dict[str, float]:
 
 def main() -> None:
     if not accel.gpu_available():
-        print("no GPU backend for Triton: nothing to measure (run on a GPU machine)")
-        sys.exit(0)
+        skip("no GPU backend for Triton (run on a GPU machine)")
     prelude = f"B, T, SIZES = {B}, {T}, {SIZES!r}\n"
     peer = run_peer("crf", prelude + PEER_STRUCT) or {}
     table = Table(f"Chain kernels on {torch.cuda.get_device_name()}: float32, batch 32, "

@@ -172,9 +172,8 @@ def main(argv: list[str] | None = None) -> str:
                "DisCoPy hypergraph ==", get("eq_hypergraph_small"))
     big_hyp = get("eq_hypergraph_big")
     if peer is not None and big_hyp is None:
-        t.add_value(f"equality up to axioms, {n_big} boxes (interchanged build)",
-                    f"{t_eq_big * 1e3:.2f} ms", "DisCoPy hypergraph ==",
-                    f"> {HYPERGRAPH_LIMIT_S} s (stopped)", f"> {HYPERGRAPH_LIMIT_S / t_eq_big:.0f}x")
+        t.add_time(f"equality up to axioms, {n_big} boxes (interchanged build)", t_eq_big,
+                   "DisCoPy hypergraph ==", HYPERGRAPH_LIMIT_S, "stopped", at_least=True)
     else:
         t.add_time(f"equality up to axioms, {n_big} boxes (interchanged build)", t_eq_big,
                    "DisCoPy hypergraph ==", big_hyp)

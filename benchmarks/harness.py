@@ -16,7 +16,9 @@ import subprocess
 import textwrap
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".peers"
@@ -93,29 +95,67 @@ def fmt_seconds(t: float | None) -> str:
     return f"{t * 1e6:.1f} us"
 
 
+SKIPPED = 75
+"""Exit status of a benchmark script with nothing to measure here (e.g. no GPU); see `skip`."""
+
+SPEEDUP = "peer time / condprob time"
+
+
+def skip(reason: str) -> NoReturn:
+    """End a benchmark script that has nothing to measure on this machine; the runner records
+    "skipped: REASON" and no table."""
+    print(reason, flush=True)
+    raise SystemExit(SKIPPED)
+
+
+def cell(text: str) -> str:
+    """`text` as one markdown table cell: `<` escaped (so `<id, c>` is not read as an HTML tag)
+    and `|` escaped (so it does not split the cell)."""
+    return text.replace("<", "&lt;").replace("|", "\\|")
+
+
 class Table:
-    """Rows of (task, our figure, peer, peer's figure, ratio peer/ours) printed as markdown."""
+    """One benchmark area's figures, printed as two markdown tables: times with the speed-up
+    (peer time / condprob time), and other figures (errors, scores, checks) side by side."""
 
     def __init__(self, title: str):
         self.title = title
-        self.rows: list[tuple[str, str, str, str, str]] = []
+        self.times: list[tuple[str, str, str, str, str]] = []
+        self.values: list[tuple[str, str, str, str, str]] = []
 
     def add_time(self, task: str, ours: float, peer: str, theirs: float | None,
-                 note: str = "") -> None:
-        """A timing row; the ratio is the peer's time over ours (above 1: we are faster)."""
-        ratio = f"{theirs / ours:.1f}x" if theirs is not None and ours > 0 else "n/a"
+                 note: str = "", at_least: bool = False) -> None:
+        """A timing row; the speed-up is the peer's time over ours (above 1: we are faster).
+
+        `theirs=None` reads n/a (peer missing or failed, said in `note`); `at_least` marks a peer
+        stopped after `theirs` seconds, so both its time and the speed-up are lower bounds.
+        """
+        bound = "> " if at_least else ""
+        speedup = f"{bound}{theirs / ours:.1f}x" if theirs is not None and ours > 0 else "n/a"
         peer_cell = peer + (f" ({note})" if note else "")
-        self.rows.append((task, fmt_seconds(ours), peer_cell, fmt_seconds(theirs), ratio))
+        theirs_cell = bound + fmt_seconds(theirs)
+        self.times.append((task, fmt_seconds(ours), peer_cell, theirs_cell, speedup))
 
-    def add_value(self, task: str, ours: str, peer: str, theirs: str, ratio: str = "") -> None:
-        """A row of any figures (errors, scores, counts)."""
-        self.rows.append((task, ours, peer, theirs, ratio))
+    def add_value(self, task: str, ours: str, peer: str, theirs: str, note: str = "") -> None:
+        """A row of other figures (errors, scores, counts, checks), ours and the peer's side by
+        side, with an optional note (e.g. their difference)."""
+        self.values.append((task, ours, peer, theirs, note))
 
-    def markdown(self) -> str:
-        head = ["task", "condprob", "peer", "peer figure", "ratio"]
-        lines = [f"### {self.title}", "", f"Machine: {machine()}", "",
-                 "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+    def markdown(self, measured: datetime | None = None) -> str:
+        """The table as markdown, stamped with the machine and the time of measurement."""
+        stamp = (measured or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+        lines = [f"### {cell(self.title)}", "", f"Measured {stamp} on {machine()}."]
+        if self.times:
+            head = ["task", "condprob", "peer", "peer time", SPEEDUP]
+            lines += ["", f"**Time** (last column: {SPEEDUP}; above 1x condprob is faster)", "",
+                      *_rows(head, self.times)]
+        if self.values:
+            head = ["task", "condprob", "peer", "peer's figure", "note"]
+            rows = self.values
+            if not any(r[4] for r in rows):
+                head, rows = head[:4], [r[:4] for r in rows]
+            lines += ["", "**Accuracy and other figures** (side by side)", "",
+                      *_rows(head, rows)]
         return "\n".join(lines) + "\n"
 
     def emit(self, name: str) -> str:
@@ -125,3 +165,8 @@ class Table:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"{name}.md").write_text(text)
         return text
+
+
+def _rows(head: list[str], rows: list[tuple[str, ...]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]

@@ -1,10 +1,11 @@
 """Run every benchmark script and collect their tables into benchmarks/RESULTS.md.
 
 Each `benchmarks/bench_*.py` runs in turn in its own process (one thread, the repository root on
-`PYTHONPATH`), its output streamed; a script that fails or times out is recorded with the tail of its
-output and the others still run. Every table in `benchmarks/results/*.md` then goes into
-`benchmarks/RESULTS.md` under one machine line, tables not refreshed by this run marked with their
-date. `condprob bench [core crf ...]` and `python -m benchmarks.run_all [core ...]` call `main`.
+`PYTHONPATH`), its output streamed; a script that fails or times out is recorded and the others
+still run. Every table in `benchmarks/results/*.md` (each stamped with the machine and time it was
+measured) then goes into `benchmarks/RESULTS.md` after a note on how to read them, and one row per
+script of the run closes it. `condprob bench [core crf ...]` and `python -m benchmarks.run_all
+[core ...]` call `main`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, ROOT, machine
+from benchmarks.harness import RESULTS, ROOT, SKIPPED, SPEEDUP, cell, machine
 
 BENCHMARKS = ROOT / "benchmarks"
 
 
 @dataclass
 class Outcome:
-    """How one benchmark script ended: `status` is "ok", "failed (exit N)" or "timed out"."""
+    """How one benchmark script ended: `status` is "ok", "skipped: REASON" (it called
+    `harness.skip`), "failed (exit N)" or "timed out"."""
 
     script: Path
     status: str
@@ -67,7 +69,10 @@ def run_script(script: Path, timeout: float, args: list[str] | None = None,
     reader.start()
     try:
         rc = proc.wait(timeout=timeout)
-        status = "ok" if rc == 0 else f"failed (exit {rc})"
+        if rc == SKIPPED:
+            status = "skipped: " + (tail[-1].strip() if tail else "nothing to measure here")
+        else:
+            status = "ok" if rc == 0 else f"failed (exit {rc})"
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -76,22 +81,23 @@ def run_script(script: Path, timeout: float, args: list[str] | None = None,
     return Outcome(script, status, time.perf_counter() - t0, "".join(tail))
 
 
+READING = f"""Each area compares condprob with named peer libraries measured side by side in one run, \
+on the machine and at the time stated under its title. **Time** tables give the speed-up = \
+{SPEEDUP}: above 1x condprob is faster, below 1x the peer is. **Accuracy and other figures** \
+tables put condprob's figure and the peer's side by side (for errors, lower is better). GPU rows \
+appear only for runs on a machine with a GPU."""
+
+
 def collect(outcomes: list[Outcome], started: float, results: Path = RESULTS) -> str:
-    """RESULTS.md text: machine line, one status row per script, failures, then every table."""
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# Benchmark results", "", f"Run {stamp} on: {machine()}", "",
-             "| script | status | seconds |", "|---|---|---|"]
-    lines += [f"| {o.script.name} | {o.status} | {o.seconds:.1f} |" for o in outcomes]
-    for o in outcomes:
-        if o.status != "ok":
-            lines += ["", f"## {o.script.name}: {o.status}", "", "```", o.tail.rstrip(), "```"]
+    """RESULTS.md text: how to read it, every area's tables (each stamped with its own machine and
+    time), then one row per script of this run."""
+    stamp = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = ["# Benchmark results", "", READING]
     for table in sorted(results.glob("*.md")):
-        mtime = table.stat().st_mtime
-        lines.append("")
-        if mtime < started:
-            when = datetime.fromtimestamp(mtime, UTC).strftime("%Y-%m-%d %H:%M UTC")
-            lines += [f"_{table.name}: not refreshed by this run (measured {when})._", ""]
-        lines.append(table.read_text().rstrip())
+        lines += ["", table.read_text().rstrip()]
+    lines += ["", "### Scripts of the last run", "", f"Started {stamp} on {machine()}.", "",
+              "| script | outcome | seconds |", "|---|---|---|"]
+    lines += [f"| {o.script.name} | {cell(o.status)} | {o.seconds:.1f} |" for o in outcomes]
     return "\n".join(lines) + "\n"
 
 

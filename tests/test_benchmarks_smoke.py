@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -32,29 +32,50 @@ pathlib.Path(sys.argv[1], "ok.md").write_text("### ok table\\n| a |\\n")
 """
 BAD = 'print("about to fail")\nraise RuntimeError("boom in the benchmark")\n'
 SLOW = "import time\ntime.sleep(60)\n"
+SKIP = "from benchmarks.harness import skip\nskip('no GPU backend here')\n"
 
 
 def test_runner_records_success_failure_and_timeout(run_all: ModuleType, tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
-    stale = results / "old.md"
-    stale.write_text("### old table\n")
-    os.utime(stale, (1e9, 1e9))
-    for name, code in (("bench_ok.py", OK), ("bench_bad.py", BAD), ("bench_slow.py", SLOW)):
+    (results / "old.md").write_text("### old table\n")
+    scripts = {"bench_ok.py": OK, "bench_bad.py": BAD, "bench_slow.py": SLOW,
+               "bench_skip.py": SKIP}
+    for name, code in scripts.items():
         (tmp_path / name).write_text(code)
     started = time.time()
-    scripts = run_all.discover(tmp_path)
-    assert [s.name for s in scripts] == ["bench_bad.py", "bench_ok.py", "bench_slow.py"]
+    found = run_all.discover(tmp_path)
+    assert [s.name for s in found] == sorted(scripts)
     outcomes = [run_all.run_script(s, timeout=1 if s.name == "bench_slow.py" else 60,
-                                   args=[str(results)]) for s in scripts]
-    assert [o.status for o in outcomes] == ["failed (exit 1)", "ok", "timed out"]
+                                   args=[str(results)]) for s in found]
+    assert [o.status for o in outcomes] == ["failed (exit 1)", "ok",
+                                            "skipped: no GPU backend here", "timed out"]
     assert "boom in the benchmark" in outcomes[0].tail
     text = run_all.collect(outcomes, started, results)
     assert "| bench_ok.py | ok |" in text and "| bench_bad.py | failed (exit 1) |" in text
-    assert "## bench_slow.py: timed out" in text and "boom in the benchmark" in text
+    assert "| bench_slow.py | timed out |" in text
+    assert "| bench_skip.py | skipped: no GPU backend here |" in text
+    assert "boom in the benchmark" not in text
     assert "### ok table" in text and "### old table" in text
-    assert "old.md: not refreshed by this run" in text
-    assert "ok.md: not refreshed" not in text
+    assert "speed-up = peer time / condprob time" in text
+
+
+def test_table_separates_times_from_other_figures_and_escapes_notation() -> None:
+    harness = _load("benchmarks.harness")
+    table = harness.Table("recompose marginal >> <id, c>")
+    table.add_time("recompose <id, c>", 0.002, "peer | one", 0.010, note="run once")
+    table.add_time("stopped peer", 0.5, "slow peer", 300, at_least=True)
+    table.add_time("missing peer", 0.5, "absent", None, note="not installed")
+    table.add_value("max error", "1.0e-15", "peer", "3.2e-06")
+    text = table.markdown(datetime(2026, 1, 2, 3, 4, tzinfo=UTC))
+    time_part, value_part = text.split("**Accuracy and other figures**")
+    assert "Measured 2026-01-02 03:04 UTC on " in time_part
+    assert "| recompose &lt;id, c> | 2.00 ms | peer \\| one (run once) | 10.00 ms | 5.0x |" in time_part
+    assert "| stopped peer | 500.00 ms | slow peer | > 300.00 s | > 600.0x |" in time_part
+    assert "| missing peer | 500.00 ms | absent (not installed) | n/a | n/a |" in time_part
+    assert "| task | condprob | peer | peer's figure |\n" in value_part
+    assert "| max error | 1.0e-15 | peer | 3.2e-06 |" in value_part
+    assert "x |" not in value_part
 
 
 def test_runner_selects_by_name(run_all: ModuleType, tmp_path: Path) -> None:
