@@ -5,7 +5,8 @@ methods (`Temperature`, `TopK`, `TopP`, `MinP`, `Typical`, `Eta`, `Epsilon`) are
 transformations, and `sample_filtered` draws from the filtered law without sorting. Gumbel tricks
 (`gumbel_max`, `posterior_gumbel`, `counterfactual`, `gumbel_topk`, `stochastic_beam_search`),
 conditional Poisson sampling and beam search with Horvitz-Thompson estimators, and speculative
-sampling (single and multi-draft) complete the sampling toolbox. Regular languages constrain
+sampling (single and multi-draft, with the LP-optimal draft selection of `lp_selection` and its
+two-step decomposition `two_step_selection`) complete the sampling toolbox. Regular languages constrain
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
 decoding), `ConditionedLM` (exact conditioning of the finite-state models `BigramLM` and `HMMLM`)
 and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real
@@ -43,6 +44,15 @@ from condprob.lm.gumbel import (
 )
 from condprob.lm.kernel import PrefixSpace, SequenceKernel, TokenKernel
 from condprob.lm.models import HMMLM, BigramLM, symspell_bigram
+from condprob.lm.multidraft import (
+    Selection,
+    TwoStepSelection,
+    identical_drafts_acceptance,
+    lp_selection,
+    optimal_acceptance,
+    recursive_rejection_acceptance,
+    two_step_selection,
+)
 from condprob.lm.regex import (
     ConditionedBigram,
     ConditionedLM,
@@ -59,7 +69,9 @@ from condprob.lm.speculative import recursive_rejection, speculative_generate, s
 
 __all__ = [
     "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
-    "Eta", "Filter", "HMMLM", "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature",
+    "Eta", "Filter", "HMMLM", "Selection", "TwoStepSelection",
+    "identical_drafts_acceptance", "lp_selection", "optimal_acceptance",
+    "recursive_rejection_acceptance", "two_step_selection", "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature",
     "TokenIndex", "TokenKernel", "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie",
     "char_dfa", "conditional_poisson_sample", "constrain", "counterfactual", "cp_beam_search",
     "curvature", "entropy", "gumbel_max", "gumbel_topk", "horvitz_thompson",
