@@ -8,10 +8,13 @@ Composition `f >> g` is x -> N(A_g A_f x + A_g b_f + b_g, A_g Q_f A_g' + Q_g); t
 is block-diagonal. Exact conditioning on A x = b (an event of probability zero) projects onto the
 solution set: with S = A cov A' and c = b - A mean, the posterior is
 N(mean + cov A' S^+ c, cov - cov A' S^+ A cov), and the condition is consistent iff c lies in the
-range of S. Directions whose variance is below `eigmax * r * eps` count as deterministic; the
-residual of c outside the range of S must stay below a tolerance set by the same scale and the
-magnitudes of b and A mean, so that the check is relative to the problem and its dtype, never an
-absolute constant. An inconsistent condition raises `ConditioningError` naming it.
+range of S. Tolerances follow the core's one policy, tol(dtype, scale, condition) =
+min(1024 eps, sqrt eps) * scale * condition: directions of S whose variance is below
+tol(dtype, eigmax) count as deterministic, and along each of them c may hold at most
+4 sqrt(max(its computed variance, 0)) + tol(dtype, |b| + |A mean|, cond), cond the condition
+number of S on its range (how accurately that range is computed). An inconsistent condition raises
+`ConditioningError` naming it, with the residual and the tolerance; a Pearl update on evidence off
+the support raises the same way.
 """
 
 from __future__ import annotations
@@ -50,7 +53,15 @@ def _as_space(space: Space | int) -> Space:
 
 
 def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype or torch.float64)
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        try:
+            t = torch.as_tensor(x, dtype=dtype or torch.float64)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValidationError(f"{what} must be an array of real numbers, got {x!r}") from err
+    if t.is_complex():
+        raise ValidationError(f"{what} must be real, got a {t.dtype} tensor")
     if not t.is_floating_point():
         t = t.to(torch.float64 if dtype is None else dtype)
     elif dtype is not None:
@@ -60,8 +71,40 @@ def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
     return t
 
 
-def _eps_scale(dtype: torch.dtype) -> float:
-    return torch.finfo(dtype).eps
+# Tolerances ---------------------------------------------------------------------------------
+# One rule, the core's policy: tol = min(1024 eps, sqrt eps) * scale * condition, with eps that of
+# the dtype the numbers are held in, scale the magnitude of what is compared and condition the
+# condition number of the computation that produced it.
+_SLACK = 1024
+_Z = 4.0  # a value may sit this many of its own standard deviations off a dropped direction
+
+
+def _tol(dtype: torch.dtype, scale: float, condition: float = 1.0) -> float:
+    e = torch.finfo(dtype).eps
+    return min(_SLACK * e, math.sqrt(e)) * scale * condition
+
+
+def _zero_variance(lam: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues that count as zero: at most tol(dtype, largest eigenvalue)."""
+    return lam <= _tol(lam.dtype, float(lam.max().clamp(min=0)) if lam.numel() else 0.0)
+
+
+def _off_range(lam: torch.Tensor, u: torch.Tensor, c: torch.Tensor, scale: float
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The components of c (shape (..., r)) along the zero-variance directions of
+    S = u diag(lam) u', and what each may hold: (|u_i' c|, allowance_i), shapes (..., k), (k,).
+
+    Along a direction i of zero variance (`_zero_variance`) the component may be up to
+    _Z sqrt(max(lam_i, 0)) (what a direction of that computed variance can hold) plus the rounding
+    tolerance tol(dtype, scale, cond), where `scale` bounds the magnitude of c's terms and cond =
+    lam_max / lam_min over the kept eigenvalues (the accuracy of the computed range). c lies in
+    the range of S iff every component is within its allowance.
+    """
+    zero = _zero_variance(lam)
+    kept = lam[~zero]
+    cond = float(kept.max() / kept.min()) if kept.numel() else 1.0
+    comp = (c @ u[:, zero]).abs()
+    return comp, _Z * lam[zero].clamp(min=0).sqrt() + _tol(lam.dtype, scale, cond)
 
 
 def _psd_within(q: torch.Tensor, tol: float) -> bool:
@@ -69,6 +112,13 @@ def _psd_within(q: torch.Tensor, tol: float) -> bool:
     shifted = q.clone()
     shifted.diagonal().add_(2 * tol)
     return int(torch.linalg.cholesky_ex(shifted)[1]) == 0
+
+
+def _sample_shape(shape: tuple[int, ...] | int) -> tuple[int, ...]:
+    shp = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(k, int) and k >= 0 for k in shp):
+        raise ValidationError(f"sample_shape must be non-negative integers, got {shape!r}")
+    return shp
 
 
 def _factor_slices(space: Space) -> list[slice]:
@@ -171,13 +221,18 @@ class LinearGaussian(Morphism):
 
     def _validate(self) -> None:
         """Symmetry and positive semi-definiteness of the covariance (relative tolerance)."""
-        q, n = self.cov, self.cov.shape[0]
-        scale = float(q.abs().max()) if n else 0.0
-        tol = 100 * max(n, 1) * _eps_scale(q.dtype) * max(scale, 1e-300)
-        if float((q - q.T).abs_().amax()) > tol:
-            raise ValidationError("covariance is not symmetric")
-        if n and not _psd_within(q, tol):
-            raise ValidationError("covariance is not positive semi-definite")
+        q = self.cov
+        scale = float(q.abs().max()) if q.numel() else 0.0
+        if scale == 0:
+            return
+        tol = _tol(q.dtype, scale)
+        asym = float((q - q.T).abs_().amax())
+        if asym > tol:
+            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {asym:.3g} exceeds "
+                                  f"the tolerance {tol:.3g})")
+        if not _psd_within(q, tol):
+            raise ValidationError(f"covariance is not positive semi-definite (an eigenvalue is "
+                                  f"below -{tol:.3g}, the tolerance)")
 
     @classmethod
     def _make(cls, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
@@ -211,7 +266,7 @@ class LinearGaussian(Morphism):
 
     def _floor(self) -> float:
         q = self.cov
-        return 10 * float(q.diagonal().abs().max()) * len(q) * _eps_scale(q.dtype) if len(q) else 0
+        return _tol(q.dtype, float(q.diagonal().abs().max())) if len(q) else 0.0
 
     def _pd_factor(self) -> torch.Tensor | None:
         """The Cholesky factor of Q when Q is numerically positive definite (cached), else None."""
@@ -349,8 +404,7 @@ class Gaussian(LinearGaussian):
     def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws mean + L z with z standard normal, shape sample_shape + (n,)."""
-        if isinstance(sample_shape, int):
-            sample_shape = (sample_shape,)
+        sample_shape = _sample_shape(sample_shape)
         generator = rng(seed, generator)
         lf = self.factor
         z = torch.randn(*sample_shape, lf.shape[1], dtype=self.dtype, generator=generator)
@@ -371,17 +425,14 @@ class Gaussian(LinearGaussian):
             return -0.5 * ((z[..., 0] ** 2).sum(-1) + self.cod.dim * math.log(2 * math.pi)) \
                 - chol.diagonal().log().sum()
         w, v = torch.linalg.eigh(self.cov)
-        wmax = float(w.max().clamp(min=0))
-        keep = w > wmax * len(w) * _eps_scale(self.dtype)
-        w, vk, vo = w[keep], v[:, keep], v[:, ~keep]
+        keep = ~_zero_variance(w)
         d = y - self.mean
-        coef = d @ vk
-        out = -0.5 * ((coef**2 / w).sum(-1) + w.log().sum() + len(w) * math.log(2 * math.pi))
-        off = (d @ vo).abs().amax(-1) if vo.shape[1] else torch.zeros_like(out)
-        tol = 10 * math.sqrt(len(keep)) * (math.sqrt(wmax * len(keep) * _eps_scale(self.dtype))
-                                           + _eps_scale(self.dtype) * float(
-                                               self.mean.abs().max() + y.abs().max()))
-        return torch.where(off > tol, torch.full_like(out, -math.inf), out)
+        coef = d @ v[:, keep]
+        wk = w[keep]
+        out = -0.5 * ((coef**2 / wk).sum(-1) + wk.log().sum() + len(wk) * math.log(2 * math.pi))
+        scale = float(self.mean.abs().max()) + float(y.abs().max()) if y.numel() else 0.0
+        comp, allowed = _off_range(w, v, d, scale)
+        return torch.where((comp > allowed).any(-1), torch.full_like(out, -math.inf), out)
 
     def to_pyro(self) -> Any:
         """The state as a `pyro.distributions.MultivariateNormal` (needs a full-rank cov)."""
@@ -415,13 +466,15 @@ class Gaussian(LinearGaussian):
         w = _tensor(weights, self.dtype, "the weights").reshape(-1)
         if w.shape[0] != self.cod.dim:
             raise SpaceMismatchError("weights of prob_below", (self.cod.dim,), tuple(w.shape))
+        t = _tensor(threshold, self.dtype, "the threshold")
+        if t.numel() != 1:
+            raise ValidationError(f"the threshold must be one number, got shape {tuple(t.shape)}")
         mu, var = w @ self.mean, w @ self.cov @ w
-        gap = torch.as_tensor(threshold, dtype=self.dtype) - mu
+        gap = t.reshape(()) - mu
         ref = self.cov if self._base is None else self._base
-        var_tol = 10 * len(w) * _eps_scale(self.dtype) * float((w**2).sum()
-                                                               * ref.diagonal().abs().max())
+        var_tol = _tol(self.dtype, float((w**2).sum() * ref.diagonal().abs().max()))
         if float(var) <= var_tol:
-            slack = math.sqrt(var_tol) + 10 * _eps_scale(self.dtype) * float(mu.abs())
+            slack = _Z * math.sqrt(max(float(var), 0.0)) + _tol(self.dtype, float(mu.abs()))
             return (gap >= -slack).to(self.dtype)
         return torch.special.ndtr(gap / var.sqrt())
 
@@ -479,7 +532,7 @@ class Gaussian(LinearGaussian):
         a, b = eq.matrix, eq.rhs.to(self.dtype)
         if a.shape[1] != self.cod.dim:
             raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[1])
-        r, eps = a.shape[0], _eps_scale(self.dtype)
+        r = a.shape[0]
         if eq.index is not None:
             am = self.mean[eq.index]
             ca = self.cov[:, eq.index]                        # (n, r)
@@ -492,24 +545,23 @@ class Gaussian(LinearGaussian):
         c = b - am
         s = (s + s.T) / 2
         chol, info = torch.linalg.cholesky_ex(s)
-        floor = float(s.diagonal().abs().max()) * r * eps
+        floor = _tol(self.dtype, float(s.diagonal().abs().max())) if r else 0.0
         if int(info) == 0 and bool((chol.diagonal() ** 2 > floor).all()):
             g = torch.linalg.solve_triangular(chol, ca.T, upper=False).T        # (n, r)
             w = torch.linalg.solve_triangular(chol, c[:, None], upper=False)[:, 0]
             logdet, rank = 2 * float(chol.diagonal().log().sum()), r
         else:
             lam, u = torch.linalg.eigh(s)
-            lam_tol = float(lam.max().clamp(min=0)) * r * eps
-            keep = lam > lam_tol
+            keep = ~_zero_variance(lam)
             uk = u[:, keep]
-            resid = c - uk @ (uk.T @ c)
-            scale = float(b.abs().max() + am.abs().max())
-            limit = tol if tol is not None else \
-                10 * math.sqrt(r) * (math.sqrt(lam_tol) + r * eps * scale)
-            err = float(resid.abs().max())
-            if not err <= limit:
+            comp, allowed = _off_range(lam, u, c, float(b.abs().max() + am.abs().max()))
+            if tol is not None:
+                allowed = torch.full_like(allowed, tol)
+            if bool((comp > allowed).any()):
+                i = int((comp - allowed).argmax())
                 raise ConditioningError(eq.name, f"the condition is inconsistent (residual "
-                                        f"{err:.3g} exceeds the tolerance {limit:.3g})")
+                                        f"{float(comp[i]):.3g} along a direction of zero "
+                                        f"variance exceeds the tolerance {float(allowed[i]):.3g})")
             isq = lam[keep].rsqrt()
             g = (ca @ uk) * isq
             w = (uk.T @ c) * isq
@@ -537,7 +589,7 @@ class Gaussian(LinearGaussian):
         cov, m = self.cov, self.mean
         sxx, sxy, syy = cov[ix][:, ix], cov[ix][:, iy], cov[iy][:, iy]
         lam, u = torch.linalg.eigh(sxx)
-        keep = lam > float(lam.max().clamp(min=0)) * len(ix) * _eps_scale(self.dtype)
+        keep = ~_zero_variance(lam)
         uk = u[:, keep]
         gain = (sxy.T @ uk) / lam[keep] @ uk.T                 # Syx Sxx^+
         q = syy - gain @ sxy
@@ -549,14 +601,27 @@ class Gaussian(LinearGaussian):
     def _update(self, evidence: Any) -> Gaussian:
         """Pearl update with a Gaussian likelihood: evidence = (kernel c, observation y).
 
-        The posterior is the Bayesian inverse of c w.r.t. this state, evaluated at y.
+        The posterior is the joint <id, c> of this state conditioned exactly on its second
+        factor == y (the Bayesian inverse of c evaluated at y), marginalised to this space; an
+        observation off the support of this state >> c raises `ConditioningError`.
         """
         if not (isinstance(evidence, tuple) and len(evidence) == 2
                 and isinstance(evidence[0], LinearGaussian)):
             raise TypeError("a Gaussian update takes (kernel, observation); for equations use "
                             "condprob.condition")
         kernel, y = evidence
-        return kernel.inverse(self).at(y)
+        check_composable(self, kernel)
+        yv = _tensor(y, self.dtype, "the observation").reshape(-1)
+        n, m = self.cod.dim, kernel.cod.dim
+        if yv.shape[0] != m:
+            raise SpaceMismatchError("observation of a Pearl update", kernel.cod, tuple(yv.shape))
+        joint = self.then(copy(self.cod, self.dtype)).then(
+            identity(self.cod, self.dtype).tensor(kernel))
+        shown = yv.tolist() if m <= 4 else "<value>"
+        post = joint.condition_linear(LinearEquation.observe(
+            range(n, n + m), yv, n + m, name=f"the observation y == {shown}"))
+        return post.then(_deterministic(torch.eye(n + m, dtype=self.dtype)[:n], joint.cod,
+                                        self.cod))  # type: ignore[return-value]
 
 
 # Structural kernels -----------------------------------------------------------------------

@@ -1,0 +1,187 @@
+"""Bad input to every public Gaussian entry point gives a house error naming the problem; the
+consistency tolerance of exact conditioning follows the core's policy (dtype, scale, conditioning).
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import condprob as cp
+from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian, identity
+
+T = torch.float64
+NAN, INF = float("nan"), float("inf")
+
+
+def std(n: int = 2, dtype: torch.dtype = T) -> Gaussian:
+    return Gaussian.standard(n, dtype)
+
+
+# Consistency of equations ---------------------------------------------------------------------
+def test_nearly_repeated_equation_is_inconsistent_with_residual_and_tolerance():
+    with pytest.raises(cp.ConditioningError, match=r"residual 3\.54e-07 .* tolerance") as err:
+        cp.condition(std(), ([[1.0, 1.0], [1.0, 1.0]], [1.0, 1.0 + 5e-7]))
+    assert "A x == b (2 equations)" in str(err.value)
+    # far below any statistical allowance: only float64 rounding is forgiven
+    with pytest.raises(cp.ConditioningError):
+        cp.condition(std(), ([[1.0, 1.0], [1.0, 1.0]], [1.0, 1.0 + 1e-12]))
+
+
+def test_repeated_equation_is_consistent_and_exact():
+    post = cp.condition(std(), ([[1.0, 1.0], [1.0, 1.0], [2.0, 2.0]], [1.0, 1.0, 2.0]))
+    torch.testing.assert_close(post.mean, torch.full((2,), 0.5, dtype=T), atol=1e-15, rtol=0)
+    torch.testing.assert_close(post.cov, torch.tensor([[0.5, -0.5], [-0.5, 0.5]], dtype=T),
+                               atol=1e-15, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e-12, 1.0, 1e12, 1e150])
+def test_consistency_tolerance_is_relative_to_scale(scale):
+    prior = Gaussian(torch.zeros(2, dtype=T), scale**2 * torch.eye(2, dtype=T))
+    a = [[1.0, 1.0], [1.0, 1.0]]
+    post = cp.condition(prior, (a, [scale, scale]))
+    torch.testing.assert_close(post.mean / scale, torch.full((2,), 0.5, dtype=T), atol=1e-15,
+                               rtol=0)
+    with pytest.raises(cp.ConditioningError, match="inconsistent"):
+        cp.condition(prior, (a, [scale, scale * (1 + 5e-7)]))
+
+
+def test_consistency_tolerance_follows_the_dtype():
+    prior = std(2, torch.float32)
+    a = [[1.0, 1.0], [1.0, 1.0]]
+    cp.condition(prior, (a, [1.0, 1.0 + 1e-6]))       # within float32 rounding
+    with pytest.raises(cp.ConditioningError, match="inconsistent"):
+        cp.condition(prior, (a, [1.0, 1.0 + 1e-2]))
+
+
+def test_numerically_singular_gp_accepts_data_drawn_from_it():
+    # a smooth GP block (cond ~ 1e18): the data, drawn from its own law in float64, hold
+    # components of ~1e-8 along directions of (numerically) zero variance: not an inconsistency
+    s = np.arange(60) * 0.1
+    k = np.exp(-0.5 * ((s[:, None] - s[None, :]) / 0.5) ** 2)
+    w, v = np.linalg.eigh(k)
+    assert np.linalg.cond(k) > 1e16
+    for seed in range(5):
+        y = v @ (np.sqrt(np.clip(w, 0, None)) * np.random.default_rng(seed).standard_normal(60))
+        post = Gaussian(torch.zeros(60, dtype=T), torch.from_numpy(k)).condition_linear(
+            LinearEquation.observe(range(60), torch.from_numpy(y), 60))
+        assert float((post.mean - torch.from_numpy(y)).abs().max()) == 0.0
+    # the tolerance grows with the conditioning of the observed block (here to about the scale
+    # of the data, since its computed range is only that accurate), and stops there
+    with pytest.raises(cp.ConditioningError, match="inconsistent"):
+        Gaussian(torch.zeros(60, dtype=T), torch.from_numpy(k)).condition_linear(
+            LinearEquation.observe(range(60), torch.from_numpy(y + 10 * v[:, 0]), 60))
+
+
+def test_log_prob_off_a_singular_support_uses_the_same_rule():
+    g = Gaussian([0.0, 0.0], [[1.0, 1.0], [1.0, 1.0]])
+    assert math.isfinite(float(g.log_prob([0.3, 0.3])))
+    assert float(g.log_prob([0.3, 0.3 + 1e-9])) == -math.inf
+
+
+# Pearl updates ----------------------------------------------------------------------------------
+def test_pearl_update_on_impossible_evidence_raises_like_condition():
+    point = Gaussian([0.0], [[0.0]])
+    with pytest.raises(cp.ConditioningError, match=r"observation y == \[5.0\]"):
+        cp.update(point, (identity(1), torch.tensor([5.0], dtype=T)))
+    with pytest.raises(cp.ConditioningError):
+        cp.condition(point, ([1.0], [5.0]))
+    # the consistent observation is fine, and leaves the point where it is
+    same = cp.update(point, (identity(1), torch.tensor([0.0], dtype=T)))
+    assert float(same.mean.abs().max()) == 0.0 and float(same.cov.abs().max()) == 0.0
+
+
+def test_pearl_update_equals_the_inverse_at_the_observation():
+    prior = Gaussian([1.0, -1.0], [[2.0, 0.5], [0.5, 1.0]])
+    c = LinearGaussian([[1.0, 2.0], [0.0, 1.0], [1.0, -1.0]], [0.5, 0.0, 1.0],
+                       torch.diag(torch.tensor([0.3, 0.2, 0.1], dtype=T)))
+    y = torch.tensor([1.0, 2.0, -0.5], dtype=T)
+    post = cp.update(prior, (c, y))
+    ref = c.inverse(prior).at(y)
+    torch.testing.assert_close(post.mean, ref.mean, atol=1e-13, rtol=0)
+    torch.testing.assert_close(post.cov, ref.cov, atol=1e-13, rtol=0)
+    assert post.cod == prior.cod
+
+
+# Every entry point, bad input ----------------------------------------------------------------
+BAD = {
+    "mean NaN": (lambda: Gaussian([NAN, 0.0], torch.eye(2)), "mean has non-finite"),
+    "cov inf": (lambda: Gaussian([0.0, 0.0], [[INF, 0.0], [0.0, 1.0]]), "covariance has non-f"),
+    "cov shape": (lambda: Gaussian([0.0, 0.0], torch.eye(3)), r"shape \(2, 2\)"),
+    "cov not symmetric": (lambda: Gaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]),
+                          "not symmetric"),
+    "cov not PSD": (lambda: Gaussian([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]),
+                    "not positive semi-definite"),
+    "cov complex": (lambda: Gaussian([0.0], torch.ones(1, 1, dtype=torch.complex64)),
+                    "must be real"),
+    "mean of strings": (lambda: Gaussian(["a"], [[1.0]]), "array of real numbers"),
+    "cov and factor": (lambda: Gaussian([0.0], [[1.0]], factor=[[1.0]]), "exactly one"),
+    "factor shape": (lambda: Gaussian([0.0, 0.0], factor=[1.0, 2.0, 3.0]), "factor must have"),
+    "kernel matrix 3-d": (lambda: LinearGaussian(torch.zeros(2, 2, 2, 2)), "matrix"),
+    "kernel offset shape": (lambda: LinearGaussian(torch.eye(2), [1.0, 2.0, 3.0]), "offset"),
+    "kernel noise not PSD": (lambda: LinearGaussian(torch.eye(2), None, -torch.eye(2)),
+                             "not positive semi-definite"),
+    "kernel input shape": (lambda: identity(2).at([1.0, 2.0, 3.0]), "input point"),
+    "kernel input NaN": (lambda: identity(2).at([NAN, 2.0]), "input point has non-finite"),
+    "log_prob NaN": (lambda: std().log_prob([NAN, 0.0]), "value has non-finite"),
+    "log_prob shape": (lambda: std().log_prob([0.0, 0.0, 1.0]), "value for log_prob"),
+    "sample shape negative": (lambda: std().sample((-1,)), "sample_shape"),
+    "condition rhs NaN": (lambda: cp.condition(std(), ([1.0, 1.0], [NAN])), "right-hand side"),
+    "condition matrix inf": (lambda: cp.condition(std(), ([1.0, INF], [0.0])), "matrix"),
+    "condition width": (lambda: cp.condition(std(), ([1.0, 1.0, 1.0], [0.0])), "equation"),
+    "condition rows": (lambda: cp.condition(std(), ([1.0, 1.0], [0.0, 1.0])), r"shape \(r,\)"),
+    "condition factor": (lambda: cp.condition(Gaussian.standard(cp.Euclidean(2, "x")),
+                                              {"z": 1.0}), "no factor named 'z'"),
+    "condition value size": (lambda: cp.condition(Gaussian.standard(cp.Euclidean(2, "x")),
+                                                  {"x": [1.0]}), "dimension 2"),
+    "observe index": (lambda: std().condition_linear(LinearEquation.observe([5], [1.0], 2)),
+                      r"\[0, 2\)"),
+    "observe counts": (lambda: LinearEquation.observe([0, 1], [1.0], 2), "2 indices but 1"),
+    "update observation NaN": (lambda: cp.update(std(1), (identity(1), torch.tensor([NAN]))),
+                               "observation has non-finite"),
+    "update observation shape": (lambda: cp.update(std(1), (identity(1), torch.ones(2))),
+                                 "observation of a Pearl update"),
+    "update kernel space": (lambda: cp.update(std(1), (identity(2), torch.ones(2))),
+                            "codomain does not match"),
+    "inconsistent equation": (lambda: cp.condition(std(), ([[1.0, 1.0], [2.0, 2.0]], [1.0, 1.0])),
+                              "inconsistent"),
+    "prob_below threshold NaN": (lambda: std().prob_below([1.0, 1.0], NAN), "threshold"),
+    "prob_below weights": (lambda: std().prob_below([1.0, NAN], 0.0), "weights"),
+    "prob_below weights shape": (lambda: std().prob_below([1.0], 0.0), "weights"),
+    "invert spaces": (lambda: cp.invert(identity(2), std(1)), "codomain does not match"),
+    "disintegrate factor": (lambda: cp.disintegrate(std(), 5), "out of range"),
+    "marginal factor": (lambda: std().marginal("q"), "no factor named 'q'"),
+    "compose spaces": (lambda: std() >> identity(3), "codomain does not match"),
+    "to_pyro singular": (lambda: Gaussian([0.0], [[0.0]]).to_pyro(), "positive-definite"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_gives_a_house_error(case):
+    build, message = BAD[case]
+    with pytest.raises(cp.CondprobError, match=message):
+        build()
+
+
+@given(st.sampled_from(["mean", "cov", "matrix", "offset", "point", "value", "rhs", "obs"]),
+       st.sampled_from([NAN, INF, -INF]), st.integers(0, 3))
+def test_any_non_finite_entry_is_named(where, bad, pos):
+    mean, cov = torch.zeros(2, dtype=T), torch.eye(2, dtype=T)
+    a, b = torch.eye(2, dtype=T), torch.zeros(2, dtype=T)
+    arrays = {"mean": mean, "cov": cov, "matrix": a, "offset": b, "point": b.clone(),
+              "value": b.clone(), "rhs": b.clone(), "obs": b.clone()}
+    t = arrays[where]
+    t.view(-1)[pos % t.numel()] = bad
+    calls = {
+        "mean": lambda: Gaussian(mean, cov), "cov": lambda: Gaussian(mean, cov),
+        "matrix": lambda: LinearGaussian(a, b), "offset": lambda: LinearGaussian(a, b),
+        "point": lambda: identity(2).at(arrays["point"]),
+        "value": lambda: std().log_prob(arrays["value"]),
+        "rhs": lambda: cp.condition(std(), (torch.eye(2, dtype=T), arrays["rhs"])),
+        "obs": lambda: cp.update(std(), (identity(2), arrays["obs"])),
+    }
+    with pytest.raises(cp.ValidationError, match="non-finite"):
+        calls[where]()
