@@ -23,10 +23,9 @@ from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
 from condprob.protocol import Morphism, check_composable, rng
 from condprob.spaces import FactorKey, FiniteSpace, Space, Unit, product
+from condprob.tolerance import check_probabilities
 
 Array = B.Array
-
-_TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 1e-2}
 
 
 def _as_space(space: Space | Iterable[Hashable] | int, name: str | None = None) -> Space:
@@ -85,8 +84,8 @@ class Kernel(Morphism):
             raise ValidationError(
                 f"matrix of shape {tuple(a.shape)} does not fit {self.dom} -> {self.cod}: "
                 f"expected (*batch, {want[0]}, {want[1]})")
-        rows = B.total(a, -1)
         if B.is_exact(a):
+            rows = B.total(a, -1)
             if B.is_symbolic(a):
                 bad = [r for r in rows.ravel() if sympy.simplify(r - 1) != 0]
             else:
@@ -95,18 +94,12 @@ class Kernel(Morphism):
                 bad = [r for r in rows.ravel() if r != 1]
             if bad:
                 raise ValidationError(
-                    f"rows of a kernel {self.dom} -> {self.cod} must sum to 1; a row sums to {bad[0]}")
+                    f"rows of a kernel {self.dom} -> {self.cod} must sum to 1; a row sums to {bad[0]} "
+                    "(floats are read as their shortest decimal: give exact entries as Fractions, "
+                    "or build a float kernel and call .to_exact(), which normalises its rows)")
             return
-        with torch.no_grad():
-            if not torch.isfinite(a).all():
-                raise ValidationError(f"non-finite entry in kernel {self.dom} -> {self.cod}")
-            if (a < 0).any():
-                raise ValidationError(f"negative probability in kernel {self.dom} -> {self.cod}")
-            tol = _TOL.get(a.dtype, 1e-5) * max(1, self.cod.size)
-            err = (rows - 1).abs().max().item() if rows.numel() else 0.0
-            if err > tol:
-                raise ValidationError(
-                    f"rows of a kernel {self.dom} -> {self.cod} must sum to 1 (off by {err:.3g})")
+        check_probabilities(a, f"the probabilities of a state on {self.cod}" if self.dom == Unit
+                            else f"the rows of a kernel {self.dom} -> {self.cod}")
 
     # Basic properties ----------------------------------------------------------------------
     @property
@@ -137,8 +130,18 @@ class Kernel(Morphism):
         return self._make(B.to_float(self.array, dtype), self.dom, self.cod, self._sharp)
 
     def to_exact(self) -> Kernel:
-        """The same kernel in the exact backend (floats read as their shortest decimal)."""
-        return self._make(B.to_exact(self.array), self.dom, self.cod, self._sharp)
+        """The same kernel in the exact backend, with rows that sum to exactly 1.
+
+        Each float is read as its shortest decimal (0.1 -> 1/10) and each row is then divided by
+        its exact sum: [1/3, 2/3] in float64 reads as 3333333333333333/10^16 and
+        6666666666666666/10^16 and becomes exactly [1/3, 2/3], not a row of mass
+        9999999999999999/10^16. The rows of a
+        float kernel are within `condprob.tolerance` of 1, so no entry moves by more than that.
+        """
+        a = B.to_exact(self.array)
+        if not self.exact:
+            a = B.simplify(a / B.total(a, -1, keepdim=True))
+        return self._make(a, self.dom, self.cod, self._sharp)
 
     def _coerce(self, other: Kernel) -> tuple[Array, Array]:
         """Bring two kernels to one backend: structural (0/1) kernels adopt the other's."""

@@ -18,6 +18,7 @@ from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.gaussian import Gaussian, LinearGaussian
 from condprob.protocol import Morphism, rng
 from condprob.spaces import Euclidean, Space
+from condprob.tolerance import tolerance
 
 MeanFn = Callable[[torch.Tensor], torch.Tensor]
 CovFn = Callable[[torch.Tensor], torch.Tensor]
@@ -52,9 +53,11 @@ class NonlinearGaussian(Morphism):
             n = self.cod.dim
             if q.shape != (n, n):
                 raise ValidationError(f"covariance must have shape ({n}, {n}), got {tuple(q.shape)}")
-            if float((q - q.T).abs().max()) > 1e-12 * max(1.0, float(q.abs().max())) or \
-                    float(torch.linalg.eigvalsh(q).min()) < -1e-12 * max(1.0, float(q.abs().max())):
-                raise ValidationError("covariance must be symmetric positive semidefinite")
+            tol = tolerance(q.dtype, scale=float(q.abs().max()) if q.numel() else 0.0)
+            if not bool(torch.isfinite(q).all()) or float((q - q.T).abs().max()) > tol or \
+                    float(torch.linalg.eigvalsh(q).min()) < -tol:
+                raise ValidationError("covariance must be finite and symmetric positive semidefinite "
+                                      f" (tolerance {tol:.3g})")
             self.cov_fn, self._cov = None, q
 
     def __repr__(self) -> str:

@@ -28,6 +28,7 @@ from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian, LinearGaussian
 from condprob.spaces import Euclidean, Unit, product
+from condprob.tolerance import within
 
 __all__ = ["Model", "bernoulli", "categorical", "condition", "infer", "mvnormal", "normal"]
 
@@ -124,7 +125,7 @@ class Model:
         exact = all(isinstance(p, int | Fraction | sympy.Basic) for p in ps)
         total = sum(ps)
         if not exact:
-            off = abs(float(total) - 1) > 1e-6
+            off = not within(float(total) - 1, torch.float64)
         elif isinstance(total, sympy.Basic):
             off = sympy.simplify(total - 1) != 0
         else:

@@ -19,6 +19,7 @@ import torch
 
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel
+from condprob.tolerance import check_probabilities
 
 DENSE_LIMIT = 4096
 
@@ -50,15 +51,14 @@ class BigramLM(torch.nn.Module):
     @classmethod
     def from_matrix(cls, transition: torch.Tensor, initial: torch.Tensor) -> BigramLM:
         """A dense bigram model: P(next = w | last = v) = transition[v, w], P(first) = initial."""
-        t = torch.as_tensor(transition, dtype=torch.float64)
-        i = torch.as_tensor(initial, dtype=torch.float64)
-        v = i.shape[0]
-        if t.shape != (v, v):
-            raise ValidationError(f"transition must be ({v}, {v}), got {tuple(t.shape)}")
+        t, i = torch.as_tensor(transition), torch.as_tensor(initial)
+        if i.ndim != 1 or t.shape != (i.shape[0], i.shape[0]):
+            raise ValidationError(f"initial must be (V,) and transition (V, V), got "
+                                  f"{tuple(i.shape)} and {tuple(t.shape)}")
         for name, m in (("transition", t), ("initial", i)):
-            if (m < 0).any() or not torch.allclose(m.sum(-1), torch.ones(()).double(),
-                                                   atol=1e-9):
-                raise ValidationError(f"{name} rows must be probability vectors")
+            check_probabilities(m if m.is_floating_point() else m.double(), name)
+        t, i = t.double(), i.double()
+        v = i.shape[0]
         nz = t.nonzero()
         crow = torch.zeros(v + 1, dtype=torch.long)
         crow[1:] = torch.cumsum(torch.bincount(nz[:, 0], minlength=v), 0)

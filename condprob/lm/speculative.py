@@ -20,16 +20,13 @@ import torch
 from condprob.accel import gpu_available
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel, as_prefix
+from condprob.tolerance import check_probabilities
 
 
 def _check_probs(probs: torch.Tensor, name: str) -> torch.Tensor:
     if not isinstance(probs, torch.Tensor) or not probs.is_floating_point():
         raise ValidationError(f"{name} must be a floating torch.Tensor")
-    if not torch.isfinite(probs).all() or (probs < 0).any():
-        raise ValidationError(f"{name} must be finite and non-negative")
-    total = probs.sum(-1)
-    if not torch.allclose(total, torch.ones_like(total), atol=1e-6):
-        raise ValidationError(f"{name} rows must sum to one")
+    check_probabilities(probs, name)
     return probs
 
 

@@ -112,9 +112,9 @@ def test_speculative_step_accepts_equal_laws_and_adds_a_bonus():
 
 
 def test_errors():
-    with pytest.raises(ValidationError, match="sum to one"):
+    with pytest.raises(ValidationError, match="sum to 1"):
         recursive_rejection(P * 2, Q, torch.zeros(1, 1, dtype=torch.long))
-    with pytest.raises(ValidationError, match="non-negative"):
+    with pytest.raises(ValidationError, match="negative probability"):
         recursive_rejection(-P, Q, torch.zeros(1, 1, dtype=torch.long))
     with pytest.raises(ValidationError, match=r"\(B, V\) and drafts"):
         recursive_rejection(P.expand(2, -1), Q.expand(2, -1), torch.zeros(3, 1))
