@@ -4,7 +4,12 @@
 sample site as a `condprob.dsl` variable: Normal and MultivariateNormal sites become Gaussian
 variables (their locations may be affine in earlier Gaussian sites), Bernoulli and Categorical
 sites are enumerated, `obs=` values become exact conditions (continuous) or likelihood factors
-(discrete), and `pyro.plate` broadcasts as usual. The result is the exact posterior over the latent
+(discrete), and `pyro.plate` broadcasts as usual. A `Delta` site observed at y is the exact
+condition v == y on its (affine) value v, so `pyro.sample("y", dist.Delta(2 * x + 1), obs=3.)`
+conditions on the equation 2 x + 1 == 3 (an inconsistent one raises `ConditioningError`);
+`pyro.deterministic` sites and unobserved `Delta` sites are recorded as latents without a
+condition. Observed values are checked against the site's support (a Bernoulli observed at 0.5,
+a Categorical at an index out of range or a Normal at inf raise `ValidationError` naming the site). The result is the exact posterior over the latent
 sites (see `condprob.dsl.infer`): a finite `State` whose labels are the tuples of discrete latent
 values (in site order; a single value for one site), a `Gaussian` whose factors are named after
 the Gaussian latent sites, or a `Mixture` of both. A site outside the fragment raises TypeError
@@ -27,13 +32,14 @@ from pyro.poutine.subsample_messenger import _Subsample
 
 from condprob.dsl.model import Model, _current, infer
 from condprob.dsl.posterior import Mixture
-from condprob.dsl.variables import Gauss, NonAffineError
+from condprob.dsl.variables import Gauss, NonAffineError, _as_gauss
+from condprob.errors import ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian
 
 __all__ = ["Gaussian", "State", "exact", "from_pyro", "to_pyro"]
 
-FRAGMENT = "Normal, MultivariateNormal, Bernoulli and Categorical"
+FRAGMENT = "Normal, MultivariateNormal, Delta, Bernoulli and Categorical"
 
 
 class _ExactMessenger(Messenger):
@@ -48,10 +54,13 @@ class _ExactMessenger(Messenger):
         if isinstance(msg["fn"], _Subsample):
             return
         try:
-            value = self._site(name, msg["fn"], msg["value"] if msg["is_observed"] else None)
+            if msg["infer"].get("_deterministic"):
+                value = msg["value"]
+            else:
+                value = self._site(name, msg["fn"], msg["value"] if msg["is_observed"] else None)
         except NonAffineError as err:
             raise TypeError(f"site {name!r}: {err}") from None
-        if not msg["is_observed"]:
+        if not msg["is_observed"] or msg["infer"].get("_deterministic"):
             self.latents[name] = value
         msg["value"] = value
         msg["done"] = True
@@ -60,8 +69,12 @@ class _ExactMessenger(Messenger):
     def _site(self, name: str, fn: Any, obs: torch.Tensor | None) -> Any:
         run: Model = _current()
         base = fn
-        while isinstance(base, dist.Independent):
+        while isinstance(base, dist.Independent | dist.MaskedDistribution):
             base = base.base_dist
+        if obs is not None:
+            obs = _check_observation(name, base, obs)
+        if isinstance(base, dist.Delta):
+            return self._delta(run, name, base, obs)
         if isinstance(base, dist.Normal):
             x = run.normal(base.loc, base.scale, name=name)
         elif isinstance(base, dist.MultivariateNormal):
@@ -80,6 +93,21 @@ class _ExactMessenger(Messenger):
             run.condition(cond)
             return obs
         return x
+
+    def _delta(self, run: Model, name: str, base: dist.Delta, obs: torch.Tensor | None) -> Any:
+        """A point mass at its value v: observed at y, the exact condition v == y."""
+        density = base.log_density
+        if isinstance(density, Gauss):
+            raise NonAffineError(f"a Delta whose log density depends on {density.name}", density)
+        if bool((density != 0).any()):
+            run.weight = run.weight * float(density.sum().exp())
+        if obs is None:
+            return base.v
+        v = _as_gauss(base.v, run, run.dtype)
+        cond = v == obs
+        cond.name = f"{name} == {'<obs>' if obs.numel() > 3 else obs.tolist()}"
+        run.condition(cond)
+        return obs
 
     def _discrete(self, run: Model, name: str, base: Any, obs: torch.Tensor | None) -> Any:
         probs = base.probs
@@ -100,6 +128,23 @@ class _ExactMessenger(Messenger):
         value = torch.tensor(picks, dtype=torch.float64 if isinstance(base, dist.Bernoulli)
                              else torch.long).reshape(table.shape[:-1])
         return value
+
+
+def _check_observation(name: str, base: Any, obs: Any) -> torch.Tensor:
+    """The observed value as a tensor, after checking it lies in the site's support."""
+    if isinstance(obs, Gauss):
+        raise TypeError(f"site {name!r}: the observed value must be data, not the Gaussian "
+                        f"variable {obs.name}")
+    value = torch.as_tensor(obs, dtype=torch.float64 if not isinstance(obs, torch.Tensor)
+                            else None)
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        raise ValidationError(f"site {name!r}: the observed value has non-finite entries")
+    if isinstance(base, dist.Bernoulli | dist.Categorical):
+        if not bool(base.support.check(value).all()):
+            bad = value.reshape(-1)[~base.support.check(value).reshape(-1)][0]
+            raise ValidationError(f"site {name!r}: observed value {float(bad):g} is outside the "
+                                  f"support of its {type(base).__name__} ({base.support})")
+    return value
 
 
 def to_pyro(state: State | Gaussian) -> dist.Distribution:

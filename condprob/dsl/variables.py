@@ -63,6 +63,10 @@ class Gauss:
     def dtype(self) -> torch.dtype:
         return self.const.dtype
 
+    @property
+    def device(self) -> torch.device:
+        return self.const.device
+
     def __repr__(self) -> str:
         return f"Gauss({self.name}, shape={tuple(self.shape)})"
 

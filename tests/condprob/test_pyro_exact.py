@@ -135,3 +135,80 @@ def test_conversions():
     assert from_pyro(dist.Normal(torch.tensor([0.0], dtype=T), 2.0)).cov.tolist() == [[4.0]]
     with pytest.raises(TypeError, match="cannot convert"):
         to_pyro(cp.LinearGaussian([[1.0]]))
+
+
+def test_delta_observation_is_an_exact_equation():
+    def model():
+        x = pyro.sample("x", dist.Normal(torch.tensor(0.0, dtype=T), 1.0))
+        pyro.sample("y", dist.Delta(2 * x + 1), obs=3.0)
+    post = exact(model)()
+    assert post.mean.tolist() == [1.0] and post.cov.tolist() == [[0.0]]
+
+    def noisy(delta):
+        x = pyro.sample("x", dist.Normal(torch.tensor(0.5, dtype=T), 2.0))
+        if delta:
+            e = pyro.sample("e", dist.Normal(torch.tensor(0.0, dtype=T), 0.5))
+            pyro.sample("y", dist.Delta(x + e), obs=torch.tensor(1.5, dtype=T))
+        else:
+            pyro.sample("y", dist.Normal(x, 0.5), obs=torch.tensor(1.5, dtype=T))
+    with_delta, direct = exact(noisy)(True).marginal("x"), exact(noisy)(False)
+    # x | x + e == 1.5: mean 0.5 + 4 / 4.25 (1.5 - 0.5), variance 4 - 16 / 4.25
+    for post in (with_delta, direct):
+        torch.testing.assert_close(post.mean, torch.tensor([0.5 + 4 / 4.25], dtype=T),
+                                   atol=1e-14, rtol=0)
+        torch.testing.assert_close(post.cov, torch.tensor([[4 - 16 / 4.25]], dtype=T),
+                                   atol=1e-14, rtol=0)
+
+
+def test_inconsistent_delta_observation_names_the_site():
+    def model():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Delta(0 * x + 1), obs=3.0)
+    with pytest.raises(cp.ConditioningError, match="y == 3.0: the condition is inconsistent"):
+        exact(model)()
+
+    def twice():
+        x = pyro.sample("x", dist.Normal(0.0, 1.0))
+        pyro.sample("y", dist.Delta(x), obs=1.0)
+        pyro.sample("z", dist.Delta(2 * x), obs=2.5)
+    with pytest.raises(cp.ConditioningError, match="z == 2.5"):
+        exact(twice)()
+
+
+def test_deterministic_site_is_a_latent_affine_function():
+    def model():
+        x = pyro.sample("x", dist.Normal(torch.tensor(0.0, dtype=T), 1.0))
+        y = pyro.deterministic("y", 2 * x + 1)
+        pyro.sample("obs", dist.Normal(y, 1.0), obs=torch.tensor(3.0, dtype=T))
+    post = exact(model)()
+    assert post.cod == cp.Euclidean(1, "x") @ cp.Euclidean(1, "y")
+    # x | 2x + 1 + N(0, 1) == 3: precision 1 + 4, mean 2 * 2 / 5
+    torch.testing.assert_close(post.mean, torch.tensor([0.8, 2.6], dtype=T), atol=1e-14, rtol=0)
+    torch.testing.assert_close(post.cov, torch.tensor([[0.2, 0.4], [0.4, 0.8]], dtype=T),
+                               atol=1e-14, rtol=0)
+
+
+def test_a_point_mass_branch_dominates_a_density_branch():
+    def model():
+        b = pyro.sample("b", dist.Bernoulli(torch.tensor(0.5, dtype=T)))
+        x = pyro.sample("x", dist.Normal(torch.tensor(0.0, dtype=T), 1.0))
+        pyro.sample("y", dist.Delta(x if b else torch.tensor(1.0, dtype=T)),
+                    obs=torch.tensor(1.0, dtype=T))
+        return x
+    post = exact(model)()
+    assert isinstance(post, Mixture) and post.prob(0.0) == 1
+
+
+@pytest.mark.parametrize(("site", "value", "message"), [
+    (lambda: dist.Bernoulli(torch.tensor(0.3, dtype=T)), 0.5, "0.5 is outside the support"),
+    (lambda: dist.Bernoulli(torch.tensor(0.3, dtype=T)), -1.0, "outside the support"),
+    (lambda: dist.Categorical(torch.tensor([0.5, 0.5], dtype=T)), 2.0, "outside the support"),
+    (lambda: dist.Categorical(torch.tensor([0.5, 0.5], dtype=T)), 0.5, "outside the support"),
+    (lambda: dist.Normal(torch.tensor(0.0, dtype=T), 1.0), float("inf"), "non-finite"),
+    (lambda: dist.Normal(torch.tensor(0.0, dtype=T), 1.0), float("nan"), "non-finite"),
+])
+def test_observations_outside_the_support_name_the_site(site, value, message):
+    def model():
+        pyro.sample("s", site(), obs=torch.tensor(value, dtype=T))
+    with pytest.raises(cp.ValidationError, match=f"site 's': .*{message}"):
+        exact(model)()
