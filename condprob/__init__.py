@@ -21,7 +21,7 @@ from condprob.finite import (
     swap,
 )
 from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian
-from condprob.protocol import Morphism
+from condprob.protocol import Morphism, rng
 from condprob.spaces import Euclidean, FiniteSpace, ProductSpace, Space, Unit, product
 
 __version__ = "0.1.0"
@@ -57,5 +57,6 @@ __all__ = [
     "invert",
     "jeffrey",
     "product",
+    "rng",
     "update",
 ]

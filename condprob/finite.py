@@ -21,7 +21,7 @@ import torch
 from condprob import backend as B
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
-from condprob.protocol import Morphism, check_composable, rng
+from condprob.protocol import Morphism, SampleShape, as_sample_shape, check_composable, num_draws
 from condprob.spaces import FactorKey, FiniteSpace, Space, Unit, product
 from condprob.tolerance import check_probabilities
 
@@ -202,15 +202,15 @@ class Kernel(Morphism):
         """c(x)(y)."""
         return B.unwrap(self.array[..., self.dom.index(x), self.cod.index(y)])
 
-    def log_prob(self, x: Hashable, y: Hashable) -> Any:  # type: ignore[override]
-        """log c(x)(y) (-inf where it is zero)."""
-        p = self.prob(x, y)
-        return B.exact_log(p) if self.exact else torch.log(p)
+    def log_prob(self, x: Hashable, y: Any) -> Any:
+        """log c(x)(y) for an outcome label y, or for index tensors as in `State.log_prob`
+        (-inf where it is zero)."""
+        return self.at(x).log_prob(y)
 
-    def sample(self, x: Hashable, sample_shape: tuple[int, ...] = (),  # type: ignore[override]
-               seed: int | None = None) -> torch.Tensor:
-        """Indices of outcomes drawn from c(x) (seeded when `seed` is given)."""
-        return self.at(x).sample(sample_shape, seed=seed)
+    def sample(self, x: Hashable, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Indices of outcomes drawn from c(x), shape sample_shape + batch_shape."""
+        return self.at(x).sample(sample_shape, generator=generator)
 
     # Marginals and predicates --------------------------------------------------------------
     def marginal(self, *keys: FactorKey) -> Kernel:
@@ -353,14 +353,18 @@ class State(Kernel):
             raise ValidationError("as_dict needs an unbatched state")
         return dict(zip(self.cod.labels, self.probs.tolist(), strict=True))
 
-    def prob(self, event: Any) -> Any:  # type: ignore[override]
+    def prob(self, event: Any) -> Any:
         """Probability of an outcome label, or of an event (see `Predicate.coerce`)."""
         if not isinstance(event, Predicate | set | frozenset | Mapping) and not callable(event) \
                 and event in self.cod:
             return B.unwrap(self.probs[..., self.cod.index(event)])
         return self.validity(Predicate.coerce(event, self.cod))
 
-    def log_prob(self, value: Any) -> Any:  # type: ignore[override]
+    def __call__(self, x: Hashable = ()) -> pdist.Categorical:
+        """The state as a `pyro.distributions.Categorical` (its one input is the unit point)."""
+        return self.at(x).to_pyro()
+
+    def log_prob(self, value: Any) -> Any:
         """log probability of outcomes: index tensors (as in torch.distributions) or a label."""
         if isinstance(value, torch.Tensor):
             probs = B.to_float(self.probs)
@@ -371,25 +375,22 @@ class State(Kernel):
         p = B.unwrap(self.probs[..., self.cod.index(value)])
         return B.exact_log(p) if self.exact else torch.log(p)
 
-    def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
-               seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Indices drawn from the state, shape sample_shape + batch_shape (seeded if asked)."""
-        if isinstance(sample_shape, int):
-            sample_shape = (sample_shape,)
-        generator = rng(seed, generator)
+    def sample(self, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Indices drawn from the state, shape sample_shape + batch_shape."""
+        shape = as_sample_shape(sample_shape)
         probs = B.to_float(self.probs).detach()
         flat = probs.reshape(-1, probs.shape[-1])
-        n = int(np.prod(sample_shape)) if sample_shape else 1
-        draws = torch.multinomial(flat, n, replacement=True, generator=generator)  # (B, n)
-        draws = draws.T.reshape(*sample_shape, *self.batch_shape)
-        return draws
+        draws = torch.multinomial(flat, num_draws(shape), replacement=True,
+                                  generator=generator)  # (B, n)
+        return draws.T.reshape(*shape, *self.batch_shape)
 
-    def sample_labels(self, n: int, seed: int | None = None) -> list[Hashable]:
+    def sample_labels(self, n: int, *, generator: torch.Generator | None = None) -> list[Hashable]:
         """n labels drawn from an unbatched state."""
         if self.batch_shape:
             raise ValidationError("sample_labels needs an unbatched state; use sample()")
         labels = self.cod.labels
-        return [labels[i] for i in self.sample((n,), seed=seed).tolist()]
+        return [labels[i] for i in self.sample((n,), generator=generator).tolist()]
 
     def to_pyro(self) -> pdist.Categorical:
         """The state as a `pyro.distributions.Categorical` over indices (float64 if exact)."""

@@ -1,7 +1,8 @@
 """Spaces: what a kernel's inputs and outputs are.
 
 A space is a product of atomic factors. Atomic factors are finite sets of labelled outcomes
-(`FiniteSpace`) or Euclidean spaces R^n (`Euclidean`). The product of no factors is the unit space
+(`FiniteSpace`), Euclidean spaces R^n (`Euclidean`) or the countable spaces of finite sequences over
+a base space (`SequenceSpace`: language-model prefixes, point-process histories). The product of no factors is the unit space
 `Unit` (one point); a state is a kernel out of `Unit`. Products flatten: (X @ Y) @ Z == X @ (Y @ Z).
 """
 
@@ -235,6 +236,32 @@ class Euclidean(Space):
 
     def __repr__(self) -> str:
         return f"{self.name + ':' if self.name else ''}R^{self._dim}"
+
+
+class SequenceSpace(Space):
+    """Finite sequences over a base space (of any length, the empty one included): the token
+    prefixes of a language model (`SequenceSpace(vocab, "prefix")`) or the event histories of a
+    point process (`SequenceSpace(marks, "history")`). Equal when base and name are."""
+
+    def __init__(self, base: Space, name: str | None = None):
+        if not isinstance(base, Space):
+            raise ValidationError(f"the base of a sequence space must be a Space, got {base!r}")
+        self.base = base
+        self.name = name
+        self.factors = (self,)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Space):
+            return NotImplemented
+        if not isinstance(other, SequenceSpace):
+            return isinstance(other, ProductSpace) and other.factors == (self,)
+        return self is other or (self.base == other.base and self.name == other.name)
+
+    def __hash__(self) -> int:
+        return hash(("seq", self.base, self.name))
+
+    def __repr__(self) -> str:
+        return f"{self.name or 'Sequences'}[{self.base!r}]"
 
 
 class ProductSpace(Space):

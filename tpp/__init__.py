@@ -8,7 +8,7 @@ law is a kernel history -> (tau, mark) in the core's protocol (`PointProcess.ker
 
 from tpp.data import EventBatch
 from tpp.hawkes import Hawkes
-from tpp.kernel import HistorySpace, NextEvent, NextEventKernel
+from tpp.kernel import NextEvent, NextEventKernel, history_space
 from tpp.neural import ConditionalGenerator, IntensityFree, TimeGivenMark
 from tpp.process import PointProcess
 from tpp.simple import (
@@ -21,7 +21,8 @@ from tpp.simple import (
 )
 from tpp.train import train
 
-__all__ = ["ConditionalGenerator", "EventBatch", "Hawkes", "HistorySpace", "HomogeneousPoisson",
+__all__ = ["ConditionalGenerator", "EventBatch", "Hawkes", "HomogeneousPoisson",
            "InhomogeneousPoisson", "IntensityFree", "NextEvent", "NextEventKernel", "PointProcess",
-           "Renewal", "SelfCorrecting", "TimeGivenMark", "omi_processes", "sinusoidal_rate",
+           "Renewal", "SelfCorrecting", "TimeGivenMark", "history_space", "omi_processes",
+           "sinusoidal_rate",
            "train"]

@@ -2,9 +2,11 @@
 
 Every model's next-event distribution is a Markov kernel history -> law of (tau, mark): `tau > 0`
 is the waiting time after the history's last event and `mark` the next event's mark.
-`NextEventKernel` has `dom = HistorySpace(...)` and `cod = Euclidean(1, "tau") @ marks`; applying
-it to a batch of histories gives a `NextEvent`, a state (a kernel out of `Unit`) with batch shape
-(B,). The exact operations of `condprob.conditioning` raise the base class's `TypeError`.
+`NextEventKernel` has `dom = SequenceSpace(marks, "history")` and `cod = Euclidean(1, "tau") @
+marks`; `model.next_event(history)` gives a `NextEvent`, a state (a kernel out of `Unit`) with batch
+shape (B,), and `kernel(history)` its Pyro distribution. An outcome y is the pair (tau, mark) or, as
+Pyro needs one tensor, the packed vector (..., B, 1 + w) of `NextEventDistribution`; `log_prob`
+accepts both. The exact operations of `condprob.conditioning` raise the base class's `TypeError`.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from pyro.distributions import TorchDistribution, constraints
 from torch import Tensor
 
 from condprob.errors import ValidationError
-from condprob.protocol import Morphism
-from condprob.spaces import Euclidean, FiniteSpace, Space, Unit
+from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.spaces import Euclidean, FiniteSpace, SequenceSpace, Space, Unit
 
 if TYPE_CHECKING:
     from tpp.data import EventBatch
     from tpp.process import PointProcess
 
-__all__ = ["HistorySpace", "NextEvent", "NextEventDistribution", "NextEventKernel", "mark_space"]
+__all__ = ["NextEvent", "NextEventDistribution", "NextEventKernel", "history_space", "mark_space"]
+
+NextEventValue = tuple[Tensor, Tensor] | Tensor
+"""An outcome (tau, mark), or the packed vector (..., 1 + w) of `NextEventDistribution`."""
 
 
 def mark_space(num_marks: int | None, mark_dim: int | None = None) -> Space:
@@ -36,32 +41,17 @@ def mark_space(num_marks: int | None, mark_dim: int | None = None) -> Space:
     return Euclidean(mark_dim, "mark")
 
 
-class HistorySpace(Space):
-    """Finite event histories (times in [0, inf), marks in `marks`): the domain of next-event laws."""
-
-    def __init__(self, marks: Space):
-        self.marks = marks
-        self.name = "history"
-        self.factors = (self,)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Space):
-            return NotImplemented
-        return isinstance(other, HistorySpace) and other.marks == self.marks
-
-    def __hash__(self) -> int:
-        return hash(("history", self.marks))
-
-    def __repr__(self) -> str:
-        return f"History[{self.marks!r}]"
+def history_space(marks: Space) -> SequenceSpace:
+    """The space of finite event histories with marks in `marks`: the domain of next-event laws."""
+    return SequenceSpace(marks, "history")
 
 
 class NextEvent(Morphism):
     """The law of the next event (tau, mark) after each of B histories: a state on R_+ x marks.
 
-    `log_prob(tau, mark)` is the joint log density log f*(tau) + log p*(mark | tau) (for
-    categorical marks a density in tau and a probability in the mark); `sample(shape)` returns
-    (tau, mark) with leading dims `shape` and then the batch dim.
+    `log_prob((tau, mark))` is the joint log density log f*(tau) + log p*(mark | tau) (for
+    categorical marks a density in tau and a probability in the mark); `sample(sample_shape)`
+    returns (tau, mark) with leading dims `sample_shape` and then the batch dim.
     """
 
     def __init__(self, marks: Space, batch_size: int,
@@ -84,8 +74,30 @@ class NextEvent(Morphism):
         """(1 + mark width,): tau and the mark, as in `NextEventDistribution`."""
         return (1 + (self.marks.dim if isinstance(self.marks, Euclidean) else 1),)
 
-    def log_prob(self, tau: Tensor, mark: Tensor) -> Tensor:  # type: ignore[override]
-        """Joint log density of (tau, mark); tau (..., B) > 0, mark (..., B) or (..., B, d)."""
+    def __call__(self) -> NextEventDistribution:
+        """This law as a Pyro distribution (see `NextEventDistribution`)."""
+        return self.to_pyro()
+
+    def _split(self, y: NextEventValue) -> tuple[Tensor, Tensor]:
+        """(tau, mark) from a pair or from a packed vector (..., 1 + w)."""
+        if isinstance(y, tuple):
+            if len(y) != 2:
+                raise ValidationError("a next event is a pair (tau, mark)")
+            return y
+        v = torch.as_tensor(y)
+        if v.shape[-1:] != torch.Size(self.event_shape):
+            raise ValidationError(f"a packed next event ends in dimension {self.event_shape[0]} "
+                                  f"(tau, then the mark), got shape {tuple(v.shape)}")
+        if isinstance(self.marks, FiniteSpace):
+            if (v[..., 1] != v[..., 1].round()).any():
+                raise ValidationError("a categorical mark must be a whole number")
+            return v[..., 0], v[..., 1].long()
+        return v[..., 0], v[..., 1:]
+
+    def log_prob(self, y: NextEventValue) -> Tensor:
+        """Joint log density of y = (tau, mark): tau (..., B) > 0, mark (..., B) or (..., B, d)
+        (or the packed vector (..., B, 1 + w))."""
+        tau, mark = self._split(y)
         tau = torch.as_tensor(tau, dtype=torch.float64)
         if tau.shape[-1:] != (self._batch,):
             raise ValidationError(f"tau must end in the batch size {self._batch}, "
@@ -101,23 +113,22 @@ class NextEvent(Morphism):
             raise ValidationError(f"continuous marks must end in dimension {self.marks.dim}")
         return self._log_prob_fn(tau, mark)
 
-    def sample(self, sample_shape: tuple[int, ...] = (),  # type: ignore[override]
+    def sample(self, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draws (tau, mark) of shape sample_shape + (B,) (+ (d,) for continuous marks)."""
-        n = 1
-        for s in sample_shape:
-            n *= s
-        tau, mark = self._sample_fn(n, generator)
-        return (tau.reshape(*sample_shape, self._batch),
-                mark.reshape(*sample_shape, self._batch, *mark.shape[2:]))
+        shape = as_sample_shape(sample_shape)
+        tau, mark = self._sample_fn(num_draws(shape), generator)
+        return (tau.reshape(*shape, self._batch),
+                mark.reshape(*shape, self._batch, *mark.shape[2:]))
 
     def to_pyro(self) -> NextEventDistribution:
         """This law as a Pyro distribution over vectors (tau, mark...) (see NextEventDistribution)."""
         return NextEventDistribution(self)
 
-    def mean_time(self, num_samples: int = 2000, generator: torch.Generator | None = None) -> Tensor:
+    def mean_time(self, num_samples: int = 2000, *,
+                  generator: torch.Generator | None = None) -> Tensor:
         """Monte Carlo estimate of E[tau] per history (models with a closed form override it)."""
-        return self.sample((num_samples,), generator)[0].mean(0)
+        return self.sample((num_samples,), generator=generator)[0].mean(0)
 
 
 class NextEventDistribution(TorchDistribution):
@@ -137,13 +148,8 @@ class NextEventDistribution(TorchDistribution):
         mark = mark[..., None].to(tau.dtype) if mark.ndim == tau.ndim else mark
         return torch.cat([tau[..., None], mark], -1)
 
-    def log_prob(self, value: Tensor) -> Tensor:
-        tau, mark = value[..., 0], value[..., 1:]
-        if isinstance(self.law.marks, FiniteSpace):
-            if (mark != mark.round()).any():
-                raise ValidationError("a categorical mark must be a whole number")
-            mark = mark[..., 0].long()
-        return self.law.log_prob(tau, mark)
+    def log_prob(self, value: NextEventValue) -> Tensor:
+        return self.law.log_prob(value)
 
 
 class NextEventKernel(Morphism):
@@ -152,19 +158,18 @@ class NextEventKernel(Morphism):
     def __init__(self, model: PointProcess):
         self.model = model
         marks = mark_space(model.num_marks, getattr(model, "mark_dim", None))
-        self.dom = HistorySpace(marks)
+        self.dom = history_space(marks)
         self.cod = Euclidean(1, "tau") @ marks
 
-    def __call__(self, history: EventBatch) -> NextEvent:
-        """The next-event law after each history (a state of batch shape (B,))."""
-        return self.model.next_event(history)
+    def __call__(self, history: EventBatch) -> NextEventDistribution:
+        """The next-event law after each history, a Pyro distribution of batch shape (B,)."""
+        return self.model.next_event(history).to_pyro()
 
-    def sample(self, history: EventBatch, sample_shape: tuple[int, ...] = (),  # type: ignore[override]
+    def sample(self, history: EventBatch, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Draws (tau, mark) of the next event after each history."""
-        return self.model.next_event(history).sample(sample_shape, generator)
+        """Draws (tau, mark) of the next event after each history: sample_shape + (B,)."""
+        return self.model.next_event(history).sample(sample_shape, generator=generator)
 
-    def log_prob(self, history: EventBatch, tau: Tensor,  # type: ignore[override]
-                 mark: Tensor) -> Tensor:
-        """log density of the next event (tau, mark) after each history."""
-        return self.model.next_event(history).log_prob(tau, mark)
+    def log_prob(self, history: EventBatch, y: NextEventValue) -> Tensor:
+        """log density of the next event y = (tau, mark) after each history."""
+        return self.model.next_event(history).log_prob(y)

@@ -42,7 +42,7 @@ from condprob.lm.gumbel import (
     sbs_estimate,
     stochastic_beam_search,
 )
-from condprob.lm.kernel import PrefixSpace, SequenceKernel, TokenKernel
+from condprob.lm.kernel import SequenceKernel, TokenKernel
 from condprob.lm.models import HMMLM, BigramLM, symspell_bigram
 from condprob.lm.multidraft import (
     Selection,
@@ -71,7 +71,8 @@ __all__ = [
     "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
     "Eta", "Filter", "HMMLM", "Selection", "TwoStepSelection",
     "identical_drafts_acceptance", "lp_selection", "optimal_acceptance",
-    "recursive_rejection_acceptance", "two_step_selection", "MinP", "PrefixSpace", "SMCResult", "SequenceKernel", "Temperature",
+    "recursive_rejection_acceptance", "two_step_selection", "MinP", "SMCResult", "SequenceKernel",
+    "Temperature",
     "TokenIndex", "TokenKernel", "TokenScores", "TopK", "TopP", "Typical", "VocabularyTrie",
     "char_dfa", "conditional_poisson_sample", "constrain", "counterfactual", "cp_beam_search",
     "curvature", "entropy", "gumbel_max", "gumbel_topk", "horvitz_thompson",

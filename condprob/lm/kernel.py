@@ -5,41 +5,24 @@ logits (B, V): a torch module, an n-gram table (`condprob.lm.models.BigramLM`) o
 causal LM (`TokenKernel.from_hf`). It is the kernel prefix -> Cat(softmax(logits)). Decoding
 methods are kernel transformations (`kernel.transform(TopP(0.9), Temperature(0.7))`), and
 `kernel.steps(n)` is the n-fold composition prefix -> prefix + n tokens (a `SequenceKernel`;
-`>>` adds steps).
+`>>` adds steps). Both follow the kernel protocol (`condprob.protocol`): `kernel(prefix)` is the
+law, `kernel.sample(prefix, sample_shape=(), *, generator=None)`, `kernel.log_prob(prefix, token)`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import pyro.distributions as pdist
 import torch
+from pyro.distributions import constraints
 
 from condprob.errors import ValidationError
 from condprob.lm.filters import Filter, check_logits, entropy
-from condprob.protocol import Morphism
-from condprob.spaces import FiniteSpace, Space
+from condprob.protocol import Law, Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.spaces import FiniteSpace, SequenceSpace
 
 LogitFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-class PrefixSpace(Space):
-    """The countable space of finite token sequences over a vocabulary."""
-
-    def __init__(self, vocab: FiniteSpace):
-        self.vocab = vocab
-        self.name = "prefix"
-        self.factors = (self,)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Space):
-            return NotImplemented
-        return isinstance(other, PrefixSpace) and other.vocab == self.vocab
-
-    def __hash__(self) -> int:
-        return hash(("prefix", self.vocab))
-
-    def __repr__(self) -> str:
-        return f"Prefixes({self.vocab!r})"
 
 
 def as_prefix(prefix: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
@@ -76,7 +59,7 @@ class TokenKernel(Morphism):
                                   f"{self.vocab.size}")
         self.eos = eos
         self.transforms = tuple(transforms)
-        self.dom = PrefixSpace(self.vocab)
+        self.dom = SequenceSpace(self.vocab, "prefix")
         self.cod = self.vocab
 
     @classmethod
@@ -121,24 +104,33 @@ class TokenKernel(Morphism):
             out = f(out)
         return torch.log_softmax(out, -1)
 
-    def dist(self, prefix: torch.Tensor | Sequence) -> torch.distributions.Categorical:
-        """The next-token law as a torch Categorical with batch_shape (B,)."""
-        return torch.distributions.Categorical(logits=self.logits(prefix))
+    def __call__(self, prefix: torch.Tensor | Sequence) -> pdist.Categorical:
+        """The next-token law after each prefix, a Pyro Categorical with batch_shape (B,)."""
+        return pdist.Categorical(logits=self.logits(prefix))
 
-    def sample(self, prefix: torch.Tensor | Sequence,
+    def sample(self, prefix: torch.Tensor | Sequence, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """One next token per prefix, shape (B,)."""
+        """Next tokens drawn after each prefix, shape sample_shape + (B,)."""
+        shape = as_sample_shape(sample_shape)
         probs = self.logits(prefix).exp()
-        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        n = num_draws(shape)
+        draws = torch.multinomial(probs, n, replacement=n > 1, generator=generator)  # (B, n)
+        return draws.T.reshape(*shape, probs.shape[0])
 
-    def log_prob(self, token: torch.Tensor | Sequence[int],
-                 prefix: torch.Tensor | Sequence) -> torch.Tensor:
-        """log P(token | prefix), shape (B,)."""
+    def log_prob(self, prefix: torch.Tensor | Sequence,
+                 token: torch.Tensor | Sequence[int]) -> torch.Tensor:
+        """log P(token | prefix): tokens of shape (..., B) for B prefixes, the same shape back."""
         lp = self.logits(prefix)
-        tok = torch.as_tensor(token, dtype=torch.long).reshape(-1)
-        if tok.shape[0] != lp.shape[0]:
-            raise ValidationError(f"{tok.shape[0]} tokens for {lp.shape[0]} prefixes")
-        return lp.gather(-1, tok.unsqueeze(-1)).squeeze(-1)
+        tok = torch.as_tensor(token)
+        if tok.is_floating_point() or tok.is_complex():
+            raise ValidationError(f"tokens are integer ids, got dtype {tok.dtype}")
+        tok = tok.long()
+        if tok.ndim == 0 or tok.shape[-1] != lp.shape[0]:
+            raise ValidationError(f"tokens of shape {tuple(tok.shape)} for {lp.shape[0]} prefixes: "
+                                  f"expected shape (..., {lp.shape[0]})")
+        if tok.numel() and (int(tok.min()) < 0 or int(tok.max()) >= self.vocab_size):
+            raise ValidationError(f"token ids must lie in [0, {self.vocab_size})")
+        return lp.expand(*tok.shape, lp.shape[-1]).gather(-1, tok[..., None])[..., 0]
 
     def entropy(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
         """H(next token | prefix) in nats, shape (B,)."""
@@ -150,7 +142,8 @@ class TokenKernel(Morphism):
 
     def then(self, other: Morphism) -> Morphism:
         raise TypeError("a TokenKernel maps prefixes to tokens; compose sequence kernels "
-                        "(kernel.steps(n) >> kernel.steps(m)) instead")
+                        "(kernel.steps(n) >> kernel.steps(m)), or tabulate it on finitely many "
+                        "prefixes (condprob.tabulate) to compose it as a finite Kernel")
 
     def score(self, tokens: torch.Tensor | Sequence, prefix_len: int = 1
               ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -181,40 +174,52 @@ class SequenceKernel(Morphism):
         self.dom = step.dom
         self.cod = step.dom
 
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        """A draw extends each prefix by n token ids."""
-        return (self.n,)
-
     def then(self, other: Morphism) -> Morphism:
         if not isinstance(other, SequenceKernel) or other.step is not self.step:
             raise TypeError("sequence kernels compose when they extend with the same TokenKernel")
         return SequenceKernel(self.step, self.n + other.n)
 
-    def sample(self, prefix: torch.Tensor | Sequence,
+    def __call__(self, prefix: torch.Tensor | Sequence) -> Law:
+        """The law of the extended sequences after each prefix (B, T): batch (B,), event (T + n,)."""
+        t = as_prefix(prefix, self.step.vocab_size)
+        return Law(self, t, (t.shape[0],), (t.shape[1] + self.n,),
+                   constraints.integer_interval(0, self.step.vocab_size - 1))
+
+    def sample(self, prefix: torch.Tensor | Sequence, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Prefixes extended by n tokens, shape (B, T + n)."""
-        seq = as_prefix(prefix, self.step.vocab_size)
+        """Prefixes (B, T) extended by n tokens: shape sample_shape + (B, T + n)."""
+        shape = as_sample_shape(sample_shape)
+        start = as_prefix(prefix, self.step.vocab_size)
+        seq = start.repeat(num_draws(shape), 1)
         done = torch.zeros(seq.shape[0], dtype=torch.bool)
         for _ in range(self.n):
-            nxt = self.step.sample(seq, generator)
+            nxt = self.step.sample(seq, generator=generator)
             if self.step.eos is not None:
                 nxt = torch.where(done, self.step.eos, nxt)
                 done |= nxt == self.step.eos
             seq = torch.cat([seq, nxt.unsqueeze(-1)], -1)
-        return seq
+        return seq.reshape(*shape, *start.shape[:-1], seq.shape[-1])
 
-    def log_prob(self, sequence: torch.Tensor | Sequence, prefix_len: int) -> torch.Tensor:
-        """log P(sequence[:, prefix_len:] | sequence[:, :prefix_len]), shape (B,)."""
-        seq = as_prefix(sequence, self.step.vocab_size)
-        if seq.shape[1] != prefix_len + self.n:
-            raise ValidationError(f"expected sequences of length {prefix_len + self.n}, got "
-                                  f"{seq.shape[1]}")
-        lp, _ = self.step.score(seq, prefix_len)
+    def log_prob(self, prefix: torch.Tensor | Sequence,
+                 sequence: torch.Tensor | Sequence) -> torch.Tensor:
+        """log P(sequence | prefix) for prefixes (B, T) and sequences (..., B, T + n) that extend
+        them (-inf for a sequence that does not start with its prefix); shape (..., B)."""
+        start = as_prefix(prefix, self.step.vocab_size)
+        b, t = start.shape
+        seq = torch.as_tensor(sequence)
+        if seq.ndim == 1:
+            seq = seq.unsqueeze(0)
+        if seq.ndim < 2 or seq.shape[-2:] != (b, t + self.n):
+            raise ValidationError(f"sequences of shape {tuple(seq.shape)} after {b} prefixes of "
+                                  f"length {t}: expected (..., {b}, {t + self.n})")
+        flat = as_prefix(seq.reshape(-1, t + self.n), self.step.vocab_size)
+        lp, _ = self.step.score(flat, t)
         if self.step.eos is not None:
-            after = torch.cumsum(seq[:, prefix_len:] == self.step.eos, -1)
+            after = torch.cumsum(flat[:, t:] == self.step.eos, -1)
             after = torch.cat([torch.zeros_like(after[:, :1]), after[:, :-1]], -1) > 0
-            tail_ok = ~after | (seq[:, prefix_len:] == self.step.eos)
+            tail_ok = ~after | (flat[:, t:] == self.step.eos)
             lp = torch.where(after, 0.0, lp)
             lp = torch.where(tail_ok, lp, float("-inf"))
-        return lp.sum(-1)
+        out = lp.sum(-1).reshape(seq.shape[:-1])
+        extends = (seq[..., :t] == start).all(-1)
+        return torch.where(extends, out, float("-inf"))

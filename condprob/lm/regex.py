@@ -37,6 +37,7 @@ from condprob.errors import ConditioningError, ValidationError
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
 from condprob.lm.models import HMMLM, BigramLM
+from condprob.protocol import SampleShape
 
 
 def char_dfa(pattern: str, chars: Sequence[str]) -> DFA:
@@ -240,16 +241,16 @@ def unpack_bits(words: torch.Tensor, size: int) -> torch.Tensor:
     return bits.reshape(*words.shape[:-1], -1)[..., :size].bool()
 
 
-def constrain(kernel: TokenKernel, index: TokenIndex, prompt_len: int = 0) -> TokenKernel:
+def constrain(kernel: TokenKernel, index: TokenIndex, prefix_len: int = 0) -> TokenKernel:
     """Masked decoding: the kernel's law restricted to the tokens the index allows after the
-    tokens generated past the first `prompt_len` ones, renormalised."""
+    tokens generated past the first `prefix_len` ones (the given prefix), renormalised."""
     if index.vocab_size != kernel.vocab_size:
         raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
                               f"{kernel.vocab_size}")
     bits = index.bitmask()
 
     def model(prefix: torch.Tensor) -> torch.Tensor:
-        q = index.run(prefix[:, prompt_len:])
+        q = index.run(prefix[:, prefix_len:])
         if (q == NO_STATE).any():
             raise ConditioningError("a prefix outside the language", "no continuation is allowed")
         allowed = unpack_bits(bits[q], index.vocab_size)
@@ -264,7 +265,7 @@ class ConditionedLM:
 
     Without eos the event is: the next `max_len` tokens are a string of the language. With eos:
     eos comes within `max_len` tokens and the tokens before it are a string of the language.
-    `log_prob_event` is log P(event | prompt); `kernel()` is the conditioned next-token kernel.
+    `log_prob_event` is log P(event | prefix); `kernel()` is the conditioned next-token kernel.
     This is BFFG on the chain of (model state h, automaton state q) after each generated token
     (`condprob.bffg.structured`): `step` is the product kernel, `chain` the bffg `Model` of the
     states after each generated token and `filtered` its backward filter, message t being
@@ -296,23 +297,23 @@ class ConditionedLM:
     def _weights(self, prefix: torch.Tensor, q: torch.Tensor, generated: int) -> torch.Tensor:
         return self.step.guided_token_weights(prefix, q, self.filtered.messages[generated])
 
-    def log_prob_event(self, prompt: Sequence[int] | torch.Tensor) -> torch.Tensor:
-        """log P(event | prompt) for each prompt (B, T), exact."""
-        t = as_prefix(prompt, self.base.vocab_size)
+    def log_prob_event(self, prefix: Sequence[int] | torch.Tensor) -> torch.Tensor:
+        """log P(event | prefix) for each prefix (B, T), exact."""
+        t = as_prefix(prefix, self.base.vocab_size)
         q = torch.full((t.shape[0],), self.index.start, dtype=torch.long)
         return self._weights(t, q, 0).sum(-1).log()
 
-    def kernel(self, prompt_len: int = 1) -> TokenKernel:
-        """The conditioned next-token kernel for texts generated after a prompt of `prompt_len`
+    def kernel(self, prefix_len: int = 1) -> TokenKernel:
+        """The conditioned next-token kernel for texts generated after a prefix of `prefix_len`
         tokens (defined for up to max_len generated tokens)."""
         idx = self.index
 
         def model(prefix: torch.Tensor) -> torch.Tensor:
-            gen = prefix.shape[1] - prompt_len
+            gen = prefix.shape[1] - prefix_len
             if gen < 0 or gen >= self.max_len:
                 raise ValidationError(f"the conditioned kernel covers generated lengths "
                                       f"[0, {self.max_len}), got {gen}")
-            q = idx.run(prefix[:, prompt_len:])
+            q = idx.run(prefix[:, prefix_len:])
             if (q == NO_STATE).any():
                 raise ConditioningError("a prefix outside the language", "it has probability 0")
             logits = self._weights(prefix, q, gen).log()
@@ -322,13 +323,15 @@ class ConditionedLM:
 
         return TokenKernel(model, self.base.vocab, self.base.eos)
 
-    def sample(self, prompt: Sequence[int] | torch.Tensor,
+    def sample(self, prefix: Sequence[int] | torch.Tensor, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Texts drawn from the conditioned law after each prompt: (B, T + max_len)."""
-        t = as_prefix(prompt, self.base.vocab_size)
+        """Texts drawn from the conditioned law after each prefix (B, T): shape
+        sample_shape + (B, T + max_len)."""
+        t = as_prefix(prefix, self.base.vocab_size)
         if bool((self.log_prob_event(t) == NEG_INF).any()):
-            raise ConditioningError("the language", "it has probability zero after a prompt")
-        return self.kernel(t.shape[1]).steps(self.max_len).sample(t, generator)
+            raise ConditioningError("the language", "it has probability zero after a prefix")
+        return self.kernel(t.shape[1]).steps(self.max_len).sample(t, sample_shape,
+                                                                  generator=generator)
 
 
 ConditionedBigram = ConditionedLM
@@ -344,7 +347,7 @@ class SMCResult(NamedTuple):
     log_evidence: torch.Tensor
 
 
-def smc(kernel: TokenKernel, index: TokenIndex, prompt: Sequence[int], max_len: int,
+def smc(kernel: TokenKernel, index: TokenIndex, prefix: Sequence[int], max_len: int,
         num_particles: int = 256, generator: torch.Generator | None = None) -> SMCResult:
     """Sequential Monte Carlo for the kernel conditioned on the language (any model).
 
@@ -364,11 +367,11 @@ def smc(kernel: TokenKernel, index: TokenIndex, prompt: Sequence[int], max_len: 
         acc = torch.cat([index.accepting, torch.zeros(1, dtype=torch.bool)])
         last = allowed.clone()
         last[:s] &= acc[torch.where(index.next_state == NO_STATE, s, index.next_state)]
-    parts = as_prefix([list(prompt)] * num_particles, kernel.vocab_size)
+    parts = as_prefix([list(prefix)] * num_particles, kernel.vocab_size)
     log_z = torch.zeros((), dtype=torch.float64)
     log_n = torch.log(torch.tensor(float(num_particles), dtype=torch.float64))
     for step in range(max_len):
-        q = index.run(parts[:, len(prompt):])
+        q = index.run(parts[:, len(prefix):])
         mask = (last if step == max_len - 1 else allowed)[q]
         lp = kernel.logits(parts).double().masked_fill(~mask, NEG_INF)
         done = q == s

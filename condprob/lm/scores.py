@@ -1,7 +1,7 @@
 """Scores of texts under a token kernel: surprisal, entropy, and the conditional probability
 curvature of Fast-DetectGPT (Bao et al. 2024), computed analytically from the kernel.
 
-For a text x with prompt length m, scoring law p and sampling law q (default q = p):
+For a text x with prefix length m, scoring law p and sampling law q (default q = p):
 curvature(x) = (log p(x) - mu) / sigma with mu = sum_t E_{y ~ q(.|x<t)} log p(y | x<t) and
 sigma^2 = sum_t Var_{y ~ q(.|x<t)} log p(y | x<t) (sums over the generated positions t >= m).
 Machine-generated text tends to score high: it sits near the modes of the model.

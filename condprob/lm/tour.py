@@ -40,14 +40,14 @@ def run(out: Path) -> str:
           f"({time.perf_counter() - t0:.1f} s to build)", flush=True)
 
     nucleus = lm.transform(Temperature(0.8), TopP(0.9))
-    text = nucleus.steps(10).sample([[the]], g)
+    text = nucleus.steps(10).sample([[the]], generator=g)
     scores = token_scores(lm, text, 1)
     curv_model = float(curvature(lm, text, 1)[0])
     shuffled = torch.cat([text[:, :1], text[:, 1:][:, torch.randperm(10, generator=g)]], 1)
     curv_shuffled = float(curvature(lm, shuffled, 1)[0])
     print(f"  nucleus text: {_words(lm, text[0])}", flush=True)
 
-    factual = lm.steps(8).sample([[the]], g)
+    factual = lm.steps(8).sample([[the]], generator=g)
     cat = lm.vocab.index("cat")
     cf = counterfactual(lm, factual, 1, do={2: cat}, generator=g)
     same = counterfactual(lm, factual, 1, generator=g)
@@ -93,7 +93,7 @@ def run(out: Path) -> str:
     cond_next = exact.kernel(1).logits([[s_the]]).exp()[0]
     local_next = constrain(small, words, 1).logits([[s_the]]).exp()[0]
     top = torch.topk(cond_next, 8).indices
-    sample = exact.sample([[s_the]], g)
+    sample = exact.sample([[s_the]], generator=g)
     print(f"  P('{pattern}' | the) = {p_event:.3e} exact, {est:.3e} by SMC", flush=True)
 
     t1 = time.perf_counter()

@@ -137,8 +137,8 @@ def test_deterministic_kernel_and_structural_kernels_adopt_backend():
 def test_seeded_sampling_matches_state_and_power_check():
     s = cp.State([0.1, 0.2, 0.3, 0.4], ["a", "b", "c", "d"])
     n = 20000
-    draws = s.sample((n,), seed=1234)
-    assert torch.equal(draws, s.sample((n,), seed=1234))
+    draws = s.sample((n,), generator=cp.rng(1234))
+    assert torch.equal(draws, s.sample((n,), generator=cp.rng(1234)))
     counts = torch.bincount(draws, minlength=4).double()
 
     def g_stat(p):
@@ -149,7 +149,7 @@ def test_seeded_sampling_matches_state_and_power_check():
     assert g_stat(s.probs) < crit
     wrong = torch.tensor([0.1, 0.2, 0.35, 0.35], dtype=torch.float64)
     assert g_stat(wrong) > crit
-    assert s.sample_labels(3, seed=0) == s.sample_labels(3, seed=0)
+    assert s.sample_labels(3, generator=cp.rng(0)) == s.sample_labels(3, generator=cp.rng(0))
 
 
 def test_log_prob_protocol():
@@ -297,6 +297,6 @@ def test_symbolic_states_cannot_be_sampled_until_substituted():
     p = sympy.Symbol("p", positive=True)
     s = cp.State([p, 1 - p], D)
     with pytest.raises(ValueError, match="symbolic entries \\(in p\\)"):
-        s.sample(3, seed=0)
+        s.sample(3, generator=cp.rng(0))
     with pytest.raises(ValueError, match="substitute"):
         s.to_float()

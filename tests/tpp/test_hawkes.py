@@ -7,9 +7,10 @@ import scipy.stats
 import torch
 
 from condprob.errors import ValidationError
-from condprob.spaces import Euclidean, FiniteSpace, Unit
+from condprob.spaces import Euclidean, FiniteSpace, SequenceSpace, Unit
 from tpp.data import EventBatch
 from tpp.hawkes import Hawkes
+from tpp.kernel import history_space
 from tpp.metrics import time_rescaling_ks
 
 DEP = Hawkes([0.1, 0.05], [[0.2, 0.1], [0.2, 0.3]], 1.0)      # Waghmare et al.'s Dep(I)
@@ -119,25 +120,25 @@ def test_next_event_law_is_normalised_and_sampler_matches_it():
     for b in range(3):
         def dens(tau, b=b):
             t = torch.full((3,), tau, dtype=torch.float64)
-            return sum(law.log_prob(t, torch.full((3,), k)).exp()[b].item() for k in range(2))
+            return sum(law.log_prob((t, torch.full((3,), k))).exp()[b].item() for k in range(2))
         assert scipy.integrate.quad(dens, 0, np.inf, epsabs=1e-12)[0] == pytest.approx(1, abs=1e-9)
-    tau, mark = law.sample((4000,), torch.Generator().manual_seed(0))
+    tau, mark = law.sample((4000,), generator=torch.Generator().manual_seed(0))
     _, Lam = DEP._law_parts(DEP._state_after(hist))
     z = Lam(tau).flatten().numpy()                      # Exp(1) under the true law
     assert scipy.stats.kstest(z, "expon").pvalue > 0.01
     assert scipy.stats.kstest(1.2 * z, "expon").pvalue < 1e-6      # power: a wrong law fails
     with pytest.raises(ValidationError, match="tau must"):
-        law.log_prob(torch.ones(2), torch.zeros(2))
+        law.log_prob((torch.ones(2), torch.zeros(2)))
     with pytest.raises(ValidationError, match="> 0"):
-        law.log_prob(torch.zeros(3), torch.zeros(3))
+        law.log_prob((torch.zeros(3), torch.zeros(3)))
     with pytest.raises(ValidationError, match="marks must be integers"):
-        law.log_prob(torch.ones(3), torch.full((3,), 2))
+        law.log_prob((torch.ones(3), torch.full((3,), 2)))
 
 
 def test_next_event_after_empty_history_is_the_baseline_law():
     empty = EventBatch(torch.zeros(2, 0), torch.zeros(2, 0, dtype=torch.long), torch.zeros(2,
                        dtype=torch.long), 1.0, num_marks=2)
-    lp = DEP.next_event(empty).log_prob(torch.full((2,), 0.5), torch.tensor([0, 1]))
+    lp = DEP.next_event(empty).log_prob((torch.full((2,), 0.5), torch.tensor([0, 1])))
     ref = torch.log(torch.tensor([0.1, 0.05], dtype=torch.float64)) - 0.15 * 0.5
     assert torch.allclose(lp, ref, rtol=1e-14)
 
@@ -145,10 +146,12 @@ def test_next_event_after_empty_history_is_the_baseline_law():
 def test_kernel_protocol():
     k = DEP.kernel()
     hist = DEP.simulate(5.0, 2, seed=1)
-    assert k.dom.marks == FiniteSpace(2, "mark")
-    tau, mark = k.sample(hist, (5,))
-    assert tau.shape == (5, 2) and torch.equal(k.log_prob(hist, tau, mark),
-                                               k(hist).log_prob(tau, mark))
+    assert k.dom == SequenceSpace(FiniteSpace(2, "mark"), "history") == history_space(k.dom.base)
+    tau, mark = k.sample(hist, (5,), generator=torch.Generator().manual_seed(0))
+    assert tau.shape == (5, 2) and torch.equal(k.log_prob(hist, (tau, mark)),
+                                               k(hist).log_prob((tau, mark)))
+    packed = torch.stack([tau, mark.double()], -1)
+    assert torch.equal(k(hist).log_prob(packed), k.log_prob(hist, (tau, mark)))
     with pytest.raises(TypeError, match="not available"):
         k._condition(None)
 
@@ -171,7 +174,7 @@ def test_predict_matches_quadrature():
     ref = sum(scipy.integrate.quad(surv, lo, hi, epsabs=1e-13, epsrel=1e-12, limit=500)[0]
               for lo, hi in ((0, 10), (10, np.inf)))
     assert mean[0, i].item() == pytest.approx(ref, rel=1e-12)
-    p = [scipy.integrate.quad(lambda s, k=k: law.log_prob(torch.tensor([s]), torch.tensor([k]))
+    p = [scipy.integrate.quad(lambda s, k=k: law.log_prob((torch.tensor([s]), torch.tensor([k])))
                               .exp().item(), 0, np.inf)[0] for k in range(2)]
     assert mark[0, i].item() == int(np.argmax(p))
 
@@ -245,13 +248,13 @@ def test_next_event_law_in_pyro():
     assert d.batch_shape == (3,) and d.event_shape == (2,)
     x = d.sample((4,))
     assert x.shape == (4, 3, 2)
-    assert torch.allclose(d.log_prob(x), law.log_prob(x[..., 0], x[..., 1].long()), rtol=1e-15)
+    assert torch.allclose(d.log_prob(x), law.log_prob((x[..., 0], x[..., 1].long())), rtol=1e-15)
 
     def model():
         with pyro.plate("histories", 3):
             pyro.sample("next", d, obs=x[0])
 
     tr = pyro.poutine.trace(model).get_trace()
-    assert torch.allclose(tr.log_prob_sum(), law.log_prob(x[0, :, 0], x[0, :, 1].long()).sum())
+    assert torch.allclose(tr.log_prob_sum(), law.log_prob((x[0, :, 0], x[0, :, 1].long())).sum())
     with pytest.raises(ValidationError, match="whole number"):
         d.log_prob(torch.tensor([[1.0, 0.5]] * 3, dtype=torch.float64))

@@ -56,12 +56,12 @@ def test_likelihood_is_the_product_of_next_event_laws(cls, data):
     for i in range(n):
         prefix = EventBatch(seq.times[:, :i], seq.marks[:, :i], torch.tensor([i]), seq.T, 2)
         law = model.next_event(prefix)
-        total += law.log_prob(seq.inter_times[:, i], seq.marks[:, i]).item()
+        total += law.log_prob((seq.inter_times[:, i], seq.marks[:, i])).item()
     prefix = seq
     law = model.next_event(prefix)
     rest = float(seq.T[0] - seq.last_times[0])
-    dens = [quad(lambda t, k=k: law.log_prob(torch.tensor([t], dtype=F64),
-                                             torch.tensor([k])).exp().item(), lo=rest)
+    dens = [quad(lambda t, k=k: law.log_prob((torch.tensor([t], dtype=F64),
+                                              torch.tensor([k]))).exp().item(), lo=rest)
             for k in range(2)]
     total += math.log(sum(dens))
     with torch.no_grad():
@@ -69,8 +69,8 @@ def test_likelihood_is_the_product_of_next_event_laws(cls, data):
         t_part, m_part = model.log_likelihood_parts(seq)
         assert (t_part + m_part).item() == pytest.approx(total, rel=1e-9)
         # a next-event law integrates to one over times and marks
-        full = [quad(lambda t, k=k: law.log_prob(torch.tensor([t], dtype=F64),
-                                                 torch.tensor([k])).exp().item())
+        full = [quad(lambda t, k=k: law.log_prob((torch.tensor([t], dtype=F64),
+                                                  torch.tensor([k]))).exp().item())
                 for k in range(2)]
         assert sum(full) == pytest.approx(1.0, abs=1e-9)
         z = model.interval_compensators(seq)
@@ -137,7 +137,7 @@ def test_conditional_generator_categorical(data):
         iw = np.mean([gen.log_likelihood(te).sum().item() for _ in range(5)])
     assert elbo <= iw                                  # E[IWAE] >= ELBO
     law = gen.next_event(te)
-    tau, mark = law.sample((3,), torch.Generator().manual_seed(0))
+    tau, mark = law.sample((3,), generator=torch.Generator().manual_seed(0))
     assert tau.shape == (3, len(te)) and (tau > 0).all() and set(mark.unique().tolist()) <= {0, 1}
     mean, pred = gen.predict(te)
     assert 0.3 < mark_accuracy(pred, te) <= 1.0 and (mean[te.mask] > 0).all()
@@ -159,7 +159,7 @@ def test_conditional_generator_continuous_marks():
     tau, mark = law.sample((5,))
     assert tau.shape == (5, 1) and mark.shape == (5, 1, 2)
     with torch.no_grad():
-        lp = law.log_prob(tau, mark)
+        lp = law.log_prob((tau, mark))
         value = law.to_pyro().sample((2,))
         lp_pyro = law.to_pyro().log_prob(value)
     assert lp.shape == (5, 1) and torch.isfinite(lp).all()

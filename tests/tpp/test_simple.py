@@ -90,7 +90,7 @@ def test_next_event_densities_integrate_to_one(name):
     for b in range(2):
         def dens(s, b=b):
             tau = torch.full((2,), s, dtype=torch.float64)
-            return law.log_prob(tau, torch.zeros(2, dtype=torch.long)).exp()[b].item()
+            return law.log_prob((tau, torch.zeros(2, dtype=torch.long))).exp()[b].item()
         total = sum(scipy.integrate.quad(dens, lo, hi, epsabs=1e-12, limit=200)[0]
                     for lo, hi in ((0, 1), (1, 20), (20, np.inf)))
         assert total == pytest.approx(1.0, abs=1e-7)
@@ -111,14 +111,14 @@ def test_next_event_samplers_follow_their_laws():
 
     rate = sinusoidal_rate(0.99, 20.0)
     hist = rate.simulate(7.0, 3, seed=0)
-    tau, _ = rate.next_event(hist).sample((3000,), torch.Generator().manual_seed(1))
+    tau, _ = rate.next_event(hist).sample((3000,), generator=torch.Generator().manual_seed(1))
     t0 = hist.last_times
     z = (rate.compensator(t0 + tau) - rate.compensator(t0)).flatten().numpy()
     assert scipy.stats.kstest(z, "expon").pvalue > 0.01
     assert scipy.stats.kstest(1.1 * z, "expon").pvalue < 1e-4           # power
     sc = SelfCorrecting(1.0, 1.0)
     hist = sc.simulate(5.0, 3, seed=2)
-    tau, _ = sc.next_event(hist).sample((3000,), torch.Generator().manual_seed(3))
+    tau, _ = sc.next_event(hist).sample((3000,), generator=torch.Generator().manual_seed(3))
     c = torch.exp(hist.last_times - hist.lengths.double())
     z = (c * torch.expm1(tau)).flatten().numpy()
     assert scipy.stats.kstest(z, "expon").pvalue > 0.01
@@ -128,5 +128,5 @@ def test_next_event_samplers_follow_their_laws():
 def test_mean_time_estimate():
     p = HomogeneousPoisson([0.5, 1.5])
     hist = p.simulate(3.0, 2, seed=0)
-    m = p.next_event(hist).mean_time(40_000, torch.Generator().manual_seed(0))
+    m = p.next_event(hist).mean_time(40_000, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(m, torch.full((2,), 0.5, dtype=torch.float64), rtol=0.02)

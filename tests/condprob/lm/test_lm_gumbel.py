@@ -70,14 +70,14 @@ def chain_kernel(v=3, seed=0, spread=1.0):
 def test_counterfactual_without_intervention_reproduces_the_text():
     k = chain_kernel(6)
     g = torch.Generator().manual_seed(2)
-    text = k.steps(8).sample(torch.zeros(5, 1, dtype=torch.long), g)
+    text = k.steps(8).sample(torch.zeros(5, 1, dtype=torch.long), generator=g)
     assert torch.equal(counterfactual(k, text, 1, generator=g), text)
 
 
 def test_counterfactual_interventions():
     k = chain_kernel(4)
     g = torch.Generator().manual_seed(3)
-    text = k.steps(5).sample(torch.zeros(50, 1, dtype=torch.long), g)
+    text = k.steps(5).sample(torch.zeros(50, 1, dtype=torch.long), generator=g)
     cf = counterfactual(k, text, 1, do={3: 2}, generator=g)
     assert torch.equal(cf[:, :3], text[:, :3]) and (cf[:, 3] == 2).all()
     other = chain_kernel(4, seed=9)
@@ -120,7 +120,8 @@ def test_gumbel_topk_draws_without_replacement(gtest):
 def test_stochastic_beam_search_is_sampling_without_replacement_of_sequences(gtest):
     k = chain_kernel(3, spread=2.0)
     seqs = [list(s) for s in itertools.product(range(3), repeat=2)]
-    lp = k.steps(2).log_prob(torch.tensor([[0, *s] for s in seqs]), 1).exp()
+    full = torch.tensor([[0, *s] for s in seqs])
+    lp = k.steps(2).log_prob(full[:, :1], full).exp()
     pairs = plackett_luce_pairs(lp)
     law = torch.tensor([pairs.get((a, b), 0.0) for a in range(9) for b in range(9)])
     g = torch.Generator().manual_seed(5)
@@ -141,7 +142,7 @@ def test_sbs_estimator_is_close_to_the_expectation():
     k = chain_kernel(3, seed=1)
     f = lambda s: (s[:, 1:] == 2).sum(-1).double()  # noqa: E731
     seqs = torch.tensor([[0, *s] for s in itertools.product(range(3), repeat=3)])
-    truth = float((k.steps(3).log_prob(seqs, 1).exp() * f(seqs)).sum())
+    truth = float((k.steps(3).log_prob(seqs[:, :1], seqs).exp() * f(seqs)).sum())
     g = torch.Generator().manual_seed(6)
     est = [float(sbs_estimate(b, f(b.sequences)))
            for b in (stochastic_beam_search(k, [0], 4, 3, g) for _ in range(1500))]

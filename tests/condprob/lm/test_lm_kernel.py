@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import itertools
 
+import pyro.distributions as pdist
 import pytest
 import torch
 
 from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.lm.filters import Epsilon, Eta, MinP, Temperature, TopK, TopP, Typical
-from condprob.lm.kernel import PrefixSpace, TokenKernel
+from condprob.lm.kernel import TokenKernel
 from condprob.lm.models import BigramLM, symspell_bigram
+from condprob.spaces import SequenceSpace
 
 
 def test_next_token_law_is_the_table(bigram):
@@ -20,20 +22,26 @@ def test_next_token_law_is_the_table(bigram):
                                atol=1e-15, rtol=0)
     torch.testing.assert_close(bigram.logits(torch.zeros(2, 0, dtype=torch.long)).exp(),
                                model.initial.expand(2, -1), atol=1e-15, rtol=0)
-    lp = bigram.log_prob([1, 0], [[0, 2], [1, 3]])
+    lp = bigram.log_prob([[0, 2], [1, 3]], [1, 0])
     torch.testing.assert_close(lp, trans[[2, 3], [1, 0]].log(), atol=1e-15, rtol=0)
+    both = bigram.log_prob([[0, 2], [1, 3]], [[1, 0], [3, 3]])
+    torch.testing.assert_close(both[1], trans[[2, 3], [3, 3]].log(), atol=1e-15, rtol=0)
     h = -(trans[2] * trans[2].log()).sum()
     torch.testing.assert_close(bigram.entropy([[2]])[0], h, atol=1e-12, rtol=0)
-    assert isinstance(bigram.dist([[1]]), torch.distributions.Categorical)
-    assert bigram.dist([[1], [2]]).batch_shape == (2,)
+    law = bigram([[1], [2]])
+    assert isinstance(law, pdist.Categorical) and law.batch_shape == (2,)
+    torch.testing.assert_close(law.log_prob(torch.tensor([3, 0])),
+                               bigram.log_prob([[1], [2]], [3, 0]), atol=0, rtol=0)
 
 
 def test_sequence_law_sums_to_one_and_is_the_chain_product(bigram):
     seqk = bigram.steps(2) >> bigram.steps(1)
-    assert seqk.n == 3 and seqk.dom == seqk.cod == PrefixSpace(bigram.vocab)
-    assert seqk.event_shape == (3,) and bigram.event_shape == () and bigram.batch_shape == ()
+    assert seqk.n == 3 and seqk.dom == seqk.cod == SequenceSpace(bigram.vocab, "prefix")
+    assert seqk([[1]]).event_shape == (4,) and bigram.event_shape == () and bigram.batch_shape == ()
     seqs = torch.tensor([[1, *rest] for rest in itertools.product(range(4), repeat=3)])
-    lp = seqk.log_prob(seqs, 1)
+    lp = seqk.log_prob(seqs[:, :1], seqs)
+    torch.testing.assert_close(seqk(seqs[:, :1]).log_prob(seqs), lp, atol=0, rtol=0)
+    assert seqk.log_prob([[2]], seqs[:1]).item() == float("-inf")  # does not extend the prefix
     assert abs(float(lp.exp().sum()) - 1) < 1e-12
     t = bigram.model.transition_matrix()
     s = seqs[13]
@@ -45,22 +53,26 @@ def test_sequences_stop_at_eos(make_bigram):
     k = make_bigram(3, eos=2)
     seqk = k.steps(3)
     seqs = torch.tensor([[0, *rest] for rest in itertools.product(range(3), repeat=3)])
-    lp = seqk.log_prob(seqs, 1)
+    lp = seqk.log_prob(seqs[:, :1], seqs)
     assert abs(float(lp.exp().sum()) - 1) < 1e-12
     assert lp[seqs.tolist().index([0, 2, 0, 1])] == float("-inf")
-    draws = seqk.sample(torch.zeros(200, 1, dtype=torch.long), torch.Generator().manual_seed(0))
+    draws = seqk.sample([[0]], (200,), generator=torch.Generator().manual_seed(0))
+    assert draws.shape == (200, 1, 4)
     after = torch.cumsum(draws == 2, -1) > 0
     assert (draws[after] == 2).all()
 
 
 def test_sampling_is_seeded_and_follows_the_law(bigram, gtest):
     g = torch.Generator().manual_seed(5)
-    draws = bigram.sample(torch.full((20000, 1), 2), g)
+    draws = bigram.sample(torch.full((20000, 1), 2), generator=g)
     t = bigram.model.transition_matrix()
     assert gtest(draws, t[2]) > 1e-3
     assert gtest(draws, t[1]) < 1e-6
-    a = bigram.steps(4).sample([[0]], torch.Generator().manual_seed(1))
-    b = bigram.steps(4).sample([[0]], torch.Generator().manual_seed(1))
+    shaped = bigram.sample([[2], [1]], (5000, 2), generator=g)
+    assert shaped.shape == (5000, 2, 2)
+    assert gtest(shaped[..., 1].reshape(-1), t[1]) > 1e-3
+    a = bigram.steps(4).sample([[0]], generator=torch.Generator().manual_seed(1))
+    b = bigram.steps(4).sample([[0]], generator=torch.Generator().manual_seed(1))
     assert torch.equal(a, b) and a.shape == (1, 5)
 
 
@@ -86,14 +98,20 @@ def test_errors(bigram, make_bigram):
         bigram.logits(torch.zeros(1, 2))
     with pytest.raises(ValidationError, match=r"shape \(B, T\)"):
         bigram.logits(torch.zeros(1, 2, 2, dtype=torch.long))
-    with pytest.raises(ValidationError, match="2 tokens for 1 prefixes"):
-        bigram.log_prob([0, 1], [[0]])
+    with pytest.raises(ValidationError, match=r"tokens of shape \(2,\) for 1 prefixes"):
+        bigram.log_prob([[0]], [0, 1])
+    with pytest.raises(ValidationError, match=r"token ids must lie in \[0, 4\)"):
+        bigram.log_prob([[0]], [4])
+    with pytest.raises(ValidationError, match="integer ids"):
+        bigram.log_prob([[0]], [0.5])
     with pytest.raises(ValidationError, match="prefix_len"):
         bigram.score([[0, 1]], prefix_len=2)
     with pytest.raises(ValidationError, match="positive integer"):
         bigram.steps(0)
-    with pytest.raises(ValidationError, match="expected sequences of length 3"):
-        bigram.steps(2).log_prob([[0, 1]], 1)
+    with pytest.raises(ValidationError, match=r"expected \(\.\.\., 1, 3\)"):
+        bigram.steps(2).log_prob([[0]], [[0, 1]])
+    with pytest.raises(ValidationError, match="sample_shape"):
+        bigram.sample([[0]], (-1,))
     with pytest.raises(TypeError, match="callable"):
         TokenKernel(3, 4)
     with pytest.raises(ValidationError, match="eos id 7"):
@@ -193,7 +211,7 @@ ROW = torch.tensor([0.5, 0.2, 0.12, 0.1, 0.05, 0.03], dtype=torch.float64)
                                TopP(0.6), Temperature(0.5)])
 def test_transformed_kernels_sample_their_filtered_law(f, gtest):
     k = TokenKernel(lambda p: ROW.log().expand(p.shape[0], -1), 6).transform(f)
-    draws = k.sample(torch.zeros(12000, 1, dtype=torch.long), torch.Generator().manual_seed(11))
+    draws = k.sample([[0]], (12000,), generator=torch.Generator().manual_seed(11))[:, 0]
     want = torch.softmax(f(ROW.log().unsqueeze(0)), -1)[0]
     assert (want - ROW).abs().max() >= 0.04
     assert gtest(draws, want) > 1e-3

@@ -91,7 +91,7 @@ def bigram_kernel(eos=None, seed=0):
 
 def brute_force(kernel, prompt, n, accept):
     seqs = torch.tensor([[*prompt, *s] for s in itertools.product(range(len(TOKENS)), repeat=n)])
-    p = kernel.steps(n).log_prob(seqs, len(prompt)).exp()
+    p = kernel.steps(n).log_prob(seqs[:, :len(prompt)], seqs).exp()
     ok = torch.tensor([bool(accept(s[len(prompt):])) for s in seqs.tolist()])
     return seqs, p, ok
 
@@ -136,8 +136,8 @@ def test_exact_conditioning_without_eos_equals_brute_force_and_the_chain_engine(
     torch.testing.assert_close(cond.log_prob_event(torch.zeros(1, 0, dtype=torch.long))[0],
                                logz0, atol=1e-12, rtol=0)
     # the conditioned kernel's sequence law is the brute-force conditional
-    ck = cond.kernel(prompt_len=1)
-    lp = ck.steps(n).log_prob(seqs[ok], 1).exp()
+    ck = cond.kernel(prefix_len=1)
+    lp = ck.steps(n).log_prob(seqs[ok][:, :1], seqs[ok]).exp()
     torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
 
 
@@ -157,17 +157,18 @@ def test_exact_conditioning_with_eos_equals_brute_force(gtest):
     cond = ConditionedBigram(k, idx, n)
     truth = p[ok].sum()
     torch.testing.assert_close(cond.log_prob_event([[0]])[0].exp(), truth, atol=1e-14, rtol=0)
-    lp = cond.kernel(1).steps(n).log_prob(seqs[ok], 1).exp()
+    lp = cond.kernel(1).steps(n).log_prob(seqs[ok][:, :1], seqs[ok]).exp()
     torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
-    draws = cond.sample(torch.zeros(4000, 1, dtype=torch.long), torch.Generator().manual_seed(0))
+    draws = cond.sample(torch.zeros(4000, 1, dtype=torch.long),
+                        generator=torch.Generator().manual_seed(0))
     code = {tuple(s): i for i, s in enumerate(seqs[ok].tolist())}
     idxs = torch.tensor([code[tuple(s)] for s in draws.tolist()])
     assert gtest(idxs, p[ok] / truth) > 1e-3
     # power: local masking samples from a different law
-    masked = constrain(k, idx, prompt_len=1).steps(n)
-    local = masked.log_prob(seqs[ok], 1).exp()
+    masked = constrain(k, idx, prefix_len=1).steps(n)
+    local = masked.log_prob(seqs[ok][:, :1], seqs[ok]).exp()
     local_draws = masked.sample(torch.zeros(4000, 1, dtype=torch.long),
-                                torch.Generator().manual_seed(1))
+                                generator=torch.Generator().manual_seed(1))
     assert not torch.allclose(local, p[ok] / truth, atol=1e-3)
     keep = torch.tensor([tuple(s) in code for s in local_draws.tolist()])
     idl = torch.tensor([code[tuple(s)] for s in local_draws[keep].tolist()])
@@ -190,9 +191,9 @@ def test_smc_estimates_the_probability_of_the_language():
 def test_masked_decoding_only_produces_texts_of_the_language():
     k = bigram_kernel(eos=EOS)
     idx = TokenIndex.from_regex(PATTERN, TOKENS[:EOS] + [""], eos=EOS)
-    m = constrain(k, idx, prompt_len=1)
+    m = constrain(k, idx, prefix_len=1)
     draws = m.steps(6).sample(torch.zeros(300, 1, dtype=torch.long),
-                              torch.Generator().manual_seed(4))
+                              generator=torch.Generator().manual_seed(4))
     for s in draws.tolist():
         text, ended = text_of(s[1:])
         assert re.fullmatch(r"((ab|b)+1?)?", text[: len(text)]) or not ended
@@ -284,14 +285,14 @@ def test_exact_conditioning_of_an_hmm_equals_brute_force(eos):
     n = 3
     cond = ConditionedLM(k, idx, n)
     seqs = torch.tensor([[1, *s] for s in itertools.product(range(len(TOKENS)), repeat=n)])
-    p = k.steps(n).log_prob(seqs, 1).exp() if eos is None else torch.stack(
+    p = k.steps(n).log_prob(seqs[:, :1], seqs).exp() if eos is None else torch.stack(
         [_hmm_seq_prob(k, s) for s in seqs])
     ok = idx.accepts(seqs[:, 1:]) if eos is None else torch.tensor(
         [_ends_in_language(s[1:], idx) for s in seqs.tolist()])
     truth = p[ok].sum()
     assert 0 < truth < 1
     torch.testing.assert_close(cond.log_prob_event([[1]])[0].exp(), truth, atol=1e-14, rtol=0)
-    lp = cond.kernel(1).steps(n).log_prob(seqs[ok], 1).exp()
+    lp = cond.kernel(1).steps(n).log_prob(seqs[ok][:, :1], seqs[ok]).exp()
     torch.testing.assert_close(lp, p[ok] / truth, atol=1e-12, rtol=0)
 
 
@@ -342,6 +343,6 @@ def test_exact_conditioning_on_the_full_symspell_vocabulary():
     the = lm.vocab.index("the")
     p = float(cond.log_prob_event([[the]])[0].exp())
     assert 0 < p < 1e-3
-    draws = cond.sample(torch.full((20, 1), the), torch.Generator().manual_seed(0))
+    draws = cond.sample(torch.full((20, 1), the), generator=torch.Generator().manual_seed(0))
     assert idx.accepts(draws[:, 1:]).all()
     assert {lm.vocab.label(int(w)) for w in draws[:, 2]} <= {"cat", "dog"}

@@ -88,8 +88,8 @@ def tiny(seed, v=3):
 def test_speculative_generation_has_the_target_sequence_law(gtest):
     target, draft = tiny(0), tiny(1)
     seqs = torch.tensor([[0, *s] for s in itertools.product(range(3), repeat=3)])
-    law = target.steps(3).log_prob(seqs, 1).exp()
-    wrong = draft.steps(3).log_prob(seqs, 1).exp()
+    law = target.steps(3).log_prob(seqs[:, :1], seqs).exp()
+    wrong = draft.steps(3).log_prob(seqs[:, :1], seqs).exp()
     g = torch.Generator().manual_seed(2)
     codes, rounds = [], 0
     for _ in range(1500):
