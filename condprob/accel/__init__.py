@@ -1,7 +1,7 @@
 """Triton kernels and the one decision of whether to use them.
 
 `gpu_available()` is the single test every dispatch in condprob uses: a CUDA device is visible to
-torch and Triton has an active GPU driver. Kernel modules (`condprob.accel.chain_kernels`, ...)
+torch, Triton has an active GPU driver and its CPU interpreter is off. Kernel modules (`condprob.accel.chain_kernels`, ...)
 import Triton and are imported lazily, only when a dispatch decides to use them, so that tests can
 set TRITON_INTERPRET=1 before the kernels are decorated and run them on CPU. Every kernel has a
 torch twin it is tested against.
@@ -18,9 +18,18 @@ MAX_CHAIN_STATES = 64
 """Largest state count the chain kernels keep in registers (one S x S tile per program)."""
 
 
-@lru_cache(maxsize=1)
 def gpu_available() -> bool:
-    """Whether a GPU backend for Triton is present (torch sees CUDA and Triton has a driver)."""
+    """Whether a GPU backend for Triton is present: torch sees CUDA, Triton has an active GPU
+    driver, and Triton's CPU interpreter is off (TRITON_INTERPRET=1 runs kernels on the host)."""
+    if not _gpu_backend():
+        return False
+    import triton
+
+    return not triton.knobs.runtime.interpret
+
+
+@lru_cache(maxsize=1)
+def _gpu_backend() -> bool:
     try:
         if not torch.cuda.is_available():
             return False

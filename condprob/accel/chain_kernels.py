@@ -4,7 +4,9 @@ marginals) and Viterbi, for chains sharing one transition matrix.
 One program handles one chain; the S x S transition tile stays in registers (S <= 64, padded to a
 power of two). Chains are right padded with lengths (the engine compacts arbitrary masks first).
 All reductions are safe for all -inf slices: log-sum-exp shifts by the max only where it is
-finite, so impossible states stay -inf and never become NaN.
+finite, so impossible states stay -inf and never become NaN. Offsets into the (B, T, S) tensors
+are int64 (B T S may pass 2^31), and the Viterbi backtrace reads the backpointers other threads of
+its program wrote only after a barrier.
 
     alpha_t[j] = logsumexp_i(alpha_{t-1}[i] + trans[i, j]) + unary[t, j]
     beta_t[i]  = logsumexp_j(trans[i, j] + unary[t+1, j] + beta_{t+1}[j]),  beta_{n-1} = end
@@ -47,7 +49,7 @@ def _load_first(U, START, b, base, S, i, ok):
 
 @triton.jit
 def _forward_kernel(U, TR, START, END, LEN, ALPHA, LOGZ, T, S, BLOCK: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     i = tl.arange(0, BLOCK)
     ok = i < S
     tr = _load_tile(TR, S, i, ok)
@@ -68,7 +70,7 @@ def _forward_kernel(U, TR, START, END, LEN, ALPHA, LOGZ, T, S, BLOCK: tl.constex
 
 @triton.jit
 def _backward_kernel(U, TR, END, LEN, ALPHA, LOGZ, MARG, PAIR, T, S, BLOCK: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     i = tl.arange(0, BLOCK)
     ok = i < S
     tr = _load_tile(TR, S, i, ok)
@@ -95,7 +97,7 @@ def _backward_kernel(U, TR, END, LEN, ALPHA, LOGZ, MARG, PAIR, T, S, BLOCK: tl.c
 
 @triton.jit
 def _viterbi_kernel(U, TR, START, END, LEN, BP, PATH, SCORE, T, S, BLOCK: tl.constexpr):
-    b = tl.program_id(0)
+    b = tl.program_id(0).to(tl.int64)
     i = tl.arange(0, BLOCK)
     ok = i < S
     tr = _load_tile(TR, S, i, ok)
@@ -112,6 +114,7 @@ def _viterbi_kernel(U, TR, START, END, LEN, BP, PATH, SCORE, T, S, BLOCK: tl.con
     top, state = tl.max(fin, axis=0, return_indices=True)
     tl.store(SCORE + b, top)
     state = state.to(tl.int32)
+    tl.debug_barrier()  # the backpointers were stored by every thread of the program
     for k in range(0, T):
         t = T - 1 - k
         if t < n - 1:
@@ -143,7 +146,9 @@ def backward(unary: Tensor, trans: Tensor, end: Tensor, lengths: Tensor, alpha: 
     u, tr, _, en, ln, b, t, s, block = _prepare(unary, trans, end, end, lengths)
     marg = torch.zeros_like(u)
     pair = torch.empty(b, s, s, dtype=u.dtype, device=u.device)
-    _backward_kernel[(b,)](u, tr, en, ln, alpha, logz, marg, pair, t, s, BLOCK=block)
+    # three S x S tiles live at once: 8 warps at S = 64 keep them in registers (4 warps spill)
+    _backward_kernel[(b,)](u, tr, en, ln, alpha, logz, marg, pair, t, s, BLOCK=block,
+                           num_warps=8 if block >= 64 else 4)
     return marg, pair
 
 

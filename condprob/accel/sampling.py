@@ -5,7 +5,10 @@ tile of ROWS rows, streaming the vocabulary in BLOCK-wide chunks, so that every 
 (ROWS, BLOCK) tile operation.
 
 The laws are those of `condprob.lm.sampling.sample_filtered` and of softmax(logits / t); the random
-numbers differ (Philox streams of `tl.rand` seeded by `seed`). Computation is in float32.
+numbers differ (Philox streams of `tl.rand` seeded by `seed`). Computation is in float32; row
+offsets are int64 (B V may pass 2^31); `seed` is not specialised on (a fresh seed per call must not
+compile a fresh kernel). The dual-pivot loop stops after `MAX_ROUNDS` rounds (the interval at least
+halves per round, so a float32 row needs far fewer): a row still open then raises instead of hanging.
 `condprob.lm.sampling.sample_filtered` dispatches here for CUDA tensors when
 `condprob.accel.gpu_available()`; on CPU the kernels run with TRITON_INTERPRET=1 (set before this
 module is imported), which is how they are tested against the torch path.
@@ -17,7 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from condprob.errors import ValidationError
+from condprob.errors import CondprobError, ValidationError
+
+MAX_ROUNDS = tl.constexpr(1024)  # a kernel global must be a constexpr
 
 
 @triton.jit
@@ -33,24 +38,26 @@ def _cdf_step(w, offs, target, run, j, last, V):
 
 @triton.jit
 def _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK: tl.constexpr):
-    """Tempered logits of a (ROWS, BLOCK) tile (-inf outside the matrix) and its columns."""
+    """Tempered logits of a (ROWS, BLOCK) tile (-inf outside the matrix), its columns and their
+    flat int64 offsets (rows are int64)."""
     offs = start + tl.arange(0, BLOCK)
     inside = rmask[:, None] & (offs[None, :] < V)
-    x = tl.load(x_ptr + rows[:, None] * V + offs[None, :], mask=inside, other=-float("inf"))
-    return x.to(tl.float32) * inv_t, offs, inside
+    flat = rows[:, None] * V + offs[None, :]
+    x = tl.load(x_ptr + flat, mask=inside, other=-float("inf"))
+    return x.to(tl.float32) * inv_t, offs, inside, flat
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _gumbel_max_kernel(x_ptr, out_ptr, B, V, inv_t, seed, ROWS: tl.constexpr,
                        BLOCK: tl.constexpr):
     """argmax(x / t + G) per row, G ~ Gumbel(0, 1) from tl.rand."""
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
     best = tl.full((ROWS,), -float("inf"), tl.float32)
     arg = tl.zeros((ROWS,), tl.int32)
     for start in range(0, V, BLOCK):
-        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
-        u = tl.rand(seed, rows[:, None] * V + offs[None, :])
+        x, offs, inside, flat = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        u = tl.rand(seed, flat)
         u = tl.minimum(tl.maximum(u, 1e-12), 1.0 - 1e-7)
         score = tl.where(inside, x - tl.log(-tl.log(u)), -float("inf"))
         cmax = tl.max(score, 1)
@@ -61,20 +68,20 @@ def _gumbel_max_kernel(x_ptr, out_ptr, B, V, inv_t, seed, ROWS: tl.constexpr,
     tl.store(out_ptr + rows, arg, mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
                      ROWS: tl.constexpr, BLOCK: tl.constexpr):
     """Dual-pivot rejection sampling from the filtered law of each row of the tile."""
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
     m = tl.full((ROWS,), -float("inf"), tl.float32)
     for start in range(0, V, BLOCK):
-        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        x, offs, inside, _ = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
         m = tl.maximum(m, tl.max(x, 1))
     m = tl.where(rmask, m, 0.0)
     z = tl.zeros((ROWS,), tl.float32)
     for start in range(0, V, BLOCK):
-        x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+        x, offs, inside, _ = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
         z += tl.sum(tl.exp(x - m[:, None]), 1)
     z = tl.where(rmask, z, 1.0)
     low = tl.zeros((ROWS,), tl.float32)
@@ -83,10 +90,10 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
     done = tl.where(rmask, 0, 1)
     result = tl.zeros((ROWS,), tl.int32)
     rnd = 0
-    while tl.sum(1 - done, 0) > 0:
+    while (tl.sum(1 - done, 0) > 0) & (rnd < MAX_ROUNDS):
         total = tl.zeros((ROWS,), tl.float32)
         for start in range(0, V, BLOCK):
-            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            x, offs, inside, _ = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
             p = tl.exp(x - m[:, None]) / z[:, None]
             total += tl.sum(tl.where(p > low[:, None], p, 0.0), 1)
         target = tl.rand(seed, rows * 4096 + rnd) * total
@@ -94,7 +101,7 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
         j = tl.full((ROWS,), -1, tl.int32)
         last = tl.zeros((ROWS,), tl.int32)
         for start in range(0, V, BLOCK):
-            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            x, offs, inside, _ = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
             p = tl.exp(x - m[:, None]) / z[:, None]
             w = tl.where(p > low[:, None], p, 0.0)
             j, last, run = _cdf_step(w, offs, target, run, j, last, V)
@@ -107,7 +114,7 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
         m1 = tl.zeros((ROWS,), tl.float32)
         m2 = tl.zeros((ROWS,), tl.float32)
         for start in range(0, V, BLOCK):
-            x, offs, inside = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
+            x, offs, inside, _ = _tile(x_ptr, rows, rmask, V, start, inv_t, BLOCK)
             p = tl.exp(x - m[:, None]) / z[:, None]
             big1 = p > piv1[:, None]
             big2 = p > piv2[:, None]
@@ -124,15 +131,15 @@ def _filtered_kernel(x_ptr, out_ptr, B, V, inv_t, top_k, top_p, min_p, seed,
         low = tl.where(rejected, tl.where(ok2, piv1, piv2), low)
         done = tl.where(ok1, 1, done)
         rnd += 1
-    tl.store(out_ptr + rows, result, mask=rmask)
+    tl.store(out_ptr + rows, tl.where(done == 1, result, -1), mask=rmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["seed"])
 def _speculative_kernel(p_ptr, q_ptr, d_ptr, out_ptr, B, N, V, seed, ROWS: tl.constexpr,
                         BLOCK: tl.constexpr):
     """Verify N drafts per row: accept draft i with probability min(1, p_i(x) / q_i(x)) while all
     earlier ones were accepted; then draw from norm(max(0, p_a - q_a)) (q_N = 0: the bonus)."""
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rows = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
     still = rmask
     acc = tl.zeros((ROWS,), tl.int32)
@@ -168,8 +175,8 @@ def _speculative_kernel(p_ptr, q_ptr, d_ptr, out_ptr, B, N, V, seed, ROWS: tl.co
         w = tl.where(residual[:, None], tl.maximum(p - q, 0.0), p)
         j, last, run = _cdf_step(w, offs, target, run, j, last, V)
     j = tl.where(j < 0, last, j)
-    tl.store(out_ptr + rows * (N + 1) + N, -1, mask=rmask)
-    tl.store(out_ptr + rows * (N + 1) + acc, j, mask=rmask)
+    tl.store(out_ptr + rows * (N + 1) + N, tl.where(has_q, -1, j), mask=rmask)
+    tl.store(out_ptr + rows * (N + 1) + acc, j, mask=rmask & has_q)
 
 
 def _check_tiles(rows: int, block: int) -> None:
@@ -199,11 +206,18 @@ def filtered_sample(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
                     top_p: float | None = None, min_p: float | None = None, seed: int = 0,
                     rows: int = 4, block: int | None = None) -> torch.Tensor:
     """One draw per row from the tempered law filtered by top-k, top-p and min-p (their
-    intersection), by the fused dual-pivot kernel."""
+    intersection), by the fused dual-pivot kernel. Raises CondprobError for rows that did not
+    settle within `MAX_ROUNDS` rounds (logits whose float32 law is not a distribution)."""
     v = logits.shape[-1]
-    return _launch(_filtered_kernel, logits, 1.0 / temperature,
-                   v + 1 if top_k is None else top_k, 2.0 if top_p is None else top_p,
-                   0.0 if min_p is None else min_p, seed, rows=rows, block=block)
+    out = _launch(_filtered_kernel, logits, 1.0 / temperature,
+                  v + 1 if top_k is None else top_k, 2.0 if top_p is None else top_p,
+                  0.0 if min_p is None else min_p, seed, rows=rows, block=block)
+    if bool((out < 0).any()):
+        bad = (out.reshape(-1) < 0).nonzero().flatten()[:10].tolist()
+        raise CondprobError(f"filtered sampling did not settle within {MAX_ROUNDS.value} rounds in "
+                            f"row(s) {bad} (flattened index): their float32 law is not a "
+                            "distribution")
+    return out
 
 
 def speculative_verify(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Tensor,
