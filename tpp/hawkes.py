@@ -15,6 +15,7 @@ log-likelihood in O(N D R) (O(N D^2 R) when beta depends on the target mark k).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numba
 import numpy as np
@@ -362,21 +363,26 @@ class Hawkes(PointProcess):
     @classmethod
     def fit(cls, batch: EventBatch, num_marks: int | None = None, num_components: int = 1,
             decays: str = "shared", beta: Tensor | float | None = None,
-            max_iter: int = 500, tol: float = 1e-10) -> Hawkes:
+            max_iter: int = 500, tol: float = 1e-10,
+            reduce: Callable[[Tensor], Tensor] | None = None) -> Hawkes:
         """Maximum likelihood by L-BFGS on log-parameters (so mu, alpha, beta stay positive).
 
         `decays` is "shared" (one beta per component r), "source" (per source mark j and r) or
         "pair" (per (k, j, r)). With `beta` given the decays stay fixed and the problem is
-        concave in (mu, alpha).
+        concave in (mu, alpha). `reduce` sums a tensor over the shards of the data (the
+        log-likelihood, its gradient and the counts are sums over sequences); see
+        `tpp.sharded.fit_hawkes`.
         """
+        reduce = reduce or (lambda x: x)
         D = num_marks or batch.num_marks or 1
         shapes = {"shared": (num_components,), "source": (1, D, num_components),
                   "pair": (D, D, num_components)}
         if decays not in shapes:
             raise ValidationError(f"decays must be one of {sorted(shapes)}, got {decays!r}")
-        if batch.num_events == 0:
+        n, total_T = reduce(torch.stack([batch.lengths.sum().double(), batch.T.sum()])).tolist()
+        if n == 0:
             raise ValidationError("cannot fit a Hawkes process to sequences without events")
-        rate = float(batch.lengths.sum()) / float(batch.T.sum()) / D
+        rate = n / total_T / D
         b0 = torch.logspace(0, num_components - 1, num_components, dtype=torch.float64)
         params = [torch.full((D,), math.log(rate / 2), dtype=torch.float64),
                   torch.full((D, D, num_components), math.log(0.5 / (D * num_components)),
@@ -385,7 +391,6 @@ class Hawkes(PointProcess):
             params.append(b0.log().expand(shapes[decays]).clone())
         for p in params:
             p.requires_grad_(True)
-        n = batch.num_events
         opt = torch.optim.LBFGS(params, lr=1, max_iter=max_iter, tolerance_grad=tol,
                                 tolerance_change=tol * 1e-2, history_size=20,
                                 line_search_fn="strong_wolfe")
@@ -398,7 +403,9 @@ class Hawkes(PointProcess):
             opt.zero_grad()
             loss = -model().log_likelihood(batch).sum() / n
             loss.backward()
-            return loss
+            for p in params:
+                p.grad = reduce(p.grad)
+            return reduce(loss.detach())
 
         opt.step(closure)
         fitted = model()

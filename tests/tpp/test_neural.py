@@ -82,13 +82,12 @@ def test_training_lowers_nll_seeded_early_stopping_and_checkpoint(data, tmp_path
     model = TimeGivenMark(2, hidden=8, components=2)
     model.fit_scaling(tr)
     before = model.nll_per_event(te)
-    ck = tmp_path / "best.pt"
     hist = train(model, tr, va, epochs=40, lr=2e-2, batch_size=16, patience=2, seed=1,
-                 checkpoint=ck, progress=False)
+                 checkpoint_dir=tmp_path, progress=False)
     assert len(hist["valid"]) < 40                     # stopped early
     assert model.nll_per_event(te) < before
     best = TimeGivenMark(2, hidden=8, components=2)
-    best.load_state_dict(torch.load(ck))
+    best.load_state_dict(torch.load(tmp_path / "best.pt"))
     assert best.nll_per_event(te) == pytest.approx(model.nll_per_event(te), rel=1e-12)
     again = TimeGivenMark(2, hidden=8, components=2)
     torch.manual_seed(0)
