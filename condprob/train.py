@@ -230,6 +230,7 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
         monitor: str = "valid", mode: str = "min", restore_best: bool = True,
         checkpoint_dir: str | Path | None = None, resume: bool = False,
         on_epoch_end: Callable[[int, dict[str, list[float]]], None] | None = None,
+        on_step_end: Callable[[int, float], None] | None = None,
         progress: bool = True, desc: str | None = None, valid_batch_size: int | None = None,
         find_unused_parameters: bool = False) -> dict[str, list[float]]:
     """Minimise sum(total) / sum(count) of `objective` over mini-batches of `data`.
@@ -242,7 +243,8 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
     the files `last.pt` (everything needed to resume: weights, optimiser, epoch, history, random
     states of every process) and `best.pt` (the best weights). With `resume`, a run continues
     from `last.pt` and ends with exactly the parameters of an uninterrupted run (bit for bit on
-    CPU). `max_steps` stops after that many optimiser steps. Returns the history: per epoch
+    CPU). `max_steps` stops after that many optimiser steps. `on_epoch_end(epoch, history)` and
+    `on_step_end(step, loss)` are called on every process. Returns the history: per epoch
     "train" (and "valid", and each metric).
 
     The torch, Python and NumPy random generators are seeded with seed + rank; the order of the
@@ -320,6 +322,8 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
             state.step += 1
             total_loss += float(sums[0])
             total_count += float(sums[1])
+            if on_step_end is not None:
+                on_step_end(state.step, float(sums[0] / sums[1]))
             if max_steps is not None and state.step >= max_steps:
                 break
         history = state.history

@@ -6,6 +6,7 @@ chain engine and automata.
 - `RegCCRF`: the same under a regular language of label sequences (training and decoding).
 - `bio`, `bioes`, `iob1`: scheme constraints from entity types.
 - `CRFDistribution`: p(y | x) as a torch/Pyro distribution.
+- `Tagger`, `token_nll`, `sentence_nll`: an encoder under a CRF, trained by `condprob.train.fit`.
 """
 
 import condprob  # noqa: F401  (the packages stand on the core, never the reverse)
@@ -13,6 +14,7 @@ from crf.constraints import bio, bioes, iob1
 from crf.distribution import CRFDistribution
 from crf.linear_chain import LinearChainCRF
 from crf.regular import RegCCRF, constrained_decode
+from crf.train import Tagger, sentence_nll, token_nll
 
-__all__ = ["CRFDistribution", "LinearChainCRF", "RegCCRF", "bio", "bioes", "constrained_decode",
-           "iob1"]
+__all__ = ["CRFDistribution", "LinearChainCRF", "RegCCRF", "Tagger", "bio", "bioes",
+           "constrained_decode", "iob1", "sentence_nll", "token_nll"]

@@ -2,7 +2,7 @@
 
 `stdlib_text()` gathers the docstrings of a few standard-library modules (lower-cased, restricted
 to letters, digits, spaces and common punctuation); `train_char_lm(text)` fits a one-layer GRU by
-teacher forcing and returns it as a `TokenKernel` over the characters of the text. It is the
+teacher forcing (on the core's training loop) and returns it as a `TokenKernel` over the characters of the text. It is the
 neural (non-finite-state) counterpart of `BigramLM` for masked decoding and SMC conditioning.
 """
 
@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import re
 
 import torch
 
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel
+from condprob.train import Loss, fit
 
 STDLIB_MODULES = ("collections", "functools", "itertools", "json", "re", "pathlib", "random",
                   "statistics", "string", "textwrap", "heapq", "bisect", "fractions", "decimal")
@@ -55,28 +57,41 @@ class CharGRU(torch.nn.Module):
             return self.all_logits(prefix)[:, -1].double()
 
 
+class _Windows:
+    """The windows ids[i : i + length] of a token sequence, for every start i."""
+
+    def __init__(self, ids: torch.Tensor, length: int):
+        self.ids, self.offsets = ids, torch.arange(length)
+
+    def __len__(self) -> int:
+        return len(self.ids) - len(self.offsets)
+
+    def __getitem__(self, indices: list[int]) -> torch.Tensor:
+        return self.ids[torch.as_tensor(indices)[:, None] + self.offsets]
+
+
+def _cross_entropy(model: CharGRU, window: torch.Tensor) -> Loss:
+    """Next-character cross-entropy summed over the windows' characters, and their number."""
+    logits = model.all_logits(window[:, :-1])
+    total = torch.nn.functional.cross_entropy(logits.reshape(-1, model.vocab_size),
+                                              window.reshape(-1), reduction="sum")
+    return Loss(total, window.numel())
+
+
 def train_char_lm(text: str, steps: int = 300, seq_len: int = 48, batch: int = 32,
                   lr: float = 1e-2, seed: int = 0) -> tuple[TokenKernel, list[float]]:
-    """Fit a `CharGRU` to `text` by Adam on random windows; returns the kernel and the losses
-    (mean cross-entropy in nats per character)."""
+    """Fit a `CharGRU` to `text` by Adam on shuffled windows (`condprob.train.fit`, so it runs
+    under `torchrun` too); returns the kernel and the losses of the steps (mean cross-entropy in
+    nats per character)."""
     if len(text) <= seq_len:
         raise ValidationError(f"the text needs more than seq_len = {seq_len} characters")
     chars = sorted(set(text))
     ids = torch.tensor([chars.index(c) for c in text], dtype=torch.long)
-    g = torch.Generator().manual_seed(seed)
+    windows = _Windows(ids, seq_len)
     torch.manual_seed(seed)
     model = CharGRU(len(chars))
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses = []
-    for _ in range(steps):
-        start = torch.randint(0, len(ids) - seq_len, (batch,), generator=g)
-        window = ids[start.unsqueeze(-1) + torch.arange(seq_len)]
-        logits = model.all_logits(window[:, :-1])
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(chars)),
-                                                 window.reshape(-1))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.detach().item())
-    model.eval()
+    losses: list[float] = []
+    fit(model, _cross_entropy, windows, epochs=math.ceil(steps * batch / len(windows)),
+        batch_size=batch, lr=lr, seed=seed, max_steps=steps, progress=False,
+        on_step_end=lambda step, loss: losses.append(loss))
     return TokenKernel(model, chars), losses
