@@ -21,6 +21,8 @@ import numpy as np
 import sympy
 import torch
 
+from condprob.errors import ValidationError
+
 Array = torch.Tensor | np.ndarray
 Rational = gmpy2.mpq
 EXACT_TYPES = (Fraction, type(gmpy2.mpq()), sympy.Basic)
@@ -39,7 +41,7 @@ def _exact_scalar(x: Any) -> Any:
         return gmpy2.mpq(int(x)) if isinstance(x, bool | np.integer) else gmpy2.mpq(x)
     if isinstance(x, float | np.floating):
         if not math.isfinite(x):
-            raise ValueError(f"{x} is not a finite number")
+            raise ValidationError(f"{x} is not a finite number")
         return gmpy2.mpq(Fraction(repr(float(x))))
     if isinstance(x, Number):
         return sympy.nsimplify(x)
@@ -78,7 +80,7 @@ def to_float(a: Array, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         return a.to(dtype)
     if is_symbolic(a):
         free = sorted({str(v) for x in a.ravel() if isinstance(x, sympy.Basic) for v in x.free_symbols})
-        raise ValueError(f"symbolic entries (in {', '.join(free)}) have no numeric value; "
+        raise ValidationError(f"symbolic entries (in {', '.join(free)}) have no numeric value; "
                          "substitute the symbols first")
     vals = [float(x) for x in a.ravel()]
     return torch.tensor(vals, dtype=dtype).reshape(a.shape)

@@ -247,7 +247,8 @@ def _raise_impossible(bad: Tensor) -> None:
     if bool(bad.any()):
         raise ConditioningError(
             "the chain's paths", f"every path has weight zero in batch element(s) "
-            f"{bad.nonzero().flatten().tolist()} (flattened index)")
+            f"{bad.nonzero().flatten().tolist()} (flattened index): a kept position forbids "
+            "every state (all its potentials -inf), or the constraints leave no path")
 
 
 def _into(c: _Compact) -> Callable[[int, Tensor], Tensor]:
@@ -373,7 +374,7 @@ def sample(chain: Chain, num_samples: int = 1,
     """Exact samples (num_samples, *batch, T) by forward filtering, backward sampling;
     masked positions hold `PAD`."""
     if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+        raise ValidationError(f"num_samples must be a positive integer, got {num_samples!r}")
     c = _compact(chain)
     with torch.no_grad():
         fwd = _recursion(c, LogSemiring(), keep_history=True)
@@ -589,9 +590,18 @@ def log_partition(chain: Chain) -> Tensor:
     return _log_partition_compact(c).reshape(c.batch_shape)
 
 
+def log_normaliser(chain: Chain) -> Tensor:
+    """log Z as the normaliser of p(y) = exp(score(y)) / Z, shape (*batch,): `log_partition`, but
+    raising ConditioningError where every path is forbidden (Z = 0 leaves p(y) undefined)."""
+    logz = log_partition(chain)
+    _raise_impossible(_impossible(logz))
+    return logz
+
+
 def log_prob(chain: Chain, states: Tensor) -> Tensor:
-    """log p(y) = score(y) - log Z for state sequences (*batch, T); -inf for forbidden ones."""
-    return score(chain, states) - log_partition(chain)
+    """log p(y) = score(y) - log Z for state sequences (*batch, T); -inf for forbidden ones.
+    Raises ConditioningError when a chain has no path of positive weight."""
+    return score(chain, states) - log_normaliser(chain)
 
 
 def marginals(chain: Chain) -> Tensor:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from condprob.errors import ValidationError
+
 NEG_INF = float("-inf")
 
 
@@ -63,7 +65,7 @@ class KMaxSemiring(Semiring):
 
     def __init__(self, k: int):
         if not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
+            raise ValidationError(f"k must be a positive integer, got {k!r}")
         self.size = k
 
     def lift(self, logpot: Tensor) -> Tensor:

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from condprob.errors import ValidationError
+
 
 def _check(types: Sequence[str]) -> list[str]:
     types = list(types)
     if not types:
-        raise ValueError("at least one entity type is needed")
+        raise ValidationError("at least one entity type is needed")
     if len(set(types)) != len(types):
-        raise ValueError(f"entity types must be distinct, got {types}")
+        raise ValidationError(f"entity types must be distinct, got {types}")
     for t in types:
         if not isinstance(t, str) or not t or '"' in t:
-            raise ValueError(f"entity types must be non-empty strings without '\"', got {t!r}")
+            raise ValidationError(f"entity types must be non-empty strings without '\"', got {t!r}")
     return types
 
 

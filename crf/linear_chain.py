@@ -111,14 +111,16 @@ class LinearChainCRF(nn.Module):
         return s.masked_fill(self._outside(tags, mask), float("-inf"))
 
     def log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
-        """log p(tags | x), shape (*batch,); exactly -inf for impossible sequences."""
-        return self.score(emissions, tags, mask) - self.log_partition(emissions, mask)
+        """log p(tags | x), shape (*batch,); exactly -inf for impossible sequences. Raises
+        ConditioningError where x allows no sequence at all (e.g. every label -inf at a position)."""
+        return self.score(emissions, tags, mask) - ch.log_normaliser(self.chain(emissions, mask))
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None,
             reduction: str = "mean") -> Tensor:
         """Negative log-likelihood with reduction none (per sequence), sum, mean (over
         sequences) or token_mean (over unmasked tokens). Raises ValidationError when a gold
-        sequence has probability zero (use `log_prob` to get -inf instead)."""
+        sequence has probability zero (use `log_prob` to get -inf instead), ConditioningError
+        when x allows no sequence at all."""
         if reduction not in REDUCTIONS:
             raise ValidationError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         tags = self._check_tags(emissions, tags, mask)
@@ -149,7 +151,7 @@ class LinearChainCRF(nn.Module):
                                   f"{tuple(emissions.shape)}, got {allowed.dtype} "
                                   f"{tuple(allowed.shape)}")
         return (ch.log_partition(self.chain(emissions, mask, allowed))
-                - self.log_partition(emissions, mask))
+                - ch.log_normaliser(self.chain(emissions, mask)))
 
     # Inference ------------------------------------------------------------------------------
     def marginals(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:

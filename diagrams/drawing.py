@@ -24,6 +24,7 @@ from matplotlib.path import Path as MplPath
 from matplotlib.text import TextPath
 from matplotlib.transforms import Affine2D
 
+from condprob.errors import ValidationError
 from condprob.spaces import Space
 from diagrams.syntax import Box, Diagram
 
@@ -337,7 +338,7 @@ def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bo
     `scale` is inches per layout unit.
     """
     if not parts:
-        raise ValueError("figure() needs at least one diagram")
+        raise ValidationError("figure() needs at least one diagram")
     for p in parts:
         if not isinstance(p, Diagram | str):
             raise TypeError(f"figure() draws diagrams and strings, got {type(p).__name__}")
@@ -395,7 +396,7 @@ def save(fig: Figure, path: str | Path, dpi: int = 100) -> None:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("svg", "png", "pdf"):
-        raise ValueError(f"cannot tell the format of {path}: use .svg, .png or .pdf")
+        raise ValidationError(f"cannot tell the format of {path}: use .svg, .png or .pdf")
     _save(fig, path, fmt, dpi)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import strategies as st
 
 from condprob import laws
+from condprob.errors import ValidationError
 from condprob.finite import Kernel, deterministic
 from diagrams.semantics import Interpretation, same_kernel, spaces_of
 from diagrams.syntax import Diagram
@@ -33,7 +34,7 @@ def interpretations(*diagrams: Diagram, exact: bool = False,
     for d in diagrams:
         for name, sig in spaces_of(d).items():
             if types.setdefault(name, sig) != sig:
-                raise ValueError(f"box name {name!r} has two different types in these diagrams")
+                raise ValidationError(f"box name {name!r} has two different types in these diagrams")
     det = frozenset(b.name for d in diagrams for b in d.generators if b.deterministic)
     return _interpretations(tuple(sorted(types.items())), det, exact, zeros)
 

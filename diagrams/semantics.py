@@ -173,7 +173,7 @@ class Interpretation:
         if not isinstance(d, Diagram):
             raise TypeError(f"an interpretation evaluates diagrams, got {type(d).__name__}")
         if method not in ("auto", "contract", "compose"):
-            raise ValueError(f"method must be 'auto', 'contract' or 'compose', got {method!r}")
+            raise ValidationError(f"method must be 'auto', 'contract' or 'compose', got {method!r}")
         finite = d.dom.is_finite and d.cod.is_finite and all(
             isinstance(self.meaning(b), Kernel | Predicate) for b, _, _ in d.boxes)
         if method == "compose" or not finite:

@@ -60,8 +60,10 @@ class Hawkes(PointProcess):
         R = alpha.shape[2]
         # one decay for everything: the likelihood has a hand-written gradient (_ExpLogLik)
         self._scalar_beta = beta.reshape(()) if beta.numel() == 1 and R == 1 else None
+        self.decays = "pair" if beta.ndim >= 2 and beta.shape[0] == D and D > 1 else "source"
         if beta.ndim <= 1 and beta.numel() in (1, R):  # shared by all pairs: no target axis
             beta = beta.reshape(1, 1, -1).expand(1, D, R)
+            self.decays = "shared"
         elif beta.shape == (D, D):
             beta = beta[..., None].expand(D, D, R)
         elif beta.shape not in ((1, D, R), (D, D, R)):
@@ -75,6 +77,7 @@ class Hawkes(PointProcess):
                                           f", got {x.detach().flatten().tolist()}")
         self.mu, self.alpha, self.beta = mu, alpha, beta
         self.num_marks = D
+        self.decay_fixed = False  # set by `fit` when the decays were given, not estimated
 
     # Conversions ------------------------------------------------------------------------------
     @classmethod
@@ -130,6 +133,29 @@ class Hawkes(PointProcess):
         eye = torch.eye(self.num_marks, dtype=torch.float64)
         return torch.linalg.solve(eye - self.branching_matrix, self.mu)
 
+    def expected_count(self, T: float) -> Tensor:
+        """E[N_k(T)], the expected number of type-k events on [0, T] from an empty history, (D,).
+
+        With s = E[S] (the states' means) and m = mu + amp s the mean intensity, s' = -beta s + m
+        (per source mark) and N' = m: a linear ODE solved exactly by one matrix exponential.
+        """
+        Kp, D, R = self.beta.shape
+        P = Kp * D * R
+        beta, amp = self.beta.detach().reshape(P), self.amplitudes.detach()
+        # m = mu + A s with A[k, (k', j, r)] = amp[k, j, r] where k' is k (or the one shared row)
+        A = torch.zeros(D, Kp, D, R, dtype=torch.float64)
+        rows = torch.arange(D)
+        A[rows, rows if Kp == D else 0] = amp
+        A = A.reshape(D, P)
+        src = torch.nn.functional.one_hot(torch.arange(D), D).to(torch.float64)  # state j <- m_j
+        src = src[None, :, None, :].expand(Kp, D, R, D).reshape(P, D)
+        G = torch.zeros(P + D + 1, P + D + 1, dtype=torch.float64)
+        G[:P, :P] = -torch.diag(beta) + src @ A
+        G[:P, -1] = src @ self.mu.detach()
+        G[P:P + D, :P] = A
+        G[P:P + D, -1] = self.mu.detach()
+        return torch.linalg.matrix_exp(G * float(T))[P:P + D, -1]
+
     # Likelihood ----------------------------------------------------------------------------------
     def _states(self, batch: EventBatch) -> Tensor:
         """S[b, i, k', j, r] just before each event (k' is 1 when beta ignores the target)."""
@@ -150,10 +176,30 @@ class Hawkes(PointProcess):
             return self.mu + torch.einsum("...jr,kjr->...k", S[..., 0, :, :], amp)
         return self.mu + torch.einsum("...kjr,kjr->...k", S, amp)
 
+    def _tied_before(self, batch: EventBatch) -> Tensor | None:
+        """C[b, i, j]: earlier-listed events l < i with t_l == t_i and mark j, (B, L, D); None
+        without ties. The scan counts them, the intensity at t_i sums over t_l < t_i only."""
+        times, mask = batch.times, batch.mask
+        same = (times[:, 1:] == times[:, :-1]) & mask[:, 1:]
+        if not bool(same.any()):
+            return None
+        onehot = torch.nn.functional.one_hot(batch.marks, self.num_marks).to(torch.float64)
+        onehot = onehot * mask[..., None]
+        before = onehot.cumsum(1) - onehot                               # events l < i
+        idx = torch.arange(times.shape[1]).expand_as(times)
+        first = torch.nn.functional.pad(~same, (1, 0), value=True)      # first of its tie group
+        start = torch.where(first, idx, 0).cummax(1).values
+        return before - before.gather(1, start[..., None].expand_as(before))
+
     def intensities_at_events(self, batch: EventBatch) -> Tensor:
-        """lambda_k(t_i-) for every event i and mark k, shape (B, L, D)."""
+        """lambda_k(t_i-) for every event i and mark k, shape (B, L, D): events listed earlier
+        at the same time (ties) do not count, as the sum runs over t_l < t_i."""
         self.check_marks(batch)
-        return self._intensity_from_state(self._states(batch))
+        S = self._states(batch)
+        tied = self._tied_before(batch)
+        if tied is not None:
+            S = S - tied[:, :, None, :, None]
+        return self._intensity_from_state(S)
 
     def intensity(self, batch: EventBatch, t: Tensor) -> Tensor:
         """lambda_k(t) given each sequence's events before t, at sorted query times t (Q,):
@@ -299,9 +345,24 @@ class Hawkes(PointProcess):
         sim = {"branching": self._simulate_branching, "thinning": self._simulate_thinning}
         if method not in sim:
             raise ValidationError(f"method must be 'branching' or 'thinning', got {method!r}")
+        self._guard_size(float(T), max_events)
         seqs = [sim[method](float(T), rng, max_events) for _ in range(num_sequences)]
         return EventBatch.from_sequences([s[0] for s in seqs], [s[1] for s in seqs], float(T),
                                          self.num_marks)
+
+    def _guard_size(self, T: float, max_events: int) -> None:
+        """Refuse up front when a sequence is expected to exceed max_events (a supercritical
+        process grows exponentially: thinning would run for minutes before hitting the cap)."""
+        if self.is_stationary:
+            expected = float(self.stationary_rate.sum()) * T  # bounds E[N(T)] from empty
+            if expected <= max_events:
+                return
+        expected = float(self.expected_count(T).sum())
+        if not expected <= max_events:
+            raise ValidationError(
+                f"a sequence on [0, {T:g}] is expected to hold {expected:.3g} events, more than "
+                f"max_events={max_events} (spectral radius {self.spectral_radius:.3g}); shorten "
+                "T or raise max_events")
 
     def _simulate_branching(self, T: float, rng: np.random.Generator,
                             max_events: int) -> tuple[np.ndarray, np.ndarray]:
@@ -412,24 +473,38 @@ class Hawkes(PointProcess):
         b = fitted.beta.detach() if beta is None else beta
         if beta is None and decays == "shared":
             b = params[2].detach().exp()
-        return cls(fitted.mu.detach(), fitted.alpha.detach(), b)
+        out = cls(fitted.mu.detach(), fitted.alpha.detach(), b)
+        out.decay_fixed = beta is not None
+        return out
 
     def standard_errors(self, batch: EventBatch) -> dict[str, Tensor]:
-        """Asymptotic standard errors of (mu, alpha, beta) from the observed Fisher information."""
-        shapes = [self.mu.shape, self.alpha.shape, self.beta.shape]
+        """Asymptotic standard errors sqrt(diag(H^-1)) of the free parameters, H the observed
+        Fisher information (Hessian of the negative log-likelihood) at these parameters.
+
+        The free decays are those of `decays`: one per component, shape (R,), when shared; the
+        (1, D, R) or (D, D, R) decays otherwise. With `decay_fixed` (a fit with `beta` given)
+        the decays are not parameters: the result has no "beta" and H covers (mu, alpha) only.
+        """
+        free_beta = self.beta[0, 0] if self.decays == "shared" else self.beta
+        parts = [self.mu, self.alpha] + ([] if self.decay_fixed else [free_beta])
+        shapes = [p.shape for p in parts]
         sizes = [int(np.prod(s)) for s in shapes]
-        theta = torch.cat([self.mu.flatten(), self.alpha.flatten(), self.beta.flatten()]).detach()
+        theta = torch.cat([p.flatten() for p in parts]).detach()
 
         def nll(th: Tensor) -> Tensor:
-            mu, al, be = th.split(sizes)
-            h = Hawkes(mu.view(shapes[0]), al.view(shapes[1]), be.view(shapes[2]), validate=False)
+            mu, al, *be = (x.view(shape) for x, shape in zip(th.split(sizes), shapes, strict=True))
+            h = Hawkes(mu, al, be[0] if be else self.beta, validate=False)
             h._scalar_beta = None  # the scan path is twice differentiable, the compiled one not
             return -h.log_likelihood(batch).sum()
 
         H = torch.autograd.functional.hessian(nll, theta)
-        se = torch.linalg.inv(H).diagonal().clamp(min=0).sqrt()
-        mu, al, be = se.split(sizes)
-        return {"mu": mu.view(shapes[0]), "alpha": al.view(shapes[1]), "beta": be.view(shapes[2])}
+        cov, info = torch.linalg.inv_ex(H)
+        if int(info) != 0 or not bool(torch.isfinite(cov).all()):
+            raise ValidationError("the observed information matrix is singular: the data do not "
+                                  "identify every parameter (too few events of some mark?)")
+        se = cov.diagonal().clamp(min=0).sqrt()
+        names = ["mu", "alpha", "beta"][:len(parts)]
+        return {n: x.view(shape) for n, x, shape in zip(names, se.split(sizes), shapes, strict=True)}
 
 
 
@@ -447,16 +522,20 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (c
     col = alpha.sum(0)
     S = np.zeros(D)
     W = np.zeros(D)
+    tied = np.zeros(D)  # events at the current time: they count from the next later time on
     for b in range(B):
         S[:] = 0.0
         W[:] = 0.0
-        prev_t, prev_m = 0.0, -1
+        tied[:] = 0.0
+        prev_t = 0.0
         for i in range(lengths[b]):
             t, m = times[b, i], marks[b, i]
             dt = t - prev_t
             a = math.exp(-beta * dt)
-            if prev_m >= 0:
-                S[prev_m] += 1.0
+            if dt > 0:
+                for j in range(D):
+                    S[j] += tied[j]
+                    tied[j] = 0.0
             lam, dlam = mu[m], 0.0
             for j in range(D):
                 W[j] = a * (W[j] + dt * S[j])
@@ -475,7 +554,8 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (c
             for k in range(D):
                 g_alpha[b, k, m] += math.expm1(-beta * r)
             g_beta[b] -= col[m] * r * e
-            prev_t, prev_m = t, m
+            tied[m] += 1.0
+            prev_t = t
         ll[b] -= T[b] * mu.sum()
         for k in range(D):
             g_mu[b, k] -= T[b]

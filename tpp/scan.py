@@ -14,6 +14,8 @@ import math
 import torch
 from torch import Tensor
 
+from condprob.errors import ValidationError
+
 __all__ = ["linear_scan"]
 
 
@@ -63,6 +65,6 @@ class _LinearScan(torch.autograd.Function):
 def linear_scan(a: Tensor, b: Tensor) -> Tensor:
     """x_i = a_i x_{i-1} + b_i along dim 1 of (B, L, P) tensors a and b (differentiable)."""
     if a.shape != b.shape or a.ndim != 3:
-        raise ValueError(f"linear_scan needs a and b of one shape (B, L, P), got "
+        raise ValidationError(f"linear_scan needs a and b of one shape (B, L, P), got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
     return _LinearScan.apply(a.contiguous(), b.contiguous())

@@ -33,6 +33,7 @@ from condprob.bffg.rules import (
     pullback_linear,
 )
 from condprob.bffg.sde import Guide, SDEKernel, backward_ode, guided_path
+from condprob.errors import ValidationError
 from condprob.finite import Kernel
 from condprob.gaussian import Gaussian, LinearGaussian
 from condprob.protocol import Morphism
@@ -159,7 +160,7 @@ def _noise(noise: dict, key: object, shape: tuple[int, ...],
         noise[key] = torch.randn(*shape, dtype=torch.float64, generator=generator)
     z = noise[key]
     if tuple(z.shape) != shape:
-        raise ValueError(f"noise for {key!r} has shape {tuple(z.shape)}; expected {shape}")
+        raise ValidationError(f"noise for {key!r} has shape {tuple(z.shape)}; expected {shape}")
     return z
 
 
