@@ -10,10 +10,11 @@ two-step decomposition `two_step_selection`) complete the sampling toolbox. Regu
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
 decoding), `ConditionedLM` (exact conditioning of the finite-state models `BigramLM` and `HMMLM`)
 and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real
-offline word model and `train_char_lm(stdlib_text())` a small neural one.
+offline word model and `train_char_lm(stdlib_text())` a small neural one. `CharacterKernel` gives
+exact token-free next-character laws of a token model (maximum-prefix encoding and BPE).
 """
 
-from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm
+from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm, train_token_lm
 from condprob.lm.cpsbs import (
     CPBeam,
     conditional_poisson_sample,
@@ -64,10 +65,29 @@ from condprob.lm.regex import (
     smc,
 )
 from condprob.lm.sampling import sample_filtered, sample_filtered_torch, sample_sorted
-from condprob.lm.scores import TokenScores, curvature, token_scores
+from condprob.lm.scores import (
+    TokenScores,
+    all_log_probs,
+    curvature,
+    prefix_log_probs,
+    token_scores,
+)
 from condprob.lm.speculative import recursive_rejection, speculative_generate, speculative_step
+from condprob.lm.tokenfree import (
+    END,
+    BPETokenizer,
+    CharacterKernel,
+    MaxPrefixTokenizer,
+    PushforwardLM,
+    chain_texts,
+    sample_chain,
+    transition_estimates,
+)
 
 __all__ = [
+    "END", "BPETokenizer", "CharacterKernel", "MaxPrefixTokenizer", "PushforwardLM",
+    "all_log_probs", "chain_texts", "prefix_log_probs", "sample_chain", "train_token_lm",
+    "transition_estimates",
     "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
     "Eta", "Filter", "HMMLM", "Selection", "TwoStepSelection",
     "identical_drafts_acceptance", "lp_selection", "optimal_acceptance",

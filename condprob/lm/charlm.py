@@ -2,8 +2,9 @@
 
 `stdlib_text()` gathers the docstrings of a few standard-library modules (lower-cased, restricted
 to letters, digits, spaces and common punctuation); `train_char_lm(text)` fits a one-layer GRU by
-teacher forcing (on the core's training loop) and returns it as a `TokenKernel` over the characters of the text. It is the
-neural (non-finite-state) counterpart of `BigramLM` for masked decoding and SMC conditioning.
+teacher forcing (on the core's training loop) and returns it as a `TokenKernel` over the characters
+of the text; `train_token_lm(sequences, vocab, eos)` fits the same model to whole token sequences.
+It is the neural (non-finite-state) counterpart of `BigramLM` for masked decoding and SMC conditioning.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ import importlib
 import inspect
 import math
 import re
+from collections.abc import Sequence
 
 import torch
 
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel
-from condprob.train import Loss, fit
+from condprob.train import Loss, TensorData, fit
 
 STDLIB_MODULES = ("collections", "functools", "itertools", "json", "re", "pathlib", "random",
                   "statistics", "string", "textwrap", "heapq", "bisect", "fractions", "decimal")
@@ -95,3 +97,25 @@ def train_char_lm(text: str, steps: int = 300, seq_len: int = 48, batch: int = 3
         batch_size=batch, lr=lr, seed=seed, max_steps=steps, progress=False,
         on_step_end=lambda step, loss: losses.append(loss))
     return TokenKernel(model, chars), losses
+
+
+def train_token_lm(sequences: Sequence[Sequence[int]], vocab: Sequence[str], eos: int,
+                   steps: int = 300, batch: int = 64, lr: float = 1e-2, seed: int = 0
+                   ) -> tuple[TokenKernel, list[float]]:
+    """Fit a `CharGRU` to whole token sequences (each from its start, ended by `eos` and padded
+    with it: eos is absorbing) on the core's training loop; returns the kernel (with `eos`) and
+    the losses (mean cross-entropy in nats per token)."""
+    vocab = list(vocab)
+    if not sequences or not 0 <= eos < len(vocab):
+        raise ValidationError("train_token_lm needs sequences and an eos id in the vocabulary")
+    width = max(len(s) for s in sequences) + 1
+    rows = torch.tensor([list(s) + [eos] * (width - len(s)) for s in sequences])
+    if int(rows.min()) < 0 or int(rows.max()) >= len(vocab):
+        raise ValidationError(f"token ids must lie in [0, {len(vocab)})")
+    torch.manual_seed(seed)
+    model = CharGRU(len(vocab))
+    losses: list[float] = []
+    fit(model, lambda m, b: _cross_entropy(m, b[0]), TensorData(rows),
+        epochs=math.ceil(steps * batch / len(rows)), batch_size=batch, lr=lr, seed=seed,
+        max_steps=steps, progress=False, on_step_end=lambda step, loss: losses.append(loss))
+    return TokenKernel(model, vocab, eos=eos), losses

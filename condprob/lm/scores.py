@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 
 from condprob.errors import ValidationError
+from condprob.lm.filters import check_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
 
 
@@ -24,6 +25,43 @@ class TokenScores(NamedTuple):
     log_prob: torch.Tensor
     surprisal: torch.Tensor
     entropy: torch.Tensor
+
+
+def all_log_probs(kernel: TokenKernel, tokens: torch.Tensor | Sequence) -> torch.Tensor:
+    """Next-token log-probabilities after every prefix tokens[:, :t], t = 0..T: (B, T + 1, V).
+
+    One model call (teacher forcing) when the model gives all positions' logits: a causal
+    `model.all_logits(tokens) -> (B, T + 1, V)`; otherwise T + 1 calls of the kernel."""
+    seq = as_prefix(tokens, kernel.vocab_size)
+    every = getattr(kernel.model, "all_logits", None)
+    if every is None:
+        return torch.stack([kernel.logits(seq[:, :t]) for t in range(seq.shape[1] + 1)], 1)
+    with torch.no_grad():
+        out = every(seq)
+    b, t, v = seq.shape[0], seq.shape[1] + 1, kernel.vocab_size
+    if not isinstance(out, torch.Tensor) or out.shape != (b, t, v):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValidationError(f"all_logits returned {shape}; expected ({b}, {t}, {v})")
+    flat = check_logits(out.double().reshape(b * t, v), "model logits")
+    for f in kernel.transforms:
+        flat = f(flat)
+    return torch.log_softmax(flat, -1).reshape(b, t, v)
+
+
+def prefix_log_probs(kernel: TokenKernel, sequences: Sequence[Sequence[int]]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """log P(sequence) from the empty prefix (B,) and the next-token law after it (B, V), for
+    token sequences of any lengths: one batched model call when the model gives every position's
+    logits (`model.all_logits`), else one call per prefix."""
+    seqs = [list(s) for s in sequences]
+    width = max((len(s) for s in seqs), default=0)
+    lengths = torch.tensor([len(s) for s in seqs])
+    padded = as_prefix([s + [0] * (width - len(s)) for s in seqs] or [[]], kernel.vocab_size)
+    lp = all_log_probs(kernel, padded)
+    rows = torch.arange(len(seqs))
+    tok = lp[:, :-1].gather(-1, padded.unsqueeze(-1)).squeeze(-1)
+    tok = torch.where(torch.arange(width) < lengths.unsqueeze(-1), tok, 0.0)
+    return tok.sum(-1), lp[rows, lengths]
 
 
 def token_scores(kernel: TokenKernel, tokens: torch.Tensor | Sequence,
