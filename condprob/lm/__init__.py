@@ -67,7 +67,6 @@ from condprob.lm.regex import (
 from condprob.lm.sampling import sample_filtered, sample_filtered_torch, sample_sorted
 from condprob.lm.scores import (
     TokenScores,
-    all_log_probs,
     curvature,
     prefix_log_probs,
     token_scores,
@@ -86,7 +85,7 @@ from condprob.lm.tokenfree import (
 
 __all__ = [
     "END", "BPETokenizer", "CharacterKernel", "MaxPrefixTokenizer", "PushforwardLM",
-    "all_log_probs", "chain_texts", "prefix_log_probs", "sample_chain", "train_token_lm",
+    "chain_texts", "prefix_log_probs", "sample_chain", "train_token_lm",
     "transition_estimates",
     "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
     "Eta", "Filter", "HMMLM", "Selection", "TwoStepSelection",

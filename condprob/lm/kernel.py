@@ -145,19 +145,39 @@ class TokenKernel(Morphism):
                         "(kernel.steps(n) >> kernel.steps(m)), or tabulate it on finitely many "
                         "prefixes (condprob.tabulate) to compose it as a finite Kernel")
 
+    def all_log_probs(self, tokens: torch.Tensor | Sequence, start: int = 0) -> torch.Tensor:
+        """Next-token log-probabilities after every prefix tokens[:, :t], t = start..T:
+        (B, T + 1 - start, V). One model call (teacher forcing) when the model gives every
+        position's logits, a causal `model.all_logits(tokens) -> (B, T + 1, V)` (logits after
+        each prefix, the empty one first); otherwise T + 1 - start calls of the model."""
+        seq = as_prefix(tokens, self.vocab_size)
+        b, t, v = seq.shape[0], seq.shape[1] + 1, self.vocab_size
+        if not 0 <= start < t:
+            raise ValidationError(f"start must lie in [0, {t}), got {start}")
+        every = getattr(self.model, "all_logits", None)
+        if every is None:
+            return torch.stack([self.logits(seq[:, :i]) for i in range(start, t)], 1)
+        with torch.no_grad():
+            out = every(seq)
+        if not isinstance(out, torch.Tensor) or out.shape != (b, t, v):
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ValidationError(f"the model's all_logits returned {shape}; expected "
+                                  f"({b}, {t}, {v})")
+        flat = check_logits(out[:, start:].double().reshape(-1, v), "model logits")
+        for f in self.transforms:
+            flat = f(flat)
+        return torch.log_softmax(flat, -1).reshape(b, t - start, v)
+
     def score(self, tokens: torch.Tensor | Sequence, prefix_len: int = 1
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position (log-probability, entropy) of tokens[:, t] given tokens[:, :t], for
-        t >= prefix_len; both (B, T - prefix_len). Surprisal is minus the log-probability."""
+        t >= prefix_len; both (B, T - prefix_len). Surprisal is minus the log-probability.
+        One model call for models with `all_logits` (see `all_log_probs`)."""
         seq = as_prefix(tokens, self.vocab_size)
         if not 1 <= prefix_len < seq.shape[1]:
             raise ValidationError(f"prefix_len must lie in [1, {seq.shape[1]}), got {prefix_len}")
-        lps, hs = [], []
-        for t in range(prefix_len, seq.shape[1]):
-            lp = self.logits(seq[:, :t])
-            lps.append(lp.gather(-1, seq[:, t : t + 1]).squeeze(-1))
-            hs.append(entropy(lp))
-        return torch.stack(lps, -1), torch.stack(hs, -1)
+        lp = self.all_log_probs(seq[:, :-1], prefix_len)
+        return lp.gather(-1, seq[:, prefix_len:, None])[..., 0], entropy(lp)
 
 
 class SequenceKernel(Morphism):

@@ -4,7 +4,8 @@ curvature of Fast-DetectGPT (Bao et al. 2024), computed analytically from the ke
 For a text x with prefix length m, scoring law p and sampling law q (default q = p):
 curvature(x) = (log p(x) - mu) / sigma with mu = sum_t E_{y ~ q(.|x<t)} log p(y | x<t) and
 sigma^2 = sum_t Var_{y ~ q(.|x<t)} log p(y | x<t) (sums over the generated positions t >= m).
-Machine-generated text tends to score high: it sits near the modes of the model.
+Machine-generated text tends to score high: it sits near the modes of the model. Models that give
+every position's logits (`all_logits`) score a text in one call (`TokenKernel.all_log_probs`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from typing import NamedTuple
 import torch
 
 from condprob.errors import ValidationError
-from condprob.lm.filters import check_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
 
 
@@ -27,27 +27,6 @@ class TokenScores(NamedTuple):
     entropy: torch.Tensor
 
 
-def all_log_probs(kernel: TokenKernel, tokens: torch.Tensor | Sequence) -> torch.Tensor:
-    """Next-token log-probabilities after every prefix tokens[:, :t], t = 0..T: (B, T + 1, V).
-
-    One model call (teacher forcing) when the model gives all positions' logits: a causal
-    `model.all_logits(tokens) -> (B, T + 1, V)`; otherwise T + 1 calls of the kernel."""
-    seq = as_prefix(tokens, kernel.vocab_size)
-    every = getattr(kernel.model, "all_logits", None)
-    if every is None:
-        return torch.stack([kernel.logits(seq[:, :t]) for t in range(seq.shape[1] + 1)], 1)
-    with torch.no_grad():
-        out = every(seq)
-    b, t, v = seq.shape[0], seq.shape[1] + 1, kernel.vocab_size
-    if not isinstance(out, torch.Tensor) or out.shape != (b, t, v):
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValidationError(f"all_logits returned {shape}; expected ({b}, {t}, {v})")
-    flat = check_logits(out.double().reshape(b * t, v), "model logits")
-    for f in kernel.transforms:
-        flat = f(flat)
-    return torch.log_softmax(flat, -1).reshape(b, t, v)
-
-
 def prefix_log_probs(kernel: TokenKernel, sequences: Sequence[Sequence[int]]
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """log P(sequence) from the empty prefix (B,) and the next-token law after it (B, V), for
@@ -57,7 +36,7 @@ def prefix_log_probs(kernel: TokenKernel, sequences: Sequence[Sequence[int]]
     width = max((len(s) for s in seqs), default=0)
     lengths = torch.tensor([len(s) for s in seqs])
     padded = as_prefix([s + [0] * (width - len(s)) for s in seqs] or [[]], kernel.vocab_size)
-    lp = all_log_probs(kernel, padded)
+    lp = kernel.all_log_probs(padded)
     rows = torch.arange(len(seqs))
     tok = lp[:, :-1].gather(-1, padded.unsqueeze(-1)).squeeze(-1)
     tok = torch.where(torch.arange(width) < lengths.unsqueeze(-1), tok, 0.0)
@@ -80,17 +59,13 @@ def curvature(kernel: TokenKernel, tokens: torch.Tensor | Sequence, prefix_len: 
         raise ValidationError("the reference kernel must share the scoring kernel's vocabulary")
     if not 1 <= prefix_len < seq.shape[1]:
         raise ValidationError(f"prefix_len must lie in [1, {seq.shape[1]}), got {prefix_len}")
-    total = torch.zeros(seq.shape[0], dtype=torch.float64)
-    mean = torch.zeros_like(total)
-    var = torch.zeros_like(total)
-    for t in range(prefix_len, seq.shape[1]):
-        lp = kernel.logits(seq[:, :t]).double()
-        q = ref.logits(seq[:, :t]).double().exp()
-        total += lp.gather(-1, seq[:, t : t + 1]).squeeze(-1)
-        finite = torch.where(q > 0, lp, 0.0)
-        m = (q * finite).sum(-1)
-        mean += m
-        var += (q * finite**2).sum(-1) - m**2
+    lp = kernel.all_log_probs(seq[:, :-1], prefix_len).double()
+    q = lp.exp() if ref is kernel else ref.all_log_probs(seq[:, :-1], prefix_len).double().exp()
+    total = lp.gather(-1, seq[:, prefix_len:, None])[..., 0].sum(-1)
+    finite = torch.where(q > 0, lp, 0.0)
+    m = (q * finite).sum(-1)
+    mean = m.sum(-1)
+    var = ((q * finite**2).sum(-1) - m**2).sum(-1)
     if (var <= 0).any():
         raise ValidationError("the sampling law is deterministic at every position: the "
                               "curvature is undefined (zero variance)")

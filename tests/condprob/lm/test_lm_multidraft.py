@@ -106,7 +106,7 @@ def test_bad_input_raises_house_errors():
     p, qs = laws(0, 4, 2)
     with pytest.raises(ValidationError, match="drafts must be"):
         lp_selection(p, qs[:, :3] / qs[:, :3].sum(-1, keepdim=True))
-    with pytest.raises(ValidationError, match="rows must sum to one"):
+    with pytest.raises(ValidationError, match="must sum to"):
         lp_selection(p * 2, qs)
     with pytest.raises(ValidationError, match="draft tuples"):
         lp_selection(torch.full((40,), 1 / 40, dtype=torch.float64),

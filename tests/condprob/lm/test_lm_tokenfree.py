@@ -12,7 +12,7 @@ import torch
 from condprob.errors import ValidationError
 from condprob.lm.charlm import train_token_lm
 from condprob.lm.kernel import TokenKernel
-from condprob.lm.scores import all_log_probs, prefix_log_probs
+from condprob.lm.scores import curvature, prefix_log_probs
 from condprob.lm.tokenfree import (
     END,
     BPETokenizer,
@@ -112,9 +112,23 @@ def test_teacher_forcing_scores_all_positions_in_one_call():
         want = sum(float(lm.logits([s[:t]])[0, s[t]]) for t in range(len(s)))
         assert float(seq_lp[i]) == pytest.approx(want, abs=1e-5)
         torch.testing.assert_close(next_lp[i], lm.logits([s])[0], atol=1e-5, rtol=0)
-    every = all_log_probs(lm, [[0, 1, 2]])
+    every = lm.all_log_probs([[0, 1, 2]])
     assert every.shape == (1, 4, 4)
     torch.testing.assert_close(every[0, 2], lm.logits([[0, 1]])[0], atol=1e-5, rtol=0)
+    assert lm.all_log_probs([[0, 1, 2]], 2).shape == (1, 2, 4)
+    text = torch.tensor([[0, 1, 2, 0, 1, 2]])
+    calls.clear()
+    seq_lp = lm.steps(4).log_prob(text[:, :2], text)
+    c = curvature(lm, text, 2)
+    assert len(calls) == 2
+    want = sum(float(lm.logits(text[:, :t])[0, text[0, t]]) for t in range(2, 6))
+    assert float(seq_lp[0]) == pytest.approx(want, abs=1e-5)
+    lps = torch.stack([lm.logits(text[:, :t])[0] for t in range(2, 6)])
+    x = lps.gather(-1, text[0, 2:, None])[:, 0]
+    mean = (lps.exp() * lps).sum(-1)
+    var = (lps.exp() * lps**2).sum(-1) - mean**2
+    assert float(c[0]) == pytest.approx(float((x.sum() - mean.sum()) / var.sum().sqrt()),
+                                        abs=1e-5)
 
 
 def test_bad_input_raises_house_errors(tokenizers):
