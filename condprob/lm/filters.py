@@ -5,9 +5,11 @@ unchanged, so softmax of the result is the filtered, renormalised law. All filte
 most probable token, and all are tie-inclusive: tokens with equal probability are kept or removed
 together, which makes the result independent of the order of the vocabulary.
 
-- `Temperature(t)`: softmax(logits / t).
+- `Temperature(t)`: softmax(logits / t); a t so small that logits / t overflows gives the greedy
+  limit (the maximal tokens, ties kept), never NaN.
 - `TopK(k)`: keep p_i >= the k-th largest probability.
-- `TopP(p)`: keep i when the mass of the strictly more probable tokens is below p (nucleus).
+- `TopP(p)`: keep i when the mass of the strictly more probable tokens is below p (nucleus);
+  TopP(1) keeps every token of positive probability. Masses are summed in float64.
 - `MinP(p)`: keep p_i >= p * max_j p_j.
 - `Typical(mass)`: sort by |-log p_i - H(p)|; keep i when the mass of the strictly more typical
   tokens is below `mass` (Meister et al. 2022).
@@ -50,13 +52,28 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
     return -torch.where(logp == NEG_INF, 0.0, logp.exp() * logp).sum(-1)
 
 
+def temper(logits: torch.Tensor, t: float) -> torch.Tensor:
+    """logits / t, the logits of softmax(logits / t).
+
+    Where that overflows (t tiny, such as 1e-40, gives +inf or 0/0), the logits are first shifted
+    by their row maximum, which leaves the law unchanged: the maximal tokens get 0 and the others
+    a very negative number or -inf, the greedy limit t -> 0 with ties kept, never NaN.
+    """
+    scaled = logits / t
+    if bool((scaled < math.inf).all()):  # False for +inf and NaN
+        return scaled
+    wide = logits.double()
+    return ((wide - wide.amax(-1, keepdim=True)) / t).to(logits.dtype)
+
+
 def mass_prefix_mask(probs: torch.Tensor, key: torch.Tensor, mass: float) -> torch.Tensor:
     """Keep i when sum_{j: key_j < key_i} p_j < mass (ties in `key` kept together).
 
-    Top-p is the case key = -p, locally typical sampling the case key = |-log p - H|.
+    Top-p is the case key = -p, locally typical sampling the case key = |-log p - H|. The sums
+    are taken in float64, so the kept set does not drift with the vocabulary size in float32.
     """
     skey, order = torch.sort(key, dim=-1)
-    sp = probs.gather(-1, order)
+    sp = probs.gather(-1, order).double()
     exclusive = torch.cumsum(sp, -1) - sp
     count = (exclusive < mass).sum(-1, keepdim=True).clamp(min=1)
     threshold = skey.gather(-1, count - 1)
@@ -103,7 +120,7 @@ class Temperature(Filter):
             raise ValidationError(f"temperature must be a positive finite number, got {self.t!r}")
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        return check_logits(logits) / self.t
+        return temper(check_logits(logits), self.t)
 
 
 @dataclass(frozen=True)
@@ -131,7 +148,9 @@ class TopP(Filter):
         _unit_interval("top-p", self.p, closed_right=True)
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(logits, -1)
+        if self.p >= 1:  # every token of positive probability, whatever the rounding of the sums
+            return logits > NEG_INF
+        probs = torch.softmax(logits.double(), -1)  # float64: float32 rows keep the same set
         return mass_prefix_mask(probs, -probs, self.p)
 
 
@@ -159,8 +178,11 @@ class Typical(Filter):
         _unit_interval("typical mass", self.mass, closed_right=True)
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
-        logp = torch.log_softmax(logits, -1)
-        dev = (-logp - entropy(logits).unsqueeze(-1)).abs()
+        if self.mass >= 1:
+            return logits > NEG_INF
+        wide = logits.double()
+        logp = torch.log_softmax(wide, -1)
+        dev = (-logp - entropy(wide).unsqueeze(-1)).abs()
         return mass_prefix_mask(logp.exp(), dev, self.mass) & (logp > NEG_INF)
 
 

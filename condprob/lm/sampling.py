@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from condprob.accel import gpu_available
-from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits
+from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits, temper
 
 
 def _inverse_cdf(weights: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -39,7 +39,7 @@ def _satisfies(probs: torch.Tensor, pivot: torch.Tensor, top_k: int | None,
     if top_k is not None:
         ok &= above.sum(-1) < top_k
     if top_p is not None:
-        ok &= (probs * above).sum(-1) < top_p
+        ok &= (probs * above).sum(-1, dtype=torch.float64) < top_p
     return ok
 
 
@@ -71,6 +71,11 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     if _use_triton(logits):
         from condprob.accel.sampling import filtered_sample, gumbel_max_sample
 
+        if temperature < 1:  # the kernels scale by 1/t in float32: temper first if it overflows
+            biggest = float(logits.masked_fill(torch.isinf(logits), 0).abs().amax())
+            if temperature * torch.finfo(torch.float32).max / 2 <= max(biggest, 1.0):
+                logits, temperature = temper(logits, temperature), 1.0
+
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
         if top_k is None and top_p is None and min_p is None:
             return gumbel_max_sample(logits, temperature, seed=seed)
@@ -85,7 +90,7 @@ def sample_filtered_torch(logits: torch.Tensor, temperature: float = 1.0,
     """The torch path of `sample_filtered` on any device (arguments already validated)."""
     batch = logits.shape[:-1]
     flat = logits.reshape(-1, logits.shape[-1])
-    flat = flat if temperature == 1 else flat / temperature
+    flat = flat if temperature == 1 else temper(flat, temperature)
     if top_k is None or top_k >= flat.shape[-1]:
         probs = torch.softmax(flat, -1)
         return _dual_pivot(probs, None, top_p, min_p, generator).reshape(batch)
