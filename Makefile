@@ -21,8 +21,9 @@ lint: env
 docs: env
 	$(VENV)/bin/mkdocs build --strict --quiet
 
+# The browser test (tests/test_site_browser.py) checks the site `make docs` just built.
 test: lint docs
-	$(VENV)/bin/python -m pytest -n 2 -q
+	CONDPROB_SITE=site $(VENV)/bin/python -m pytest -n 2 -q
 
 demo: env
 	$(VENV)/bin/condprob tour

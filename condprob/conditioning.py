@@ -17,7 +17,7 @@ from condprob.protocol import Morphism, check_composable
 
 
 class Disintegration(NamedTuple):
-    """Result of `disintegrate`: joint = <id, kernel> after marginal, on the marginal's support.
+    """Result of `disintegrate`: `joint = <id, kernel>` after marginal, on the marginal's support.
 
     `null` marks the outcomes of the marginal with probability zero, where the kernel is the
     documented fallback of the kind (for finite kernels: the marginal of the other factors).

@@ -647,7 +647,7 @@ def projection(space: Space, *keys: FactorKey, exact: bool = False) -> Kernel:
 
 
 def pair(f: Kernel, g: Kernel) -> Kernel:
-    """Pairing <f, g> : X -> Y @ Z, x -> f(x) (x) g(x), which equals copy >> (f @ g)."""
+    """Pairing `<f, g> : X -> Y @ Z`, `x -> f(x) (x) g(x)`, which equals `copy >> (f @ g)`."""
     if f.dom != g.dom:
         raise SpaceMismatchError("pairing <f, g> needs one domain", f.dom, g.dom)
     a, b = f._coerce(g)
@@ -657,7 +657,7 @@ def pair(f: Kernel, g: Kernel) -> Kernel:
 
 
 class _Graph(Kernel):
-    """The graph <id, c> of a kernel, with its matrix built only when asked for: composing into it
+    """The graph `<id, c>` of a kernel, with its matrix built only when asked for: composing into it
     needs only c (see `Kernel.then`)."""
 
     def __init__(self, inner: Kernel):
@@ -674,7 +674,7 @@ class _Graph(Kernel):
 
 
 def graph(c: Kernel) -> Kernel:
-    """The graph <id, c> : X -> X @ Y of a kernel, x -> delta_x (x) c(x)."""
+    """The graph `<id, c> : X -> X @ Y` of a kernel, `x -> delta_x (x) c(x)`."""
     if c.dom == Unit:
         return pair(identity(c.dom), c)
     return _Graph(c)

@@ -99,7 +99,7 @@ def disintegration(joint: Morphism, along: FactorKey | tuple[FactorKey, ...] = 0
 
 
 def bayesian_inversion(prior: Morphism, channel: Morphism) -> Equation:
-    """The Bayesian inverse d of c w.r.t. sigma: <id, c> sigma = swap <id, d> (sigma ; c)."""
+    """The Bayesian inverse d of c w.r.t. sigma: `<id, c> sigma = swap <id, d> (sigma ; c)`."""
     prior = _state(prior, "the prior")
     if prior.cod != channel.dom:
         raise SpaceMismatchError("Bayesian inversion: the prior's space", channel.dom, prior.cod)

@@ -5,6 +5,7 @@ functions called), and a deliberately broken cross-reference must fail `mkdocs b
 """
 
 import doctest
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -59,3 +60,13 @@ def test_strict_build_rejects_broken_reference(tmp_path):
     out = _strict_build(tmp_path, tmp_path / "site")
     assert out.returncode != 0
     assert "condprob.no_such_object" in out.stderr + out.stdout
+
+
+def test_notation_guard_finds_markup_that_would_swallow_text():
+    spec = importlib.util.spec_from_file_location("notation_hook", DOCS / "hooks" / "notation.py")
+    hook = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hook)
+    html = ('<p>joint = marginal &gt;&gt; <id, kernel> and <code>&lt;f, g&gt;</code>, x<t), '
+            '<a href="x.html">a link</a>, <svg><path d="M0 0"/></svg> <mjx-container/></p>')
+    found = hook.unknown_tags(html)
+    assert len(found) == 2 and found[0] == "<id, kernel>" and found[1].startswith("<t), <a href")

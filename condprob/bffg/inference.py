@@ -2,10 +2,10 @@
 
 `backward_filter` sends messages from the leaves to the root: h_v = l_v * prod over children c of
 (K~_c h_c), with K~ the auxiliary kernel where one is given (else the kernel itself), and returns the
-(auxiliary) evidence log <prior, h_root>. `forward_guide` samples the root from prior * h_root and
+(auxiliary) evidence `log <prior, h_root>`. `forward_guide` samples the root from prior * h_root and
 each child from K^h(x, dy) = K(x, dy) h_c(y) / (K h_c)(x), with log-weight
 sum over edges of log (K h_c)(x) - log (K~ h_c)(x) (for SDE edges: the Girsanov log Psi); the weight
-is exactly 1 where no auxiliary is used, and p(y) = <prior, h~_root> E[w].
+is exactly 1 where no auxiliary is used, and `p(y) = <prior, h~_root> E[w]`.
 `posterior_marginals` pushes the guided root through the guided kernels exactly (finite and
 linear-Gaussian models): these are the smoothing marginals (forward-backward, Kalman/RTS).
 DAG models (`Model.add_node`) go to the exact filter on sets of nodes in `condprob.bffg.dag`.
@@ -44,7 +44,7 @@ Edge = tuple[Hashable, Hashable]
 @dataclass
 class Filtered:
     """Result of `backward_filter`: messages h_v, pulled messages (K~ h_v) per edge, SDE guides,
-    and the auxiliary evidence log <prior, h_root> (the exact log evidence without auxiliaries)."""
+    and the auxiliary evidence `log <prior, h_root>` (the exact log evidence without auxiliaries)."""
 
     model: Model
     messages: dict[Hashable, Message]
@@ -146,7 +146,7 @@ class WeightedSamples:
         return float(torch.exp(2 * torch.logsumexp(lw, 0) - torch.logsumexp(2 * lw, 0)))
 
     def log_evidence(self) -> torch.Tensor:
-        """Estimate of log p(y): log <prior, h~_root> + log mean(w)."""
+        """Estimate of log p(y): `log <prior, h~_root> + log mean(w)`."""
         return self.log_evidence_aux + torch.logsumexp(self.log_weights, 0) - math.log(self.n)
 
     def mean(self, node: Hashable) -> torch.Tensor:

@@ -86,7 +86,7 @@ def law_swap_involution(x: Any, y: Any) -> None:
 
 # Disintegration ---------------------------------------------------------------------------
 def law_disintegration(joint: State, along: Any = 0) -> None:
-    """The joint is recovered: marginal >> <id, c> == joint (with the factors put back in order)."""
+    """The joint is recovered: `marginal >> <id, c> == joint` (with the factors put back in order)."""
     marginal, kernel, _ = disintegrate(joint, along)
     rebuilt = marginal >> graph(kernel)
     keys = (along,) if isinstance(along, int | str) else tuple(along)
@@ -97,7 +97,7 @@ def law_disintegration(joint: State, along: Any = 0) -> None:
 
 
 def law_disintegration_unique(state: State, c: Kernel) -> None:
-    """Disintegrating <id, c> after state gives c back, state-almost everywhere."""
+    """Disintegrating `<id, c>` after state gives c back, state-almost everywhere."""
     _, kernel, _ = disintegrate(state >> graph(c), 0)
     assert_same(kernel, c, support=_support(state), what="disintegration uniqueness a.e.")
 

@@ -127,14 +127,14 @@ def _program(spec: dict[str, Any], conds: Callable[[Any, Any, Any], list[Any]],
 
 # Kernel laws --------------------------------------------------------------------------------
 def law_disintegration_gaussian(joint: Gaussian, along: Any = 0) -> None:
-    """joint == marginal >> <id, kernel> (with `along` the leading factors)."""
+    """`joint == marginal >> <id, kernel>` (with `along` the leading factors)."""
     d = disintegrate(joint, along)
     rebuilt = d.marginal >> copy(d.marginal.cod) >> (identity(d.marginal.cod) @ d.kernel)
     assert_same_gaussian(rebuilt, joint, what="disintegration")
 
 
 def law_inversion_gaussian(prior: Gaussian, c: LinearGaussian) -> None:
-    """<id, c> prior == swap of <id, c†> (prior >> c), and (prior >> c) >> c† == prior."""
+    """`<id, c> prior == swap of <id, c†> (prior >> c)`, and `(prior >> c) >> c† == prior`."""
     dagger = invert(c, prior)
     fwd = prior >> copy(prior.cod) >> (identity(prior.cod) @ c)
     back = (prior >> c) >> copy(c.cod) >> (dagger @ identity(c.cod))

@@ -2,8 +2,8 @@
 curvature of Fast-DetectGPT (Bao et al. 2024), computed analytically from the kernel.
 
 For a text x with prefix length m, scoring law p and sampling law q (default q = p):
-curvature(x) = (log p(x) - mu) / sigma with mu = sum_t E_{y ~ q(.|x<t)} log p(y | x<t) and
-sigma^2 = sum_t Var_{y ~ q(.|x<t)} log p(y | x<t) (sums over the generated positions t >= m).
+`curvature(x) = (log p(x) - mu) / sigma` with `mu = sum_t E_{y ~ q(.|x<t)} log p(y | x<t)` and
+`sigma^2 = sum_t Var_{y ~ q(.|x<t)} log p(y | x<t)` (sums over the generated positions t >= m).
 Machine-generated text tends to score high: it sits near the modes of the model. Models that give
 every position's logits (`all_logits`) score a text in one call (`TokenKernel.all_log_probs`).
 """
@@ -45,7 +45,7 @@ def prefix_log_probs(kernel: TokenKernel, sequences: Sequence[Sequence[int]]
 
 def token_scores(kernel: TokenKernel, tokens: torch.Tensor | Sequence,
                  prefix_len: int = 1) -> TokenScores:
-    """log p(x_t | x_<t), the surprisal -log p(x_t | x_<t) and H(. | x_<t) at each position."""
+    """`log p(x_t | x_<t)`, the surprisal `-log p(x_t | x_<t)` and `H(. | x_<t)` at each position."""
     lp, h = kernel.score(tokens, prefix_len)
     return TokenScores(lp, -lp, h)
 
