@@ -16,8 +16,8 @@ index builds, against the peers side by side in one run.
   against outlines-core's Rust `Index` (the index outlines uses) and against the per-token walk of
   an interegular FSM (outlines' earlier pure-Python algorithm; date pattern only). Check: the
   number of tokens allowed in the start state agrees with outlines-core.
-- (c) on a machine with a GPU backend only: the fused Triton kernel against the torch path on the
-  same CUDA tensors (rows "GPU ...").
+- The fused Triton kernels on a GPU are measured by `benchmarks.gpu_check` (which reuses
+  `sort_based`).
 
 Every figure is a median wall time with one thread. Run from the repository root:
 `.venv/bin/python -m benchmarks.bench_lm` (peers: `bash benchmarks/peers/make_all.sh`; a missing
@@ -34,10 +34,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.harness import Table, median_time, run_peer
-from condprob.accel import gpu_available
 from condprob.lm.filters import TopK, TopP
 from condprob.lm.regex import TokenIndex, VocabularyTrie
-from condprob.lm.sampling import sample_filtered, sample_filtered_torch
+from condprob.lm.sampling import sample_filtered
 
 PATTERNS = {
     "date": r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
@@ -53,16 +52,18 @@ def make_logits(batch: int, vocab: int) -> torch.Tensor:
     return torch.randn(batch, vocab) * 2.0
 
 
-def sort_based(logits: torch.Tensor, top_k: int | None = None, top_p: float | None = None
-               ) -> torch.Tensor:
-    """The classic sort-based sampler: sort, cumulative mass, mask, multinomial."""
-    probs = torch.softmax(logits, -1)
+def sort_based(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+               top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
+    """The classic sort-based sampler: temper, sort, cumulative mass, mask, multinomial."""
+    probs = torch.softmax(logits if temperature == 1 else logits / temperature, -1)
     sp, si = torch.sort(probs, -1, descending=True)
     keep = torch.ones_like(sp, dtype=torch.bool)
     if top_k is not None:
         keep[:, top_k:] = False
     if top_p is not None:
         keep &= torch.cumsum(sp, -1) - sp < top_p
+    if min_p is not None:
+        keep &= sp >= min_p * sp[:, :1]
     j = torch.multinomial(sp * keep, 1)
     return si.gather(-1, j).squeeze(-1)
 
@@ -197,26 +198,6 @@ def bench_index(table: Table, tokens: list[str], repeat: int, peers: bool = True
                            None if naive is None else naive["date"], note="1 run")
 
 
-def bench_gpu(table: Table, vocabs: list[int], batch: int, repeat: int) -> None:
-    """On a GPU: the fused Triton kernel against the torch path on the same CUDA tensor."""
-    from condprob.accel.sampling import filtered_sample
-
-    for vocab in vocabs:
-        logits = make_logits(batch, vocab).cuda()
-        for name, kw in SETTINGS.items():
-            def synced(fn, x=logits, kw=kw):
-                def run():
-                    out = fn(x, **kw)
-                    torch.cuda.synchronize()
-                    return out
-                return run
-
-            table.add_time(f"GPU {name}, batch {batch}, V={vocab:,}",
-                           median_time(synced(filtered_sample), repeat),
-                           "condprob torch path (same GPU)",
-                           median_time(synced(sample_filtered_torch), repeat))
-
-
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
@@ -228,8 +209,6 @@ def main(argv: list[str] | None = None) -> str:
     vocabs = [1000] if args.smoke else [32_000, 128_000]
     bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat, peers=not args.smoke)
     bench_index(table, vocabulary(args.smoke), args.repeat, peers=not args.smoke)
-    if gpu_available():
-        bench_gpu(table, vocabs, 8 if args.smoke else 64, args.repeat)
     if args.smoke:
         text = table.markdown()
         print(text)

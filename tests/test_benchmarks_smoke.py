@@ -1,8 +1,10 @@
-"""Smoke tests of the benchmark runner and the core benchmark (tiny sizes, no peers, seconds)."""
+"""Smoke tests of the benchmark runner, the core benchmark and the GPU check (tiny sizes, no peers)."""
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -101,3 +103,44 @@ def test_core_benchmark_runs_on_tiny_inputs() -> None:
     text = bench.main(["--smoke", "--repeat", "1"])
     assert "(a) 4x4 disintegrate + recompose, exact Fractions" in text
     assert "(c) HMM filter, 6 states x 4 steps, float64" in text
+
+
+def test_gpu_check_needs_a_gpu(tmp_path: Path, capsys) -> None:
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    gpu_check = _load("benchmarks.gpu_check")
+    if gpu_check.peak_bandwidth("NVIDIA GH200 480GB") != 4000.0:
+        raise AssertionError("GH200 must not read as H200")
+    assert gpu_check.peak_bandwidth("NVIDIA H200") == 4800.0
+    assert gpu_check.peak_bandwidth("NVIDIA L40S") == 864.0
+    assert gpu_check.peak_bandwidth("Some CPU") is None
+    from condprob import accel
+
+    if accel.gpu_available():
+        pytest.skip("a GPU backend is present")
+    assert gpu_check.main([str(tmp_path)]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "gpu_check.md").exists()
+
+
+@pytest.mark.slow
+def test_gpu_check_smoke_runs_every_kernel_in_the_interpreter(tmp_path: Path) -> None:
+    """The whole GPU check on tiny sizes under TRITON_INTERPRET=1 on CPU (its own process, so
+    that the interpreter setting and the reloaded kernels stay there)."""
+    import subprocess
+
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", str(tmp_path), "--smoke"],
+                          cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = (tmp_path / "gpu_check.md").read_text()
+    assert text in proc.stdout
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    kernels = {row.split(" | ")[0].lstrip("| ") for row in rows}
+    assert kernels == {"dispatch", "Gumbel-max sampling", "filtered sampling",
+                       "speculative verification", "chain log Z + gradient", "chain marginals",
+                       "chain Viterbi"}
+    assert all(" | ok | " in row for row in rows), rows
+    assert "- every kernel agrees with its twin: yes" in text
