@@ -21,6 +21,7 @@ import copy
 import math
 import os
 import random
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from condprob.errors import ValidationError
 
-__all__ = ["Dataset", "Loss", "Objective", "Records", "ShardedBatches", "TensorData",
+__all__ = ["Dataset", "FileRecords", "Loss", "Objective", "Records", "ShardedBatches", "TensorData",
            "all_reduce_sum", "evaluate", "fit", "init_distributed", "world"]
 
 
@@ -87,6 +88,94 @@ class Records:
 
     def __getitem__(self, indices: list[int]) -> Any:
         return self.collate([self.records[i] for i in indices])
+
+
+class FileRecords:
+    """Records in many text files, read on demand: a data set larger than memory.
+
+    One pass over the files indexes every record (file, byte offset, byte length: 20 bytes a
+    record); `data[indices]` reads just those records and returns `collate(records)`, a record
+    being the list of its lines. A record is one line (`group="line"`), a block of lines between
+    blank lines (`"blank"`, e.g. CoNLL "word TAB tag" sentences) or a run of consecutive lines
+    with the same key `group(line)` (e.g. the sequence-id column of a CSV file; a key must not
+    come back later in the same file). With `header`, each file's first line is skipped and kept
+    in `headers`. Memory: the index and one batch, whatever the size of the files.
+    """
+
+    def __init__(self, paths: Sequence[str | Path], collate: Callable[[list[list[str]]], Any],
+                 group: str | Callable[[str], Any] = "line", header: bool = False):
+        if isinstance(group, str) and group not in ("line", "blank"):
+            raise ValidationError(f"group must be 'line', 'blank' or a key function, got {group!r}")
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValidationError("FileRecords needs at least one file")
+        self.collate, self.headers = collate, []
+        self._file, self._start, self._size = array("i"), array("q"), array("i")
+        for f, path in enumerate(self.paths):
+            if not path.is_file():
+                raise ValidationError(f"no such file: {path}")
+            self._index(f, path, group, header)
+
+    def _index(self, f: int, path: Path, group: str | Callable[[str], Any], header: bool) -> None:
+        start, key, seen, offset = None, None, set(), 0
+
+        def add(begin: int | None, end: int) -> None:
+            if begin is not None and end > begin:
+                self._file.append(f)
+                self._start.append(begin)
+                self._size.append(end - begin)
+
+        with open(path, "rb") as fh:
+            if header:
+                first = fh.readline()
+                self.headers.append(first.decode().rstrip("\r\n"))
+                offset = len(first)
+            for raw in fh:
+                line = raw.decode().strip()
+                if group == "line":
+                    if line:
+                        add(offset, offset + len(raw))
+                elif group == "blank":
+                    if not line:
+                        add(start, offset)
+                        start = None
+                    elif start is None:
+                        start = offset
+                elif line:
+                    k = group(line)
+                    if k != key:
+                        if k in seen:
+                            raise ValidationError(f"{path}: the rows of record {k!r} are not "
+                                                  "contiguous (sort the file by its key)")
+                        add(start, offset)
+                        start, key = offset, k
+                        seen.add(k)
+                offset += len(raw)
+            add(start, offset)
+
+    def __len__(self) -> int:
+        return len(self._start)
+
+    def __getitem__(self, indices: list[int]) -> Any:
+        records: list[list[str]] = [[] for _ in indices]
+        by_place = sorted(range(len(indices)), key=lambda i: (self._file[indices[i]],
+                                                              self._start[indices[i]]))
+        handle, current = None, -1
+        try:
+            for i in by_place:
+                j = indices[i]
+                if self._file[j] != current:
+                    if handle is not None:
+                        handle.close()
+                    current = self._file[j]
+                    handle = open(self.paths[current], "rb")
+                handle.seek(self._start[j])
+                text = handle.read(self._size[j]).decode()
+                records[i] = [line for line in text.splitlines() if line.strip()]
+        finally:
+            if handle is not None:
+                handle.close()
+        return self.collate(records)
 
 
 # Processes ------------------------------------------------------------------------------------

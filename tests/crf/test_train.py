@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import crf
-from condprob.train import TensorData, evaluate, fit
+from condprob.train import FileRecords, Records, TensorData, evaluate, fit
 
 LABELS, PATTERN = crf.bio(["a", "b"])
 
@@ -49,3 +49,43 @@ def test_tagger_trains_on_the_loop_and_objectives_are_sums(head):
     assert ((pred == tags) | ~mask).float().mean() > 0.8
     if isinstance(head, crf.RegCCRF):
         assert bool(head.accepts(pred.clamp(min=0), mask).all())
+
+
+def test_tagger_streams_conll_files_like_the_in_memory_records(tmp_path):
+    """CoNLL sentences ("word TAB tag", blank lines between) in several files, read on demand,
+    train to the same parameters as the same sentences held in memory."""
+    words = ["the", "cat", "sat", "on", "a", "mat"]
+    g = torch.Generator().manual_seed(0)
+    sents = []
+    for _ in range(18):
+        n = int(torch.randint(2, 6, (1,), generator=g))
+        ws = [words[int(i)] for i in torch.randint(0, 6, (n,), generator=g)]
+        sents.append([(w, "B-a" if w == "cat" else "O") for w in ws])
+    paths = []
+    for f in range(3):
+        paths.append(tmp_path / f"part{f}.conll")
+        paths[-1].write_text("\n\n".join("\n".join(f"{w}\t{t}" for w, t in s)
+                                         for s in sents[f::3]) + "\n")
+    in_order = [s for f in range(3) for s in sents[f::3]]
+
+    def collate(records):
+        T = max(map(len, records))
+        ids = torch.zeros(len(records), T, dtype=torch.long)
+        tags = torch.zeros(len(records), T, dtype=torch.long)
+        for b, rec in enumerate(records):
+            for t, (w, lab) in enumerate(rec):
+                ids[b, t], tags[b, t] = words.index(w), LABELS.index(lab)
+        return ids, tags, torch.arange(T) < torch.tensor([len(r) for r in records])[:, None]
+
+    stream = FileRecords(paths, lambda recs: collate([[ln.split("\t") for ln in r]
+                                                      for r in recs]), group="blank")
+    assert len(stream) == 18
+    runs = []
+    for data in (Records(in_order, collate), stream):
+        torch.manual_seed(0)
+        tagger = crf.Tagger(torch.nn.Embedding(6, len(LABELS)), crf.RegCCRF(LABELS, PATTERN))
+        hist = fit(tagger, crf.sentence_nll, data, epochs=3, batch_size=4, lr=0.1,
+                   progress=False)
+        runs.append((hist, [p.detach() for p in tagger.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(a.equal(b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
