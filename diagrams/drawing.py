@@ -2,7 +2,9 @@
 
 Diagrams read bottom to top. Channels are boxes, states are triangles with their outputs on the
 flat top side, predicates are upturned triangles with their inputs on the flat bottom side, copying
-is a black dot where a wire branches and discarding is the ground symbol. The layout is a layered
+is a black dot where a wire branches and discarding is the ground symbol. A diagram is drawn as it
+was built (`Diagram.built`: every `Copy` and `Discard` it was made from is shown, even where the
+laws of copying erase it), or as its normal form when asked (`normal_form=True`). The layout is a layered
 (Sugiyama-style) placement computed from the term graph alone, with no randomness, so one diagram
 always gives the same picture; SVG output is byte-for-byte reproducible.
 """
@@ -26,7 +28,7 @@ from matplotlib.transforms import Affine2D
 
 from condprob.errors import ValidationError
 from condprob.spaces import Space
-from diagrams.syntax import Box, Diagram
+from diagrams.syntax import Box, Diagram, Junction
 
 PORT_GAP = 0.55
 NODE_GAP = 0.45
@@ -42,7 +44,7 @@ class _Node:
     kind: str
     layer: int
     width: float
-    box: Box | None = None
+    box: Box | Junction | None = None
     order: int = 0
     x: float = 0.0
     desired: float | None = None
@@ -66,7 +68,9 @@ def _type_name(space: Space) -> str:
     return name if name else repr(space)
 
 
-def _box_width(b: Box) -> float:
+def _box_width(b: Box | Junction) -> float:
+    if isinstance(b, Junction):
+        return max(b.n, 1) * PORT_GAP
     n = max(len(b.box_dom.factors), len(b.box_cod.factors), 1)
     return max(n * PORT_GAP, 0.14 * len(b.name) + 0.35, 0.6)
 
@@ -299,16 +303,15 @@ def _render(canvas: _Canvas, d: Diagram, lay: Layout, dx: float, highlight: froz
                          color="#444444")
     canvas.dots += [(x + dx, y) for x, y in lay.copies]
     for x, y in lay.discards:
-        x += dx
-        canvas.lines.append([(x, y), (x, y + 0.22)])
-        for i, half in enumerate((0.14, 0.09, 0.04)):
-            yy = y + 0.22 + 0.05 * i
-            canvas.lines.append([(x - half, yy), (x + half, yy)])
+        _ground(canvas, x + dx, y)
     for n in lay.nodes:
         if n.kind != "box" or n.box is None:
             continue
         b = n.box
         x, y = n.x + dx, n.layer * LAYER_H
+        if isinstance(b, Junction):
+            _junction(canvas, n, dx)
+            continue
         face = HIGHLIGHT if b.name in highlight else "white"
         half, h = n.width / 2, BOX_H / 2
         if b.kind == "predicate":
@@ -330,12 +333,33 @@ def _render(canvas: _Canvas, d: Diagram, lay: Layout, dx: float, highlight: froz
         canvas.label(_type_name(d.types[w]), n.x + dx, lay.top + 0.1, 8, va="bottom")
 
 
+def _ground(canvas: _Canvas, x: float, y: float) -> None:
+    """The discard symbol on a wire ending at (x, y)."""
+    canvas.lines.append([(x, y), (x, y + 0.22)])
+    for i, half in enumerate((0.14, 0.09, 0.04)):
+        yy = y + 0.22 + 0.05 * i
+        canvas.lines.append([(x - half, yy), (x + half, yy)])
+
+
+def _junction(canvas: _Canvas, n: _Node, dx: float) -> None:
+    """A copy (the wire up to a dot, then one branch per output port) or a discard."""
+    x, y, h = n.x + dx, n.layer * LAYER_H, BOX_H / 2
+    if n.n_out == 0:
+        _ground(canvas, x, y - h)
+        return
+    canvas.wires.append(_bezier(x, y - h, x, y))
+    canvas.dots.append((x, y))
+    canvas.wires += [_bezier(x, y, n.out_x(port) + dx, y + h) for port in range(n.n_out)]
+
+
 def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bool = False,
-           scale: float = 0.7, title: str | None = None) -> Figure:
+           scale: float = 0.7, title: str | None = None, normal_form: bool = False) -> Figure:
     """A matplotlib figure of diagrams side by side, with strings (like "=") between them.
 
-    `highlight` names boxes to fill in colour; `wire_labels` writes every wire's type;
-    `scale` is inches per layout unit.
+    Each diagram is drawn as built (every copy and discard it was made from), or as its normal
+    form (copies and discards only where the term graph has them, the Markov law applied) when
+    `normal_form`. `highlight` names boxes to fill in colour; `wire_labels` writes every wire's
+    type; `scale` is inches per layout unit; the figure widens to fit `title`.
     """
     if not parts:
         raise ValidationError("figure() needs at least one diagram")
@@ -347,6 +371,8 @@ def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bo
     ax.set_axis_off()
     hi = frozenset(highlight)
     canvas = _Canvas(scale)
+    parts = tuple(p if isinstance(p, str) else p.normal_form() if normal_form else p.built
+                  for p in parts)
     lays = [layout(p) if isinstance(p, Diagram) else None for p in parts]
     top = max((lay.top for lay in lays if lay is not None), default=1.0)
     bottom = min((lay.bottom for lay in lays if lay is not None), default=0.0)
@@ -361,15 +387,18 @@ def figure(*parts: Diagram | str, highlight: Iterable[str] = (), wire_labels: bo
         x += (x1 - x0) + 0.3
     x -= 0.3
     pad = 0.45
+    left, right = -pad, x + pad
     ymin, ymax = bottom - 0.45, top + 0.45
     if title:
         canvas.label(title, x / 2, ymax, 11, va="bottom")
+        half = _glyphs(title)[1].width * 11 * canvas.pt / 2 + 0.15
+        left, right = min(left, x / 2 - half), max(right, x / 2 + half)
         ymax += 0.4
     canvas.finish(ax)
-    ax.set_xlim(-pad, x + pad)
+    ax.set_xlim(left, right)
     ax.set_ylim(ymin, ymax)
     ax.set_aspect("equal")
-    fig.set_size_inches(max((x + 2 * pad) * scale, 1.0), max((ymax - ymin) * scale, 1.0))
+    fig.set_size_inches(max((right - left) * scale, 1.0), max((ymax - ymin) * scale, 1.0))
     return fig
 
 

@@ -6,7 +6,10 @@ wire has exactly one source (a diagram input or one box output) and any number o
 twice is a copy, a wire never used is a discard. Identities, swaps, copies and discards therefore
 hold no boxes at all, so the symmetric monoidal and comonoid laws hold by construction; the
 normal form (`diagrams.normal`) adds the Markov law (discarding the outputs of a channel discards
-its inputs) and copy-naturality of deterministic boxes.
+its inputs) and copy-naturality of deterministic boxes. For drawing, a diagram also remembers how it
+was built (`Diagram.built`): the same term graph with each `Copy` and `Discard` it was made from
+kept as a `Junction`, so "copy, then discard one copy" is drawn as such, not as the bare wire it
+equals.
 
 `f >> g` composes (first f, then g) and `f @ g` tensors, like condprob's kernels.
 """
@@ -48,7 +51,7 @@ class Diagram:
     networkx port graph; `draw`, `to_svg`, `to_png` draw it.
     """
 
-    __slots__ = ("types", "inputs", "boxes", "outputs", "_cache")
+    __slots__ = ("types", "inputs", "boxes", "outputs", "_cache", "_built")
 
     def __init__(self, types: Sequence[Space], inputs: Sequence[int],
                  boxes: Sequence[BoxEntry], outputs: Sequence[int]):
@@ -57,6 +60,17 @@ class Diagram:
         self.boxes: tuple[BoxEntry, ...] = tuple(boxes)
         self.outputs: tuple[int, ...] = tuple(outputs)
         self._cache: dict[str, Any] = {}
+        self._built: Diagram | None = None
+
+    @property
+    def built(self) -> Diagram:
+        """The diagram as it was built, for drawing: its boxes plus a `Junction` for every copy
+        and discard it was made from (itself when it was made from none)."""
+        return self if self._built is None else self._built
+
+    def _with_built(self, built: Diagram | None) -> Diagram:
+        self._built = built
+        return self
 
     # Types -----------------------------------------------------------------------------------
     @property
@@ -108,8 +122,11 @@ class Diagram:
         boxes = self.boxes + tuple(
             (b, tuple(ren(w) for w in ins), tuple(ren(w) for w in outs))
             for b, ins, outs in other.boxes)
+        built = None
+        if self._built is not None or other._built is not None:
+            built = self.built.then(other.built)
         return Diagram(self.types + other.types, self.inputs, boxes,
-                       tuple(ren(w) for w in other.outputs))
+                       tuple(ren(w) for w in other.outputs))._with_built(built)
 
     def tensor(self, other: Diagram) -> Diagram:
         """Parallel composition: self and other side by side (self's wires first)."""
@@ -119,9 +136,12 @@ class Diagram:
         boxes = self.boxes + tuple(
             (b, tuple(w + k for w in ins), tuple(w + k for w in outs))
             for b, ins, outs in other.boxes)
+        built = None
+        if self._built is not None or other._built is not None:
+            built = self.built.tensor(other.built)
         return Diagram(self.types + other.types,
                        self.inputs + tuple(w + k for w in other.inputs), boxes,
-                       self.outputs + tuple(w + k for w in other.outputs))
+                       self.outputs + tuple(w + k for w in other.outputs))._with_built(built)
 
     def __rshift__(self, other: Diagram) -> Diagram:
         if not isinstance(other, Diagram):
@@ -225,6 +245,22 @@ class Box(Diagram):
         return f"Box({self.name!r}: {self.box_dom} -> {self.box_cod}{extra})"
 
 
+class Junction:
+    """A copy of one wire into `n` (n >= 2) or its discard (n = 0), kept as a node only in the
+    built form of a diagram (`Diagram.built`), which is drawn; never a box of the term graph that
+    equality and semantics read."""
+
+    __slots__ = ("space", "n", "name", "kind")
+
+    def __init__(self, space: Space, n: int):
+        self.space = space
+        self.n = n
+        self.name = self.kind = "discard" if n == 0 else "copy"
+
+    def __repr__(self) -> str:
+        return f"Junction({self.kind} {self.space}, n={self.n})"
+
+
 def State(name: str, cod: Space) -> Box:
     """A state (no inputs), drawn as a triangle: a box Unit -> cod."""
     return Box(name, Unit, cod)
@@ -253,7 +289,13 @@ def Copy(space: Space, n: int = 2) -> Diagram:
     ts = _atoms(space, "Copy's space")
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValidationError(f"Copy needs a number of copies n >= 0, got {n!r}")
-    return Diagram(ts, range(len(ts)), (), tuple(range(len(ts))) * n)
+    d = Diagram(ts, range(len(ts)), (), tuple(range(len(ts))) * n)
+    if n == 1:
+        return d
+    k = len(ts)  # the built form: atom i's junction sends wire i to wires k + j * k + i
+    junctions = [(Junction(t, n), (i,), tuple(k + j * k + i for j in range(n)))
+                 for i, t in enumerate(ts)]
+    return d._with_built(Diagram(ts * (n + 1), range(k), junctions, range(k, k + n * k)))
 
 
 def Discard(space: Space) -> Diagram:

@@ -4,8 +4,9 @@ import pytest
 from matplotlib.figure import Figure
 
 from condprob import FiniteSpace
-from diagrams import Box, Copy, Discard, Id, Predicate, State, draw, figure, to_png, to_svg
-from diagrams.drawing import layout, save
+from diagrams import Box, Copy, Discard, Id, Predicate, State, Swap, draw, figure, to_png, to_svg
+from diagrams.drawing import _glyphs, layout, save
+from diagrams.syntax import Junction
 
 
 @pytest.fixture
@@ -79,3 +80,43 @@ def test_empty_and_unlabelled_wires():
     anon = FiniteSpace(2)
     assert "<svg" in to_svg(Id(anon))
     assert "<svg" in to_svg(Id())
+
+
+def _junctions(d):
+    return sorted(b.kind for b, _, _ in d.built.boxes if isinstance(b, Junction))
+
+
+def test_a_diagram_is_drawn_as_built_unless_the_normal_form_is_asked(spaces):
+    X, Y, _ = spaces
+    counit = Copy(X) >> (Discard(X) @ Id(X))
+    assert counit == Id(X) and counit.boxes == ()  # the term graph is the bare wire
+    assert _junctions(counit) == ["copy", "discard"]
+    lay = layout(counit.built)
+    assert sum(isinstance(n.box, Junction) for n in lay.nodes) == 2
+    assert to_svg(counit) != to_svg(Id(X))
+    assert to_svg(counit, normal_form=True) == to_svg(Id(X))
+    causal = Box("f", X, Y) >> Discard(Y)
+    assert _junctions(causal) == ["discard"]
+    assert to_svg(causal) != to_svg(Discard(X))
+    assert to_svg(causal, normal_form=True) == to_svg(Discard(X), normal_form=True)
+    plain = Box("f", X, Y) >> Box("g", Y, X)
+    one = Copy(X, 1)
+    assert plain.built is plain and one.built is one
+
+
+def test_the_built_form_keeps_the_interface_and_every_box(spaces, diagram):
+    X, Y, _ = spaces
+    for d in (diagram, Copy(X @ Y, 3), (Copy(X) @ Id(Y)) >> (Discard(X) @ Swap(X, Y))):
+        built = d.built
+        assert (built.dom, built.cod) == (d.dom, d.cod)
+        assert [b.name for b, _, _ in built.boxes if isinstance(b, Box)] == list(d.box_names)
+    assert _junctions(Copy(X @ Y, 3)) == ["copy", "copy"]
+
+
+def test_titles_fit_in_the_figure(spaces):
+    X, _, _ = spaces
+    title = "σ >> graph(f): a title much wider than the diagram it names"
+    fig = figure(Id(X), title=title, scale=0.7)
+    left, right = fig.axes[0].get_xlim()
+    assert right - left >= _glyphs(title)[1].width * 11 / 72 / 0.7
+    assert fig.get_size_inches()[0] >= (right - left) * 0.7 - 1e-9
