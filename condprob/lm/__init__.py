@@ -9,11 +9,22 @@ sampling (single and multi-draft, with the LP-optimal draft selection of `lp_sel
 two-step decomposition `two_step_selection`) complete the sampling toolbox. Regular languages constrain
 generation: `TokenIndex` (token-level automaton from a vocabulary trie), `constrain` (masked
 decoding), `ConditionedLM` (exact conditioning of the finite-state models `BigramLM` and `HMMLM`)
-and `smc` (importance weights and resampling for any model). `symspell_bigram()` is a real
+and `smc` (importance weights and resampling for any model). Attribute kernels condition on
+classifiers and verifiers: `guide` (GeDi's per-step Bayes inversion), `twisted_smc` with exact,
+learned (`train_value_twist`) or verifier-gradient (`GradientTwist`) twists. `symspell_bigram()` is a real
 offline word model and `train_char_lm(stdlib_text())` a small neural one. `CharacterKernel` gives
 exact token-free next-character laws of a token model (maximum-prefix encoding and BPE).
 """
 
+from condprob.lm.attributes import (
+    AttributeKernel,
+    ClassConditional,
+    RegularAttribute,
+    TextClassifier,
+    guide,
+    profanity,
+    vader_sentiment,
+)
 from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm, train_token_lm
 from condprob.lm.cpsbs import (
     CPBeam,
@@ -82,8 +93,20 @@ from condprob.lm.tokenfree import (
     sample_chain,
     transition_estimates,
 )
+from condprob.lm.twisted import (
+    GradientTwist,
+    LinearVerifier,
+    TwistedSMCResult,
+    ValueTwist,
+    fit_linear_verifier,
+    train_value_twist,
+    twisted_smc,
+)
 
 __all__ = [
+    "AttributeKernel", "ClassConditional", "GradientTwist", "LinearVerifier", "RegularAttribute",
+    "TextClassifier", "TwistedSMCResult", "ValueTwist", "fit_linear_verifier", "guide",
+    "profanity", "train_value_twist", "twisted_smc", "vader_sentiment",
     "END", "BPETokenizer", "CharacterKernel", "MaxPrefixTokenizer", "PushforwardLM",
     "chain_texts", "prefix_log_probs", "sample_chain", "train_token_lm",
     "transition_estimates",

@@ -294,14 +294,17 @@ class ConditionedLM:
         self.chain = automaton_chain(self.step, index.start, max_len, final)
         self.filtered = backward_filter(self.chain)
 
-    def _weights(self, prefix: torch.Tensor, q: torch.Tensor, generated: int) -> torch.Tensor:
+    def guided_weights(self, prefix: torch.Tensor, q: torch.Tensor, generated: int
+                       ) -> torch.Tensor:
+        """P(v | prefix) P(event | prefix, v): (B, V), for prefixes in automaton states q after
+        `generated` generated tokens (the unnormalised guided next-token law)."""
         return self.step.guided_token_weights(prefix, q, self.filtered.messages[generated])
 
     def log_prob_event(self, prefix: Sequence[int] | torch.Tensor) -> torch.Tensor:
         """log P(event | prefix) for each prefix (B, T), exact."""
         t = as_prefix(prefix, self.base.vocab_size)
         q = torch.full((t.shape[0],), self.index.start, dtype=torch.long)
-        return self._weights(t, q, 0).sum(-1).log()
+        return self.guided_weights(t, q, 0).sum(-1).log()
 
     def kernel(self, prefix_len: int = 1) -> TokenKernel:
         """The conditioned next-token kernel for texts generated after a prefix of `prefix_len`
@@ -316,7 +319,7 @@ class ConditionedLM:
             q = idx.run(prefix[:, prefix_len:])
             if (q == NO_STATE).any():
                 raise ConditioningError("a prefix outside the language", "it has probability 0")
-            logits = self._weights(prefix, q, gen).log()
+            logits = self.guided_weights(prefix, q, gen).log()
             if (logits == NEG_INF).all(-1).any():
                 raise ConditioningError("the language after this prefix", "it has probability 0")
             return logits
