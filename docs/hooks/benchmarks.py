@@ -17,15 +17,15 @@ LINK = re.compile(r"(?<!!)\[([^\]]+)\]\([^)]*\)")
 
 INTRO = """# Benchmarks
 
-Every benchmark compares condprob with named peer libraries measured side by side in the same run,
-each peer installed in its own virtual environment (`benchmarks/peers/*.peers`). To reproduce:
+To reproduce, run
 
 ```bash
-make bench      # creates the peers' environments, runs every benchmarks/bench_*.py
+make bench
 ```
 
-`make bench` runs `condprob bench`, which writes one table per area into `benchmarks/results/` and
-collects them, with the machine they ran on, into `benchmarks/RESULTS.md`. The figures below are
+which creates each peer library's own virtual environment under `.peers/`, then runs
+`condprob bench`: every `benchmarks/bench_*.py` writes one table per area into
+`benchmarks/results/`, and they are collected into `benchmarks/RESULTS.md`. The figures below are
 the ones committed with this version of the code.
 
 """
