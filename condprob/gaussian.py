@@ -4,6 +4,12 @@ A `LinearGaussian` kernel is x -> N(A x + b, Q) between Euclidean spaces (produc
 Euclidean factors); Q may be singular or zero (a deterministic affine map). A `Gaussian` state is a
 linear-Gaussian kernel out of the unit space: N(mean, cov), cov possibly singular.
 
+Both are batched like finite kernels: A, b and Q may carry leading batch dimensions
+(A: (*batch, n, d), b: (*batch, n), Q: (*batch, n, n), broadcast against each other), and every
+operation (composition, tensor, conditioning, Pearl updates, inversion, marginals, sampling and
+densities) acts on each batch entry independently, so a batch of 1,000 Kalman filters or GPs is
+one object. `batch_shape` is the broadcast batch shape.
+
 Composition `f >> g` is x -> N(A_g A_f x + A_g b_f + b_g, A_g Q_f A_g' + Q_g); the tensor `f @ g`
 is block-diagonal. Exact conditioning on A x = b (an event of probability zero) projects onto the
 solution set: with S = A cov A' and c = b - A mean, the posterior is
@@ -15,6 +21,15 @@ tol(dtype, eigmax) count as deterministic, and along each of them c may hold at 
 number of S on its range (how accurately that range is computed). An inconsistent condition raises
 `ConditioningError` naming it, with the residual and the tolerance; a Pearl update on evidence off
 the support raises the same way.
+
+Validation (`validate=True`, the default) checks shapes and finiteness always, and that each
+covariance is symmetric and positive semi-definite. The latter costs one O(n^3) factorisation; it
+runs at construction for n <= 128, and for larger covariances when a computation first uses the
+whole matrix (composition, sampling, densities, `cov`, ...), reusing the factorisation that
+computation needs anyway. Conditioning checks only what it uses (the block A cov A', by the
+factorisation it computes, the cross-covariance's symmetry and the posterior variances) and hands
+the rest of the check on to the posterior: the prior is PSD iff that block and the posterior are.
+A GP conditioned on observations therefore pays O(n m^2), not O(n^3), for its guard.
 """
 
 from __future__ import annotations
@@ -23,7 +38,9 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pyro.distributions as pdist
 import torch
+from torch.distributions import constraints
 
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
@@ -36,12 +53,15 @@ __all__ = [
     "Gaussian",
     "LinearEquation",
     "LinearGaussian",
+    "SingularMultivariateNormal",
     "copy",
     "discard",
     "identity",
     "projection",
     "swap",
 ]
+
+EAGER_CHECK_DIM = 128  # covariances up to this size are checked PSD at construction
 
 
 def _as_space(space: Space | int) -> Space:
@@ -66,9 +86,48 @@ def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
         t = t.to(torch.float64 if dtype is None else dtype)
     elif dtype is not None:
         t = t.to(dtype)
-    if t.numel() and not (bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))):
-        raise ValidationError(f"{what} has non-finite entries")  # max/min propagate NaN
+    # a finite sum means finite entries (NaN and inf propagate); else look closer, since a sum
+    # of finite entries may overflow
+    if t.numel() and not bool(torch.isfinite(t.sum())) and not (
+            bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))):
+        raise ValidationError(f"{what} has non-finite entries")
     return t
+
+
+def _bshape(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """The broadcast of batch shapes (torch.broadcast_shapes costs a millisecond a call)."""
+    nd = max((len(s) for s in shapes), default=0)
+    out = [1] * nd
+    for s in shapes:
+        for i, k in enumerate(s, nd - len(s)):
+            if k != 1 and out[i] != k:
+                if out[i] != 1:
+                    raise ValidationError(f"batch shapes {[tuple(t) for t in shapes]} do not "
+                                          "broadcast")
+                out[i] = k
+    return tuple(out)
+
+
+def _mv(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Batched matrix-vector product a x (broadcasting the batch dimensions)."""
+    return (a @ x[..., None])[..., 0]
+
+
+def _diag(q: torch.Tensor) -> torch.Tensor:
+    return q.diagonal(dim1=-2, dim2=-1)
+
+
+def _amax(t: torch.Tensor, dims: int) -> torch.Tensor:
+    """max |t| over the last `dims` dimensions (0 for empty ones)."""
+    flat = t.abs().reshape(*t.shape[:t.ndim - dims], -1)
+    return flat.amax(-1) if flat.shape[-1] else flat.new_zeros(flat.shape[:-1])
+
+
+def _where(batch: tuple[int, ...], bad: torch.Tensor) -> str:
+    if not batch or bad.ndim == 0:
+        return ""
+    first = [int(i) for i in bad.nonzero()[0]] if bool(bad.any()) else []
+    return f" (batch entry {tuple(first)})"
 
 
 # Tolerances ---------------------------------------------------------------------------------
@@ -79,39 +138,43 @@ _SLACK = 1024
 _Z = 4.0  # a value may sit this many of its own standard deviations off a dropped direction
 
 
-def _tol(dtype: torch.dtype, scale: float, condition: float = 1.0) -> float:
+def _tol(dtype: torch.dtype, scale: Any, condition: Any = 1.0) -> Any:
     e = torch.finfo(dtype).eps
     return min(_SLACK * e, math.sqrt(e)) * scale * condition
 
 
 def _zero_variance(lam: torch.Tensor) -> torch.Tensor:
-    """Eigenvalues that count as zero: at most tol(dtype, largest eigenvalue)."""
-    return lam <= _tol(lam.dtype, float(lam.max().clamp(min=0)) if lam.numel() else 0.0)
+    """Eigenvalues (last axis) that count as zero: at most tol(dtype, largest eigenvalue)."""
+    if not lam.shape[-1]:
+        return torch.zeros_like(lam, dtype=torch.bool)
+    return lam <= _tol(lam.dtype, lam.amax(-1, keepdim=True).clamp(min=0))
 
 
-def _off_range(lam: torch.Tensor, u: torch.Tensor, c: torch.Tensor, scale: float
+def _off_range(lam: torch.Tensor, u: torch.Tensor, c: torch.Tensor, scale: torch.Tensor
                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The components of c (shape (..., r)) along the zero-variance directions of
-    S = u diag(lam) u', and what each may hold: (|u_i' c|, allowance_i), shapes (..., k), (k,).
+    """The components of c (shape (..., *batch, r)) along the zero-variance directions of
+    S = u diag(lam) u' (lam: (*batch, r)), and what each may hold: (|u_i' c|, allowance_i), zero
+    for the kept directions.
 
     Along a direction i of zero variance (`_zero_variance`) the component may be up to
     _Z sqrt(max(lam_i, 0)) (what a direction of that computed variance can hold) plus the rounding
-    tolerance tol(dtype, scale, cond), where `scale` bounds the magnitude of c's terms and cond =
-    lam_max / lam_min over the kept eigenvalues (the accuracy of the computed range). c lies in
-    the range of S iff every component is within its allowance.
+    tolerance tol(dtype, scale, cond), where `scale` (*batch) bounds the magnitude of c's terms and
+    cond = lam_max / lam_min over the kept eigenvalues (the accuracy of the computed range). c lies
+    in the range of S iff every component is within its allowance.
     """
     zero = _zero_variance(lam)
-    kept = lam[~zero]
-    cond = float(kept.max() / kept.min()) if kept.numel() else 1.0
-    comp = (c @ u[:, zero]).abs()
-    return comp, _Z * lam[zero].clamp(min=0).sqrt() + _tol(lam.dtype, scale, cond)
+    kept = lam.masked_fill(zero, math.inf)
+    lo = kept.amin(-1)
+    cond = torch.where(torch.isfinite(lo), lam.amax(-1) / lo, torch.ones_like(lo))
+    comp = _mv(u.mT, c).abs() * zero
+    allowed = _Z * lam.clamp(min=0).sqrt() + _tol(lam.dtype, scale, cond)[..., None]
+    return comp, torch.where(zero, allowed, torch.zeros_like(allowed))
 
 
-def _psd_within(q: torch.Tensor, tol: float) -> bool:
-    """q >= -tol I, checked by a Cholesky factorisation of q + 2 tol I (no eigendecomposition)."""
-    shifted = q.clone()
-    shifted.diagonal().add_(2 * tol)
-    return int(torch.linalg.cholesky_ex(shifted)[1]) == 0
+def _psd_within(q: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
+    """q >= -tol I per batch entry, by a Cholesky factorisation of q + 2 tol I."""
+    shifted = q + torch.diag_embed(2 * tol[..., None].expand(q.shape[:-1]))
+    return torch.linalg.cholesky_ex(shifted)[1] == 0
 
 
 def _sample_shape(shape: tuple[int, ...] | int) -> tuple[int, ...]:
@@ -134,9 +197,19 @@ def _coords(space: Space, keys: Sequence[FactorKey]) -> list[int]:
     return [j for i in space.factor_indices(keys) for j in range(slices[i].start, slices[i].stop)]
 
 
+def _block_diag(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Batched block-diagonal [[a, 0], [0, b]]."""
+    batch = _bshape(a.shape[:-2], b.shape[:-2])
+    out = a.new_zeros(*batch, a.shape[-2] + b.shape[-2], a.shape[-1] + b.shape[-1])
+    out[..., :a.shape[-2], :a.shape[-1]] = a
+    out[..., a.shape[-2]:, a.shape[-1]:] = b
+    return out
+
+
 class LinearEquation:
     """The event `matrix @ x == rhs` (r equations on R^n), named for error messages.
 
+    `matrix` is (r, n) or batched (*batch, r, n), `rhs` (r,) or (*batch, r).
     `LinearEquation.observe(index, values)` is the special case x[index] == values, which
     conditioning handles by indexing instead of matrix products.
     """
@@ -145,23 +218,33 @@ class LinearEquation:
                  dtype: torch.dtype | None = None):
         a = _tensor(matrix, dtype, "the equation's matrix")
         a = a[None, :] if a.ndim == 1 else a
-        b = _tensor(rhs, a.dtype, "the equation's right-hand side").reshape(-1)
-        if a.ndim != 2 or b.shape[0] != a.shape[0]:
+        b = _tensor(rhs, a.dtype, "the equation's right-hand side")
+        if a.ndim >= 2 and (b.ndim == 0 or (b.shape[-1] != a.shape[-2]
+                                            and b.numel() == a.shape[-2])):
+            b = b.reshape(-1)
+        if a.ndim < 2 or b.ndim < 1 or b.shape[-1] != a.shape[-2]:
             raise ValidationError(
-                f"an equation A x = b needs A of shape (r, n) and b of shape (r,), got "
-                f"{tuple(a.shape)} and {tuple(b.shape)}")
+                f"an equation A x = b needs A of shape (r, n) and b of shape (r,) (with optional "
+                f"leading batch dimensions), got {tuple(a.shape)} and {tuple(b.shape)}")
+        _bshape(a.shape[:-2], b.shape[:-1])
         self.matrix, self.rhs = a, b
         self.index: torch.Tensor | None = None
-        self.name = name or f"A x == b ({a.shape[0]} equation{'s' * (a.shape[0] != 1)})"
+        r = a.shape[-2]
+        self.name = name or f"A x == b ({r} equation{'s' * (r != 1)})"
 
     @classmethod
     def observe(cls, index: Sequence[int] | torch.Tensor, values: Tensorish, dim: int,
                 name: str | None = None) -> LinearEquation:
-        """The equations x[index] == values on R^dim."""
-        idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
-        v = _tensor(values, None, "the observed values").reshape(-1)
-        if idx.shape != v.shape:
-            raise ValidationError(f"{idx.numel()} indices but {v.numel()} observed values")
+        """The equations x[index] == values on R^dim (values (r,) or batched (*batch, r))."""
+        try:
+            idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ValidationError(f"observed indices must be integers, got {index!r}") from err
+        v = _tensor(values, None, "the observed values")
+        if v.ndim == 0 or v.shape[-1] != idx.numel():
+            v = v.reshape(-1)
+        if v.shape[-1] != idx.numel():
+            raise ValidationError(f"{idx.numel()} indices but {v.shape[-1]} observed values")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= dim):
             raise ValidationError(f"observed indices must lie in [0, {dim}), got "
                                   f"{int(idx.min())}..{int(idx.max())}")
@@ -174,11 +257,38 @@ class LinearEquation:
         return self.name
 
 
-class LinearGaussian(Morphism):
-    """The kernel x -> N(matrix @ x + offset, cov) from R^d (`dom`) to R^n (`cod`).
+class SingularMultivariateNormal(pdist.MultivariateNormal):
+    """A MultivariateNormal whose covariance may be singular: `scale_tril` is any square factor
+    L with L L' = cov (sampling is loc + L z); `log_prob` is the density on the support
+    loc + range(cov) w.r.t. Lebesgue measure there (pseudo-determinant), -inf off it."""
 
-    Shapes and finiteness are always checked; `validate=False` skips only the symmetry and
-    positive semi-definiteness check of the covariance (one O(n^3) Cholesky factorisation).
+    def __init__(self, state: Gaussian):
+        self._state = state
+        super().__init__(state.mean, scale_tril=state.factor, validate_args=False)
+
+    def expand(self, batch_shape: Any, _instance: Any = None) -> SingularMultivariateNormal:
+        return SingularMultivariateNormal(self._state.expand(tuple(batch_shape)))
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self._state.log_prob(value)
+
+    def entropy(self) -> torch.Tensor:
+        lam = torch.linalg.eigvalsh(self._state.cov)
+        keep = ~_zero_variance(lam)
+        return 0.5 * (keep.sum(-1).to(lam.dtype) * (1 + math.log(2 * math.pi))
+                      + torch.where(keep, lam, torch.ones_like(lam)).log().sum(-1))
+
+    @constraints.dependent_property
+    def support(self) -> Any:
+        return constraints.independent(constraints.real, 1)
+
+
+class LinearGaussian(Morphism):
+    """The kernel x -> N(matrix @ x + offset, cov) from R^d (`dom`) to R^n (`cod`), batched.
+
+    `matrix` is (*batch, n, d), `offset` (*batch, n), `cov` (*batch, n, n), broadcast against
+    each other. Shapes and finiteness are always checked; `validate=False` skips the symmetry and
+    positive semi-definiteness check of the covariance (see the module docstring for when it runs).
     """
 
     def __init__(self, matrix: Tensorish, offset: Tensorish | None = None,
@@ -186,59 +296,103 @@ class LinearGaussian(Morphism):
                  cod: Space | int | None = None, *, dtype: torch.dtype | None = None,
                  validate: bool = True):
         a = _tensor(matrix, dtype, "the kernel's matrix")
-        if a.ndim != 2:
-            raise ValidationError(f"the kernel's matrix must be 2-d, got shape {tuple(a.shape)}")
-        n, d = a.shape
-        b = torch.zeros(n, dtype=a.dtype) if offset is None else \
-            _tensor(offset, a.dtype, "the kernel's offset").reshape(-1)
-        q = torch.zeros(n, n, dtype=a.dtype) if cov is None else \
-            _tensor(cov, a.dtype, "the kernel's covariance")
+        if a.ndim < 2:
+            raise ValidationError(f"the kernel's matrix must have shape (*batch, n, d), got "
+                                  f"{tuple(a.shape)}")
+        n, d = a.shape[-2:]
+        b = a.new_zeros(n) if offset is None else \
+            _flat_if_needed(_tensor(offset, a.dtype, "the kernel's offset"), n)
+        q = a.new_zeros(n, n) if cov is None else _tensor(cov, a.dtype, "the kernel's covariance")
         self._init(a, b, q, _as_space(d if dom is None else dom), _as_space(n if cod is None else cod),
                    validate)
 
     def _init(self, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
               cod: Space, validate: bool, down: torch.Tensor | None = None,
-              base: torch.Tensor | None = None, internal: bool = False) -> None:
+              base: torch.Tensor | None = None, internal: bool = False,
+              pending: bool = False) -> None:
         self.matrix, self.offset = a, b
         self.dom, self.cod = dom, cod
         self._cov, self._base, self._down = q, base, down
         self._factor: torch.Tensor | None = None
+        self._chol: tuple[torch.Tensor, bool, bool] | None = None
+        self._pending = pending
         if not internal:
             self._check_shapes()
+        cov_batch = (q if q is not None else base).shape[:-2]  # type: ignore[union-attr]
+        self._batch = _bshape(a.shape[:-2], b.shape[:-1], cov_batch,
+                              down.shape[:-2] if down is not None else ())
         if validate:
             self._validate()
 
     def _check_shapes(self) -> None:
-        n, d = self.matrix.shape
+        n, d = self.matrix.shape[-2:]
         if d != self.dom.dim or n != self.cod.dim:
             raise SpaceMismatchError(f"matrix of shape {(n, d)} for a kernel", (self.cod.dim,
                                      self.dom.dim), (n, d))
-        if self.offset.shape != (n,):
-            raise ValidationError(f"offset must have shape ({n},), got {tuple(self.offset.shape)}")
-        if self.cov.shape != (n, n):
-            raise ValidationError(f"covariance must have shape ({n}, {n}), got "
-                                  f"{tuple(self.cov.shape)}")
+        if self.offset.ndim < 1 or self.offset.shape[-1] != n:
+            raise ValidationError(f"offset must have shape (*batch, {n}), got "
+                                  f"{tuple(self.offset.shape)}")
+        q = self._q()
+        if q.ndim < 2 or q.shape[-2:] != (n, n):
+            raise ValidationError(f"covariance must have shape (*batch, {n}, {n}), got "
+                                  f"{tuple(q.shape)}")
 
     def _validate(self) -> None:
-        """Symmetry and positive semi-definiteness of the covariance (relative tolerance)."""
-        q = self.cov
-        scale = float(q.abs().max()) if q.numel() else 0.0
-        if scale == 0:
+        """Symmetry and positive semi-definiteness of the covariance (relative tolerance): at
+        once up to EAGER_CHECK_DIM, else the diagonal now and the rest on first use."""
+        q = self._q()
+        if q.shape[-1] == 0:
             return
+        if q.shape[-1] <= EAGER_CHECK_DIM:
+            self._pending = True
+            self._resolve()
+            return
+        d = _diag(q)
+        tol = _tol(q.dtype, _amax(d, 1))
+        bad = d.amin(-1) < -tol
+        if bool(bad.any()):
+            raise ValidationError(f"covariance is not positive semi-definite: a variance is "
+                                  f"{float(d.amin()):.3g}, below -{float(tol.max()):.3g}"
+                                  f"{_where(self._batch, bad)}")
+        self._pending = True
+
+    def _resolve(self) -> None:
+        """The pending symmetry and PSD check of the whole covariance, by the Cholesky
+        factorisation that densities and sampling use anyway (a shifted one if it fails)."""
+        if not self._pending:
+            return
+        q = self._q()
+        scale = _amax(q, 2)
         tol = _tol(q.dtype, scale)
-        asym = float((q - q.T).abs_().amax())
-        if asym > tol:
-            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {asym:.3g} exceeds "
-                                  f"the tolerance {tol:.3g})")
-        if not _psd_within(q, tol):
-            raise ValidationError(f"covariance is not positive semi-definite (an eigenvalue is "
-                                  f"below -{tol:.3g}, the tolerance)")
+        asym = _amax(q - q.mT, 2)
+        if bool((asym > tol).any()):
+            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
+                                  f" exceeds the tolerance {float(tol.max()):.3g})"
+                                  f"{_where(self._batch, asym > tol)}")
+        if not self._cholesky()[1]:
+            ok = _psd_within(q, tol) | (scale == 0)
+            if not bool(ok.all()):
+                raise ValidationError(f"covariance is not positive semi-definite (an eigenvalue "
+                                      f"is below -{float(tol.max()):.3g}, the tolerance)"
+                                      f"{_where(self._batch, ~ok)}")
+        self._pending = False
+
+    def _cholesky(self) -> tuple[torch.Tensor, bool, bool]:
+        """(L, factored, positive definite): Cholesky of Q, whether it succeeded in every batch
+        entry, and whether Q is numerically positive definite there (cached)."""
+        if self._chol is None:
+            q = self._q()
+            chol, info = torch.linalg.cholesky_ex(q)
+            done = bool((info == 0).all())
+            floor = _tol(q.dtype, _amax(_diag(q), 1))[..., None]
+            self._chol = (chol, done, done and bool((_diag(chol) ** 2 > floor).all()))
+        return self._chol
 
     @classmethod
     def _make(cls, a: torch.Tensor, b: torch.Tensor, q: torch.Tensor | None, dom: Space,
-              cod: Space, **lazy: torch.Tensor) -> LinearGaussian:
+              cod: Space, pending: bool = False, **lazy: torch.Tensor) -> LinearGaussian:
         out = object.__new__(Gaussian if dom == Unit else LinearGaussian)
-        out._init(a, b, q, dom, cod, validate=False, internal=True, **lazy)
+        out._init(a, b, q, dom, cod, validate=False, internal=True, pending=pending, **lazy)
         return out
 
     # Basic properties ----------------------------------------------------------------------
@@ -247,53 +401,94 @@ class LinearGaussian(Morphism):
         return self.matrix.dtype
 
     @property
-    def event_shape(self) -> tuple[int, ...]:
-        return (self.cod.dim,) if self.cod != Unit else (0,)
+    def batch_shape(self) -> tuple[int, ...]:
+        return self._batch
 
     @property
-    def cov(self) -> torch.Tensor:
-        """The noise covariance Q (for a state: its covariance)."""
+    def event_shape(self) -> tuple[int, ...]:
+        return (self.cod.dim,)
+
+    def _q(self) -> torch.Tensor:
+        """The covariance as held (no pending check)."""
         if self._cov is None:
-            self._cov = self._base - self._down @ self._down.T
+            self._cov = self._base - self._down @ self._down.mT  # type: ignore[operator]
         return self._cov
 
     @property
-    def variance(self) -> torch.Tensor:
-        """diag(Q), computed without forming Q after a low-rank conditioning update."""
-        if self._cov is None:
-            return self._base.diagonal() - (self._down**2).sum(-1)
-        return self.cov.diagonal().clone()
+    def cov(self) -> torch.Tensor:
+        """The noise covariance Q (for a state: its covariance), shape (*batch, n, n)."""
+        self._resolve()
+        q = self._q()
+        return q.expand(*self._batch, *q.shape[-2:])
 
-    def _floor(self) -> float:
-        q = self.cov
-        return _tol(q.dtype, float(q.diagonal().abs().max())) if len(q) else 0.0
+    @property
+    def variance(self) -> torch.Tensor:
+        """diag(Q), computed without forming Q after a low-rank conditioning update.
+
+        While the PSD check is pending (see the module docstring) the variances are checked
+        non-negative here, which is what they need.
+        """
+        if self._cov is None:
+            base = _diag(self._base)  # type: ignore[arg-type]
+            var = base - (self._down**2).sum(-1)  # type: ignore[operator]
+        else:
+            base = var = _diag(self._cov).clone()
+        if self._pending:
+            tol = _tol(var.dtype, _amax(base, 1))
+            bad = var.amin(-1) < -tol
+            if bool(bad.any()):
+                raise ValidationError(
+                    f"covariance is not positive semi-definite: a variance is "
+                    f"{float(var.amin()):.3g}, below -{float(tol.max()):.3g}"
+                    f"{_where(self._batch, bad)}")
+        return var.expand(*self._batch, var.shape[-1])
 
     def _pd_factor(self) -> torch.Tensor | None:
-        """The Cholesky factor of Q when Q is numerically positive definite (cached), else None."""
-        if self._factor is None:
-            chol, info = torch.linalg.cholesky_ex(self.cov)
-            if int(info) == 0 and bool((chol.diagonal() ** 2 > self._floor()).all()):
-                self._factor = chol
-        return self._factor
+        """The Cholesky factor of Q when Q is numerically positive definite, else None."""
+        self._resolve()
+        chol, _, pd = self._cholesky()
+        return chol if pd else None
 
     @property
     def factor(self) -> torch.Tensor:
         """A matrix L with L L' = Q (Cholesky where Q is positive definite, else from eigh)."""
-        if self._pd_factor() is None:
-            w, v = torch.linalg.eigh(self.cov)
-            self._factor = v * torch.where(w > self._floor(), w, 0).sqrt()
-        return self._factor  # type: ignore[return-value]
+        if self._factor is None:
+            chol = self._pd_factor()
+            if chol is None:
+                q = self._q()
+                w, v = torch.linalg.eigh(q)
+                floor = _tol(q.dtype, _amax(_diag(q), 1))[..., None]
+                chol = v * torch.where(w > floor, w, 0).sqrt()[..., None, :]
+            self._factor = chol
+        return self._factor
 
     def __repr__(self) -> str:
-        return f"LinearGaussian({self.dom} -> {self.cod})"
+        batch = f", batch {self._batch}" if self._batch else ""
+        return f"LinearGaussian({self.dom} -> {self.cod}{batch})"
+
+    def expand(self, batch_shape: Sequence[int]) -> LinearGaussian:
+        """The same kernel repeated over `batch_shape` (views, no copies)."""
+        bs = tuple(batch_shape)
+        lazy = {} if self._cov is not None else {
+            "base": self._base.expand(*bs, *self._base.shape[-2:]),  # type: ignore[union-attr]
+            "down": self._down.expand(*bs, *self._down.shape[-2:])}  # type: ignore[union-attr]
+        q = None if self._cov is None else self._cov.expand(*bs, *self._cov.shape[-2:])
+        return self._make(self.matrix.expand(*bs, *self.matrix.shape[-2:]),
+                          self.offset.expand(*bs, self.offset.shape[-1]), q, self.dom, self.cod,
+                          pending=self._pending, **lazy)
 
     def at(self, x: Tensorish) -> Gaussian:
-        """The state c(x) = N(A x + b, Q)."""
-        xt = _tensor(x, self.dtype, "the input point").reshape(-1)
-        if xt.shape[0] != self.dom.dim:
+        """The state c(x) = N(A x + b, Q); x may carry batch dimensions (*batch, d)."""
+        xt = _flat_if_needed(_tensor(x, self.dtype, "the input point"), self.dom.dim)
+        if xt.shape[-1] != self.dom.dim:
             raise SpaceMismatchError("input point", self.dom, tuple(xt.shape))
-        return Gaussian._make(self.matrix.new_zeros(self.cod.dim, 0),  # type: ignore[return-value]
-                              self.matrix @ xt + self.offset, self.cov, Unit, self.cod)
+        return Gaussian._make(  # type: ignore[return-value]
+            self.matrix.new_zeros(self.cod.dim, 0), _mv(self.matrix, xt) + self.offset,
+            self._q(), Unit, self.cod, pending=self._pending)
+
+    def __call__(self, x: Tensorish) -> pdist.MultivariateNormal:
+        """c(x) as a `pyro.distributions.MultivariateNormal` (see `Gaussian.to_pyro`)."""
+        return self.at(x).to_pyro()
 
     # Composition ---------------------------------------------------------------------------
     def _coerce(self, other: Morphism) -> LinearGaussian:
@@ -305,27 +500,30 @@ class LinearGaussian(Morphism):
         """First self, then other: x -> N(A2 A1 x + A2 b1 + b2, A2 Q1 A2' + Q2)."""
         g = self._coerce(other)
         a2 = g.matrix.to(self.dtype)
-        q = a2 @ self.cov @ a2.T + g.cov.to(self.dtype)
-        return self._make(a2 @ self.matrix, a2 @ self.offset + g.offset.to(self.dtype),
-                          (q + q.T) / 2, self.dom, g.cod)
+        q = a2 @ self.cov @ a2.mT + g.cov.to(self.dtype)
+        return self._make(a2 @ self.matrix, _mv(a2, self.offset) + g.offset.to(self.dtype),
+                          (q + q.mT) / 2, self.dom, g.cod)
 
     def tensor(self, other: Morphism) -> LinearGaussian:
         """Parallel product: block-diagonal matrix and covariance."""
         g = self._coerce(other)
         dt = self.dtype
-        return self._make(torch.block_diag(self.matrix, g.matrix.to(dt)),
-                          torch.cat([self.offset, g.offset.to(dt)]),
-                          torch.block_diag(self.cov, g.cov.to(dt)),
+        b1, b2 = self.offset, g.offset.to(dt)
+        batch = _bshape(b1.shape[:-1], b2.shape[:-1])
+        return self._make(_block_diag(self.matrix, g.matrix.to(dt)),
+                          torch.cat([b1.expand(*batch, b1.shape[-1]),
+                                     b2.expand(*batch, b2.shape[-1])], -1),
+                          _block_diag(self.cov, g.cov.to(dt)),
                           product(self.dom, g.dom), product(self.cod, g.cod))
 
     def marginal(self, *keys: FactorKey) -> LinearGaussian:
         """The kernel followed by the projection onto the given codomain factors, in that order."""
-        return self.then(projection(self.cod, *keys))
+        return self.then(projection(self.cod, *keys, dtype=self.dtype))
 
     # Sampling and densities ----------------------------------------------------------------
     def sample(self, x: Tensorish, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draws from c(x), shape sample_shape + (n,) (seeded when `seed` is given)."""
+        """Draws from c(x), shape sample_shape + batch_shape + (n,) (seeded when `seed` is given)."""
         return self.at(x).sample(sample_shape, seed=seed, generator=generator)
 
     def log_prob(self, x: Tensorish, y: Tensorish) -> torch.Tensor:  # type: ignore[override]
@@ -337,7 +535,8 @@ class LinearGaussian(Morphism):
         """Bayesian inverse: disintegrate the joint <c, id> prior along the codomain."""
         if not isinstance(prior, Gaussian):
             return super()._invert(prior)
-        joint = prior.then(copy(self.dom)).then(self.tensor(identity(self.dom)))
+        joint = prior.then(copy(self.dom, self.dtype)).then(
+            self.tensor(identity(self.dom, self.dtype)))
         return joint._disintegrate(tuple(range(self.cod.ndim))).kernel
 
     def inverse(self, prior: Gaussian) -> LinearGaussian:
@@ -346,37 +545,51 @@ class LinearGaussian(Morphism):
         return self._invert(prior)
 
     def allclose(self, other: LinearGaussian, atol: float = 1e-10) -> bool:
-        """Same spaces and matrix, offset and covariance within `atol`."""
+        """Same spaces and matrix, offset and covariance within `atol` (broadcasting batches)."""
         return (self.dom == other.dom and self.cod == other.cod
-                and all(torch.allclose(u, v.to(u.dtype), atol=atol, rtol=0) for u, v in (
+                and all(bool(((u - v.to(u.dtype)).abs() <= atol).all()) for u, v in (
                     (self.matrix, other.matrix), (self.offset, other.offset),
                     (self.cov, other.cov))))
+
+
+def _flat_if_needed(t: torch.Tensor, n: int) -> torch.Tensor:
+    """A vector of length n given in another shape (a scalar, a column) as (n,); batched
+    vectors (*batch, n) are left as they are."""
+    if t.ndim == 0 or (t.shape[-1] != n and t.numel() == n):
+        return t.reshape(-1)
+    return t
 
 
 class Gaussian(LinearGaussian):
     """A Gaussian state N(mean, cov) on a Euclidean space; cov may be singular.
 
-    `g >> kernel` pushes forward, `g @ h` is the independent product, `g.marginal("y")`
-    marginalises, `condprob.condition(g, event)` conditions exactly on linear equations.
+    `mean` is (*batch, n) and `cov` (*batch, n, n) (or `factor` (*batch, n, k) with
+    cov = factor factor'). `g >> kernel` pushes forward, `g @ h` is the independent product,
+    `g.marginal("y")` marginalises, `condprob.condition(g, event)` conditions exactly on linear
+    equations; all of them per batch entry.
     """
 
     def __init__(self, mean: Tensorish, cov: Tensorish | None = None,
                  space: Space | int | None = None, *, factor: Tensorish | None = None,
                  dtype: torch.dtype | None = None, validate: bool = True):
-        m = _tensor(mean, dtype, "the mean").reshape(-1)
+        m = _tensor(mean, dtype, "the mean")
         if (cov is None) == (factor is None):
             raise ValidationError("give exactly one of cov and factor")
+        lf = None
         if factor is not None:
             lf = _tensor(factor, m.dtype, "the factor")
-            if lf.ndim != 2 or lf.shape[0] != m.shape[0]:
-                raise ValidationError(f"factor must have shape ({m.shape[0]}, k), "
+            m = _flat_if_needed(m, lf.shape[-2] if lf.ndim >= 2 else -1)
+            if lf.ndim < 2 or lf.shape[-2] != m.shape[-1]:
+                raise ValidationError(f"factor must have shape (*batch, {m.shape[-1]}, k), "
                                       f"got {tuple(lf.shape)}")
-            cov = lf @ lf.T
-        q = _tensor(cov, m.dtype, "the covariance")
-        n = m.shape[0]
+            q = lf @ lf.mT
+        else:
+            q = _tensor(cov, m.dtype, "the covariance")
+            m = _flat_if_needed(m, q.shape[-1] if q.ndim else -1)
+        n = m.shape[-1]
         self._init(m.new_zeros(n, 0), m, q, Unit, _as_space(n if space is None else space),
-                   validate)
-        if factor is not None:
+                   validate and lf is None)
+        if lf is not None:
             self._factor = lf
 
     @classmethod
@@ -392,26 +605,33 @@ class Gaussian(LinearGaussian):
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.offset
+        """The mean, shape (*batch, n)."""
+        return self.offset.expand(*self._batch, self.offset.shape[-1])
 
     def __repr__(self) -> str:
-        return f"Gaussian(on {self.cod})"
+        batch = f", batch {self._batch}" if self._batch else ""
+        return f"Gaussian(on {self.cod}{batch})"
 
     def marginal(self, *keys: FactorKey) -> Gaussian:  # type: ignore[override]
         """The marginal on the given factors (by name or index), in that order."""
         return super().marginal(*keys)  # type: ignore[return-value]
 
+    def expand(self, batch_shape: Sequence[int]) -> Gaussian:
+        """The same state repeated over `batch_shape` (views, no copies)."""
+        return super().expand(batch_shape)  # type: ignore[return-value]
+
     def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
                seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draws mean + L z with z standard normal, shape sample_shape + (n,)."""
+        """Draws mean + L z with z standard normal, shape sample_shape + batch_shape + (n,)."""
         sample_shape = _sample_shape(sample_shape)
         generator = rng(seed, generator)
         lf = self.factor
-        z = torch.randn(*sample_shape, lf.shape[1], dtype=self.dtype, generator=generator)
-        return self.mean + z @ lf.T
+        z = torch.randn(*sample_shape, *self._batch, lf.shape[-1], dtype=self.dtype,
+                        generator=generator)
+        return self.mean + (z[..., None, :] @ lf.mT)[..., 0, :]
 
     def log_prob(self, value: Tensorish) -> torch.Tensor:  # type: ignore[override]
-        """log density at `value` (batched over leading dims).
+        """log density at `value` (*, *batch, n) -> (*, *batch).
 
         For singular cov this is the density on the support mean + range(cov) with respect to
         Lebesgue measure there (pseudo-determinant); off the support it is -inf.
@@ -419,46 +639,50 @@ class Gaussian(LinearGaussian):
         y = _tensor(value, self.dtype, "the value")
         if y.shape[-1:] != (self.cod.dim,):
             raise SpaceMismatchError("value for log_prob", (self.cod.dim,), tuple(y.shape))
+        n = self.cod.dim
+        d = y - self.mean
         chol = self._pd_factor()
         if chol is not None:
-            z = torch.linalg.solve_triangular(chol, (y - self.mean)[..., None], upper=False)
-            return -0.5 * ((z[..., 0] ** 2).sum(-1) + self.cod.dim * math.log(2 * math.pi)) \
-                - chol.diagonal().log().sum()
-        w, v = torch.linalg.eigh(self.cov)
+            z = torch.linalg.solve_triangular(chol, d[..., None], upper=False)
+            return -0.5 * ((z[..., 0] ** 2).sum(-1) + n * math.log(2 * math.pi)) \
+                - _diag(chol).log().sum(-1)
+        w, v = torch.linalg.eigh(self._q())
         keep = ~_zero_variance(w)
-        d = y - self.mean
-        coef = d @ v[:, keep]
-        wk = w[keep]
-        out = -0.5 * ((coef**2 / wk).sum(-1) + wk.log().sum() + len(wk) * math.log(2 * math.pi))
-        scale = float(self.mean.abs().max()) + float(y.abs().max()) if y.numel() else 0.0
-        comp, allowed = _off_range(w, v, d, scale)
+        coef = _mv(v.mT, d)
+        ws = torch.where(keep, w, torch.ones_like(w))
+        out = -0.5 * (torch.where(keep, coef**2 / ws, 0).sum(-1) + ws.log().sum(-1)
+                      + keep.sum(-1).to(w.dtype) * math.log(2 * math.pi))
+        comp, allowed = _off_range(w, v, d, _amax(self.mean, 1) + _amax(y, 1))
         return torch.where((comp > allowed).any(-1), torch.full_like(out, -math.inf), out)
 
-    def to_pyro(self) -> Any:
-        """The state as a `pyro.distributions.MultivariateNormal` (needs a full-rank cov)."""
-        import pyro.distributions as pdist
-
-        if self._pd_factor() is None:
-            raise ValidationError("a MultivariateNormal needs a positive-definite covariance; "
-                                  "this Gaussian is singular")
-        return pdist.MultivariateNormal(self.mean, scale_tril=self.factor)
+    def to_pyro(self) -> pdist.MultivariateNormal:
+        """The state as a `pyro.distributions.MultivariateNormal` with this batch shape; a
+        singular covariance gives a `SingularMultivariateNormal` (same sampling, densities on
+        the support)."""
+        chol = self._pd_factor()
+        if chol is not None:
+            return pdist.MultivariateNormal(self.mean, scale_tril=chol)
+        return SingularMultivariateNormal(self)
 
     @classmethod
     def from_pyro(cls, d: torch.distributions.Distribution,
                   space: Space | None = None) -> Gaussian:
-        """A state from an unbatched torch/Pyro Normal (one coordinate per entry) or
-        MultivariateNormal."""
+        """A state from a torch/Pyro MultivariateNormal (its batch shape kept), a Normal (one
+        coordinate per entry) or an Independent Normal (batch shape kept, event flattened)."""
         base = d.base_dist if isinstance(d, torch.distributions.Independent) else d
-        if isinstance(base, torch.distributions.MultivariateNormal) and not base.batch_shape:
+        if isinstance(base, torch.distributions.MultivariateNormal) and base is d:
             return cls(base.loc, base.covariance_matrix, space)
         if isinstance(base, torch.distributions.Normal):
-            loc = base.loc.reshape(-1)
-            return cls(loc, torch.diag(base.scale.expand(base.loc.shape).reshape(-1) ** 2), space)
+            batch = tuple(d.batch_shape) if base is not d else ()
+            shape = (*d.batch_shape, *d.event_shape)
+            loc = base.loc.expand(shape).reshape(*batch, -1)
+            var = base.scale.expand(shape).reshape(*batch, -1) ** 2
+            return cls(loc, torch.diag_embed(var), space)
         raise TypeError(f"cannot convert {type(d).__name__} to a Gaussian; supported: Normal, "
-                        "unbatched MultivariateNormal")
+                        "Independent Normal, MultivariateNormal")
 
     def prob_below(self, weights: Tensorish, threshold: float) -> torch.Tensor:
-        """P(weights . x <= threshold) = Phi((threshold - w.mean) / sqrt(w cov w)).
+        """P(weights . x <= threshold) = Phi((threshold - w.mean) / sqrt(w cov w)), per batch.
 
         When w.x is deterministic (its variance is at rounding level of the prior's scale) this
         is 1 if w.mean <= threshold up to rounding, else 0.
@@ -469,14 +693,15 @@ class Gaussian(LinearGaussian):
         t = _tensor(threshold, self.dtype, "the threshold")
         if t.numel() != 1:
             raise ValidationError(f"the threshold must be one number, got shape {tuple(t.shape)}")
-        mu, var = w @ self.mean, w @ self.cov @ w
+        q = self._q()
+        mu, var = self.mean @ w, (_mv(q, w) * w).sum(-1)
         gap = t.reshape(()) - mu
-        ref = self.cov if self._base is None else self._base
-        var_tol = _tol(self.dtype, float((w**2).sum() * ref.diagonal().abs().max()))
-        if float(var) <= var_tol:
-            slack = _Z * math.sqrt(max(float(var), 0.0)) + _tol(self.dtype, float(mu.abs()))
-            return (gap >= -slack).to(self.dtype)
-        return torch.special.ndtr(gap / var.sqrt())
+        ref = q if self._base is None else self._base
+        var_tol = _tol(self.dtype, (w**2).sum() * _amax(_diag(ref), 1))
+        slack = _Z * var.clamp(min=0).sqrt() + _tol(self.dtype, mu.abs())
+        det = var <= var_tol
+        sd = torch.where(det, torch.ones_like(var), var).sqrt()
+        return torch.where(det, (gap >= -slack).to(self.dtype), torch.special.ndtr(gap / sd))
 
     # Exact operations ----------------------------------------------------------------------
     def _condition(self, event: Any) -> Gaussian:
@@ -491,21 +716,25 @@ class Gaussian(LinearGaussian):
             rows, vals, names = [], [], []
             for key, val in event.items():
                 idx = _coords(self.cod, [key])
-                v = _tensor(val, self.dtype, f"the value of factor {key!r}").reshape(-1)
-                if v.shape[0] != len(idx):
+                v = _flat_if_needed(_tensor(val, self.dtype, f"the value of factor {key!r}"),
+                                    len(idx))
+                if v.shape[-1] != len(idx):
                     raise ValidationError(f"factor {key!r} has dimension {len(idx)}, "
-                                          f"got a value of size {v.shape[0]}")
+                                          f"got a value of shape {tuple(v.shape)}")
                 rows += idx
                 vals.append(v)
                 names.append(f"{key} == {v.tolist() if v.numel() <= 4 else '<value>'}")
-            eq = LinearEquation.observe(rows, torch.cat(vals), self.cod.dim, " and ".join(names))
+            batch = _bshape(*(v.shape[:-1] for v in vals))
+            eq = LinearEquation.observe(rows, torch.cat([v.expand(*batch, v.shape[-1])
+                                                         for v in vals], -1),
+                                        self.cod.dim, " and ".join(names))
         elif isinstance(event, tuple) and len(event) == 2:
             eq = LinearEquation(*event, dtype=self.dtype)
         else:
             raise TypeError(f"cannot condition a Gaussian on {event!r}: give a LinearEquation, "
                             "an (A, b) pair or a {factor: value} mapping")
-        if eq.matrix.shape[1] != self.cod.dim:
-            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, eq.matrix.shape[1])
+        if eq.matrix.shape[-1] != self.cod.dim:
+            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, eq.matrix.shape[-1])
         return eq
 
     def condition_linear(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
@@ -514,14 +743,16 @@ class Gaussian(LinearGaussian):
 
         S = A cov A', c = rhs - A mean; posterior N(mean + cov A' S^+ c, cov - cov A' S^+ A cov).
         Raises `ConditioningError` naming the equation when c is not in range(S); `tol` overrides
-        the residual tolerance described in the module docstring.
+        the residual tolerance described in the module docstring. Batched states, matrices and
+        right-hand sides broadcast.
         """
         return self.condition_evidence(matrix, rhs, name, tol)[0]
 
     def condition_evidence(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
-                           name: str | None = None,
-                           tol: float | None = None) -> tuple[Gaussian, float, int]:
-        """`condition_linear` plus the evidence: (posterior, log density, deficit).
+                           name: str | None = None, tol: float | None = None
+                           ) -> tuple[Gaussian, torch.Tensor, torch.Tensor]:
+        """`condition_linear` plus the evidence: (posterior, log density, deficit), the last two
+        of shape batch_shape.
 
         The log density is that of A x at rhs, with respect to Lebesgue measure on range(S) (the
         full R^r when S has full rank); `deficit` = r - rank(S) counts the equations that held
@@ -529,81 +760,120 @@ class Gaussian(LinearGaussian):
         """
         eq = matrix if isinstance(matrix, LinearEquation) else \
             LinearEquation(matrix, rhs, name=name, dtype=self.dtype)
-        a, b = eq.matrix, eq.rhs.to(self.dtype)
-        if a.shape[1] != self.cod.dim:
-            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[1])
-        r = a.shape[0]
+        a, b = eq.matrix.to(self.dtype), eq.rhs.to(self.dtype)
+        if a.shape[-1] != self.cod.dim:
+            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[-1])
+        r = a.shape[-2]
+        q = self._q()
         if eq.index is not None:
-            am = self.mean[eq.index]
-            ca = self.cov[:, eq.index]                        # (n, r)
-            s = ca[eq.index]
+            am = self.mean[..., eq.index]
+            ca = q[..., :, eq.index]                               # (*batch, n, r)
+            s = ca[..., eq.index, :]
+            if self._pending:
+                self._check_cross(ca, q[..., eq.index, :])
         else:
-            a = a.to(self.dtype)
-            am = a @ self.mean
-            ca = self.cov @ a.T
+            if self._pending:
+                self._check_cross(q, q.mT)
+            am = _mv(a, self.mean)
+            ca = q @ a.mT
             s = a @ ca
         c = b - am
-        s = (s + s.T) / 2
+        batch = _bshape(self._batch, c.shape[:-1], s.shape[:-2])
+        s = (s + s.mT) / 2
         chol, info = torch.linalg.cholesky_ex(s)
-        floor = _tol(self.dtype, float(s.diagonal().abs().max())) if r else 0.0
-        if int(info) == 0 and bool((chol.diagonal() ** 2 > floor).all()):
-            g = torch.linalg.solve_triangular(chol, ca.T, upper=False).T        # (n, r)
-            w = torch.linalg.solve_triangular(chol, c[:, None], upper=False)[:, 0]
-            logdet, rank = 2 * float(chol.diagonal().log().sum()), r
+        floor = _tol(self.dtype, _amax(_diag(s), 1))[..., None]
+        if bool((info == 0).all()) and bool((_diag(chol) ** 2 > floor).all()):
+            g = torch.linalg.solve_triangular(chol.mT, ca, upper=True, left=False)  # (*b, n, r)
+            w = torch.linalg.solve_triangular(chol, c[..., None], upper=False)[..., 0]
+            logdet = 2 * _diag(chol).log().sum(-1)
+            rank = torch.full(batch, r)
         else:
             lam, u = torch.linalg.eigh(s)
-            keep = ~_zero_variance(lam)
-            uk = u[:, keep]
-            comp, allowed = _off_range(lam, u, c, float(b.abs().max() + am.abs().max()))
+            if self._pending:
+                self._check_block(lam)
+            zero = _zero_variance(lam)
+            comp, allowed = _off_range(lam, u, c, _amax(b, 1) + _amax(am, 1))
             if tol is not None:
-                allowed = torch.full_like(allowed, tol)
-            if bool((comp > allowed).any()):
-                i = int((comp - allowed).argmax())
+                allowed = torch.where(zero, tol, 0.0)
+            excess = comp - allowed
+            if bool((excess > 0).any()):
+                worst = excess.reshape(-1).argmax()
+                where = _where(batch, (excess > 0).any(-1).expand(batch))
                 raise ConditioningError(eq.name, f"the condition is inconsistent (residual "
-                                        f"{float(comp[i]):.3g} along a direction of zero "
-                                        f"variance exceeds the tolerance {float(allowed[i]):.3g})")
-            isq = lam[keep].rsqrt()
-            g = (ca @ uk) * isq
-            w = (uk.T @ c) * isq
-            logdet, rank = float(lam[keep].log().sum()), int(keep.sum())
-        mean = self.mean + g @ w
+                                        f"{float(comp.reshape(-1)[worst]):.3g} along a direction "
+                                        f"of zero variance exceeds the tolerance "
+                                        f"{float(allowed.expand_as(comp).reshape(-1)[worst]):.3g})"
+                                        f"{where}")
+            lam_kept = torch.where(zero, torch.ones_like(lam), lam)
+            isq = torch.where(zero, 0.0, lam_kept.rsqrt())
+            g = (ca @ u) * isq[..., None, :]
+            w = _mv(u.mT, c) * isq
+            logdet = lam_kept.log().sum(-1)
+            rank = (~zero).sum(-1)
+        mean = self.mean + _mv(g, w)
         # the posterior lives on {A x = b}: project the mean onto it (least-norm shift), which
         # removes the rounding left in directions of tiny or (numerically) zero variance
         if eq.index is not None:
-            mean[eq.index] = b
-        elif rank < r:
-            fix = b - a @ mean
-            mean = mean + torch.linalg.lstsq(a, fix[:, None], driver="gelsd").solution[:, 0]
-        logp = -0.5 * (float(w @ w) + logdet + rank * math.log(2 * math.pi))
-        post = Gaussian._make(self.matrix, mean, None, Unit, self.cod, base=self.cov, down=g)
-        return post, logp, r - rank  # type: ignore[return-value]
+            mean[..., eq.index] = b
+        elif bool((rank < r).any()):
+            fix = b - _mv(a, mean)
+            shift = torch.linalg.lstsq(a.expand(*batch, *a.shape[-2:]), fix[..., None],
+                                       driver="gelsd").solution[..., 0]
+            mean = mean + shift
+        logp = -0.5 * ((w**2).sum(-1) + logdet + rank.to(w.dtype) * math.log(2 * math.pi))
+        post = Gaussian._make(self.matrix, mean, None, Unit, self.cod, pending=self._pending,
+                              base=q, down=g)
+        return post, logp.expand(batch), (r - rank).expand(batch)  # type: ignore[return-value]
+
+    def _check_cross(self, cols: torch.Tensor, rows: torch.Tensor) -> None:
+        """Pending check of the part of the covariance a condition reads: Q[:, o] == Q[o, :]'."""
+        tol = _tol(self.dtype, _amax(_diag(self._q()), 1))
+        asym = _amax(cols - rows.mT, 2)
+        if bool((asym > tol).any()):
+            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
+                                  f" exceeds the tolerance {float(tol.max()):.3g})"
+                                  f"{_where(self._batch, asym > tol)}")
+
+    def _check_block(self, lam: torch.Tensor) -> None:
+        """Pending PSD check of the block A Q A' a condition factors (its eigenvalues)."""
+        tol = _tol(lam.dtype, _amax(lam, 1))
+        bad = lam.amin(-1) < -tol
+        if bool(bad.any()):
+            raise ValidationError(f"covariance is not positive semi-definite: the conditioned "
+                                  f"block A Q A' has an eigenvalue {float(lam.amin()):.3g}, below "
+                                  f"-{float(tol.max()):.3g}{_where(self._batch, bad)}")
 
     def _disintegrate(self, along: Any) -> Disintegration:
         """joint on X @ Y -> (marginal on X, kernel x -> N(my + Syx Sxx^+ (x - mx), Schur)).
 
-        `null` holds columns spanning the directions where the marginal has zero variance; the
-        kernel there is fixed by the pseudo-inverse (any choice agrees almost everywhere).
+        `null` holds columns spanning the directions where the marginal has zero variance (for a
+        batched joint: the eigenvector matrix with the other columns zeroed); the kernel there is
+        fixed by the pseudo-inverse (any choice agrees almost everywhere).
         """
         xs, ys = self.cod.split(along)
         ix, iy = _coords(self.cod, xs), _coords(self.cod, ys)
         cov, m = self.cov, self.mean
-        sxx, sxy, syy = cov[ix][:, ix], cov[ix][:, iy], cov[iy][:, iy]
+        rows = cov[..., ix, :]
+        sxx, sxy, syy = rows[..., :, ix], rows[..., :, iy], cov[..., iy, :][..., :, iy]
         lam, u = torch.linalg.eigh(sxx)
-        keep = ~_zero_variance(lam)
-        uk = u[:, keep]
-        gain = (sxy.T @ uk) / lam[keep] @ uk.T                 # Syx Sxx^+
+        zero = _zero_variance(lam)
+        inv = torch.where(zero, 0.0, 1 / torch.where(zero, torch.ones_like(lam), lam))
+        gain = ((sxy.mT @ u) * inv[..., None, :]) @ u.mT       # Syx Sxx^+
         q = syy - gain @ sxy
         xspace, yspace = self.cod.select(xs), self.cod.select(ys)
-        marginal = Gaussian._make(self.matrix.new_zeros(len(ix), 0), m[ix], sxx, Unit, xspace)
-        kernel = LinearGaussian._make(gain, m[iy] - gain @ m[ix], (q + q.T) / 2, xspace, yspace)
-        return Disintegration(marginal, kernel, u[:, ~keep])
+        marginal = Gaussian._make(m.new_zeros(len(ix), 0), m[..., ix], sxx, Unit, xspace)
+        kernel = LinearGaussian._make(gain, m[..., iy] - _mv(gain, m[..., ix]), (q + q.mT) / 2,
+                                      xspace, yspace)
+        null = u[:, zero] if u.ndim == 2 else u * zero[..., None, :]
+        return Disintegration(marginal, kernel, null)
 
     def _update(self, evidence: Any) -> Gaussian:
         """Pearl update with a Gaussian likelihood: evidence = (kernel c, observation y).
 
         The posterior is the joint <id, c> of this state conditioned exactly on its second
-        factor == y (the Bayesian inverse of c evaluated at y), marginalised to this space; an
-        observation off the support of this state >> c raises `ConditioningError`.
+        factor == y (the Bayesian inverse of c evaluated at y), restricted to this space; an
+        observation off the support of this state >> c raises `ConditioningError`. y may be
+        batched (*batch, m).
         """
         if not (isinstance(evidence, tuple) and len(evidence) == 2
                 and isinstance(evidence[0], LinearGaussian)):
@@ -611,17 +881,29 @@ class Gaussian(LinearGaussian):
                             "condprob.condition")
         kernel, y = evidence
         check_composable(self, kernel)
-        yv = _tensor(y, self.dtype, "the observation").reshape(-1)
         n, m = self.cod.dim, kernel.cod.dim
-        if yv.shape[0] != m:
+        yv = _flat_if_needed(_tensor(y, self.dtype, "the observation"), m)
+        if yv.shape[-1] != m:
             raise SpaceMismatchError("observation of a Pearl update", kernel.cod, tuple(yv.shape))
-        joint = self.then(copy(self.cod, self.dtype)).then(
-            identity(self.cod, self.dtype).tensor(kernel))
-        shown = yv.tolist() if m <= 4 else "<value>"
+        # the joint <id, c>: mean (m, A m + b), covariance [[K, K A'], [A K, A K A' + Q]]
+        k, a = self._q(), kernel.matrix.to(self.dtype)
+        ka = k @ a.mT
+        kb = _bshape(k.shape[:-2], ka.shape[:-2])
+        s = a @ ka + kernel.cov.to(self.dtype)
+        sb = _bshape(kb, s.shape[:-2])
+        cov = torch.cat([torch.cat([k.expand(*sb, n, n), ka.expand(*sb, n, m)], -1),
+                         torch.cat([ka.mT.expand(*sb, m, n), s.expand(*sb, m, m)], -1)], -2)
+        mean2 = _mv(a, self.mean) + kernel.offset.to(self.dtype)
+        mb = _bshape(self.mean.shape[:-1], mean2.shape[:-1])
+        mean = torch.cat([self.mean.expand(*mb, n), mean2.expand(*mb, m)], -1)
+        joint = Gaussian._make(mean.new_zeros(n + m, 0), mean, cov, Unit,
+                               product(self.cod, kernel.cod), pending=self._pending)
+        shown = yv.tolist() if yv.numel() <= 4 else "<value>"
         post = joint.condition_linear(LinearEquation.observe(
             range(n, n + m), yv, n + m, name=f"the observation y == {shown}"))
-        return post.then(_deterministic(torch.eye(n + m, dtype=self.dtype)[:n], joint.cod,
-                                        self.cod))  # type: ignore[return-value]
+        return Gaussian._make(post.matrix[:n], post.mean[..., :n], None, Unit, self.cod,
+                              pending=post._pending, base=post._base[..., :n, :n],  # type: ignore[index]
+                              down=post._down[..., :n, :])  # type: ignore[index]
 
 
 # Structural kernels -----------------------------------------------------------------------

@@ -180,8 +180,8 @@ class Model:
         a = e._coef(self.k).reshape(self.k, -1).T
         post, logp, deficit = self.state.condition_evidence(a, rhs, name=cond.name)
         self.state = post
-        self.log_density += logp
-        self.deficit += deficit
+        self.log_density += float(logp)
+        self.deficit += int(deficit)
 
     # Queries -------------------------------------------------------------------------------
     def posterior(self, *xs: Any, **named: Any) -> Gaussian:

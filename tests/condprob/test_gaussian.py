@@ -12,6 +12,7 @@ from condprob.gaussian import (
     Gaussian,
     LinearEquation,
     LinearGaussian,
+    SingularMultivariateNormal,
     copy,
     discard,
     identity,
@@ -261,7 +262,7 @@ def test_errors():
         LinearGaussian([[1.0]], [1.0, 2.0])
     with pytest.raises(cp.ValidationError, match="covariance must have shape"):
         LinearGaussian([[1.0]], [1.0], [[1.0, 0.0]])
-    with pytest.raises(cp.ValidationError, match="2-d"):
+    with pytest.raises(cp.ValidationError, match=r"shape \(\*batch, n, d\)"):
         LinearGaussian([1.0])
     with pytest.raises(cp.ValidationError, match="Euclidean"):
         LinearGaussian([[1.0]], dom=cp.FiniteSpace(["a"]))
@@ -318,8 +319,14 @@ def test_pyro_conversion_and_half_space_probabilities():
     assert n.cov.tolist() == [[4.0, 0.0], [0.0, 4.0]]
     with pytest.raises(TypeError, match="cannot convert Gamma"):
         Gaussian.from_pyro(torch.distributions.Gamma(1.0, 1.0))
-    with pytest.raises(cp.ValidationError, match="singular"):
-        g.condition_linear([[1.0, 0.0]], [0.0]).to_pyro()
+    # a singular state converts too: same draws, densities on its support
+    point = g.condition_linear([[1.0, 0.0]], [0.0])
+    law = point.to_pyro()
+    assert isinstance(law, SingularMultivariateNormal) and law.event_shape == (2,)
+    y = torch.tensor([[0.0, -0.5], [0.1, -0.5]], dtype=T)
+    torch.testing.assert_close(law.log_prob(y), point.log_prob(y), atol=0, rtol=0)
+    assert float(law.log_prob(y)[1]) == -math.inf
+    assert float(law.sample((100,))[:, 0].abs().max()) < 1e-15
     # P(x0 + x1 <= 0.5) with x0 + x1 ~ N(0, 3.6)
     p = g.prob_below([1.0, 1.0], 0.5)
     assert math.isclose(float(p), 0.5 * (1 + math.erf(0.5 / math.sqrt(3.6 * 2))), abs_tol=1e-14)

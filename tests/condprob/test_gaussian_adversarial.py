@@ -110,7 +110,7 @@ def test_pearl_update_equals_the_inverse_at_the_observation():
 BAD = {
     "mean NaN": (lambda: Gaussian([NAN, 0.0], torch.eye(2)), "mean has non-finite"),
     "cov inf": (lambda: Gaussian([0.0, 0.0], [[INF, 0.0], [0.0, 1.0]]), "covariance has non-f"),
-    "cov shape": (lambda: Gaussian([0.0, 0.0], torch.eye(3)), r"shape \(2, 2\)"),
+    "cov shape": (lambda: Gaussian([0.0, 0.0], torch.eye(3)), r"shape \(\*batch, 2, 2\)"),
     "cov not symmetric": (lambda: Gaussian([0.0, 0.0], [[1.0, 0.5], [0.0, 1.0]]),
                           "not symmetric"),
     "cov not PSD": (lambda: Gaussian([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]]),
@@ -120,7 +120,9 @@ BAD = {
     "mean of strings": (lambda: Gaussian(["a"], [[1.0]]), "array of real numbers"),
     "cov and factor": (lambda: Gaussian([0.0], [[1.0]], factor=[[1.0]]), "exactly one"),
     "factor shape": (lambda: Gaussian([0.0, 0.0], factor=[1.0, 2.0, 3.0]), "factor must have"),
-    "kernel matrix 3-d": (lambda: LinearGaussian(torch.zeros(2, 2, 2, 2)), "matrix"),
+    "kernel matrix 1-d": (lambda: LinearGaussian(torch.zeros(2)), "matrix"),
+    "batch shapes": (lambda: Gaussian(torch.zeros(3, 2), torch.eye(2).expand(4, 2, 2)),
+                     "do not broadcast"),
     "kernel offset shape": (lambda: LinearGaussian(torch.eye(2), [1.0, 2.0, 3.0]), "offset"),
     "kernel noise not PSD": (lambda: LinearGaussian(torch.eye(2), None, -torch.eye(2)),
                              "not positive semi-definite"),
@@ -155,7 +157,6 @@ BAD = {
     "disintegrate factor": (lambda: cp.disintegrate(std(), 5), "out of range"),
     "marginal factor": (lambda: std().marginal("q"), "no factor named 'q'"),
     "compose spaces": (lambda: std() >> identity(3), "codomain does not match"),
-    "to_pyro singular": (lambda: Gaussian([0.0], [[0.0]]).to_pyro(), "positive-definite"),
 }
 
 
@@ -185,3 +186,51 @@ def test_any_non_finite_entry_is_named(where, bad, pos):
     }
     with pytest.raises(cp.ValidationError, match="non-finite"):
         calls[where]()
+
+
+# Validation of large covariances: what the computation uses, the rest on first use -------------
+def _big(n: int = 300) -> torch.Tensor:
+    s = torch.linspace(0, 3, n, dtype=T)
+    return torch.exp(-0.5 * (s[:, None] - s[None, :]) ** 2 / 0.3**2) + 1e-6 * torch.eye(n, dtype=T)
+
+
+def test_a_large_non_psd_prior_is_caught_at_first_full_use():
+    k = _big()
+    v = torch.randn(300, generator=torch.Generator().manual_seed(0), dtype=T)
+    v /= v.norm()
+    bad = k - 5.0 * torch.outer(v, v)           # one eigenvalue near -4, diagonal still positive
+    g = Gaussian(torch.zeros(300, dtype=T), bad)  # cheap checks only at construction
+    for use in (lambda: g.cov, lambda: g.sample(), lambda: g.log_prob(torch.zeros(300, dtype=T)),
+                lambda: g >> identity(300), lambda: g.to_pyro()):
+        with pytest.raises(cp.ValidationError, match="not positive semi-definite"):
+            use()
+    # a posterior inherits the pending check: the prior is PSD iff the observed block and the
+    # posterior are
+    post = Gaussian(torch.zeros(300, dtype=T), bad).condition_linear(
+        LinearEquation.observe([0, 100, 200], [0.1, 0.2, 0.3], 300))
+    with pytest.raises(cp.ValidationError, match="not positive semi-definite"):
+        post.sample()
+    good = Gaussian(torch.zeros(300, dtype=T), k)
+    assert good.sample().shape == (300,) and not good._pending
+
+
+def test_a_large_prior_is_checked_where_conditioning_reads_it():
+    k = _big()
+    asym = k.clone()
+    asym[5, 0] += 1e-3                          # Q[:, o] != Q[o, :]' for o = 0
+    with pytest.raises(cp.ValidationError, match="not symmetric"):
+        Gaussian(torch.zeros(300, dtype=T), asym).condition_linear(
+            LinearEquation.observe([0], [1.0], 300))
+    block = k.clone()
+    block[0, 1] = block[1, 0] = 2.0             # the observed 2 x 2 block is indefinite
+    with pytest.raises(cp.ValidationError, match="conditioned block"):
+        Gaussian(torch.zeros(300, dtype=T), block).condition_linear(
+            LinearEquation.observe([0, 1], [1.0, 1.0], 300))
+    var = k.clone()
+    var[7, 7] = 0.5                             # below what observing x6 explains
+    post = Gaussian(torch.zeros(300, dtype=T), var).condition_linear(
+        LinearEquation.observe([6], [1.0], 300))
+    with pytest.raises(cp.ValidationError, match="a variance is"):
+        _ = post.variance
+    with pytest.raises(cp.ValidationError, match="a variance is"):
+        Gaussian(torch.zeros(300, dtype=T), k - 2 * torch.eye(300, dtype=T))
