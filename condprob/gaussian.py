@@ -44,8 +44,9 @@ from torch.distributions import constraints
 
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
-from condprob.protocol import Morphism, check_composable, rng
+from condprob.protocol import Morphism, SampleShape, as_sample_shape, check_composable
 from condprob.spaces import Euclidean, FactorKey, Space, Unit, product
+from condprob.tolerance import SLACK, eps
 
 Tensorish = torch.Tensor | Sequence[Any] | float | int
 
@@ -131,16 +132,14 @@ def _where(batch: tuple[int, ...], bad: torch.Tensor) -> str:
 
 
 # Tolerances ---------------------------------------------------------------------------------
-# One rule, the core's policy: tol = min(1024 eps, sqrt eps) * scale * condition, with eps that of
-# the dtype the numbers are held in, scale the magnitude of what is compared and condition the
-# condition number of the computation that produced it.
-_SLACK = 1024
 _Z = 4.0  # a value may sit this many of its own standard deviations off a dropped direction
 
 
 def _tol(dtype: torch.dtype, scale: Any, condition: Any = 1.0) -> Any:
-    e = torch.finfo(dtype).eps
-    return min(_SLACK * e, math.sqrt(e)) * scale * condition
+    """`condprob.tolerance.tolerance` (the core's one policy) for per-batch-entry tensors of
+    scales and condition numbers: min(SLACK eps, sqrt eps) * scale * condition."""
+    e = eps(dtype)
+    return min(SLACK * e, math.sqrt(e)) * scale * condition
 
 
 def _zero_variance(lam: torch.Tensor) -> torch.Tensor:
@@ -175,13 +174,6 @@ def _psd_within(q: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
     """q >= -tol I per batch entry, by a Cholesky factorisation of q + 2 tol I."""
     shifted = q + torch.diag_embed(2 * tol[..., None].expand(q.shape[:-1]))
     return torch.linalg.cholesky_ex(shifted)[1] == 0
-
-
-def _sample_shape(shape: tuple[int, ...] | int) -> tuple[int, ...]:
-    shp = (shape,) if isinstance(shape, int) else tuple(shape)
-    if not all(isinstance(k, int) and k >= 0 for k in shp):
-        raise ValidationError(f"sample_shape must be non-negative integers, got {shape!r}")
-    return shp
 
 
 def _factor_slices(space: Space) -> list[slice]:
@@ -521,12 +513,13 @@ class LinearGaussian(Morphism):
         return self.then(projection(self.cod, *keys, dtype=self.dtype))
 
     # Sampling and densities ----------------------------------------------------------------
-    def sample(self, x: Tensorish, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
-               seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Draws from c(x), shape sample_shape + batch_shape + (n,) (seeded when `seed` is given)."""
-        return self.at(x).sample(sample_shape, seed=seed, generator=generator)
+    def sample(self, x: Tensorish, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws from c(x), shape sample_shape + batch_shape + (n,) (seed with
+        `generator=condprob.rng(seed)`)."""
+        return self.at(x).sample(sample_shape, generator=generator)
 
-    def log_prob(self, x: Tensorish, y: Tensorish) -> torch.Tensor:  # type: ignore[override]
+    def log_prob(self, x: Tensorish, y: Tensorish) -> torch.Tensor:
         """log density of c(x) at y (see `Gaussian.log_prob`)."""
         return self.at(x).log_prob(y)
 
@@ -612,7 +605,7 @@ class Gaussian(LinearGaussian):
         batch = f", batch {self._batch}" if self._batch else ""
         return f"Gaussian(on {self.cod}{batch})"
 
-    def marginal(self, *keys: FactorKey) -> Gaussian:  # type: ignore[override]
+    def marginal(self, *keys: FactorKey) -> Gaussian:
         """The marginal on the given factors (by name or index), in that order."""
         return super().marginal(*keys)  # type: ignore[return-value]
 
@@ -620,17 +613,20 @@ class Gaussian(LinearGaussian):
         """The same state repeated over `batch_shape` (views, no copies)."""
         return super().expand(batch_shape)  # type: ignore[return-value]
 
-    def sample(self, sample_shape: tuple[int, ...] | int = (),  # type: ignore[override]
-               seed: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def __call__(self, x: Tensorish = ()) -> pdist.MultivariateNormal:
+        """The state as a Pyro distribution (its one input is the unit point; see `to_pyro`)."""
+        return self.to_pyro()
+
+    def sample(self, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
         """Draws mean + L z with z standard normal, shape sample_shape + batch_shape + (n,)."""
-        sample_shape = _sample_shape(sample_shape)
-        generator = rng(seed, generator)
+        sample_shape = as_sample_shape(sample_shape)
         lf = self.factor
         z = torch.randn(*sample_shape, *self._batch, lf.shape[-1], dtype=self.dtype,
                         generator=generator)
         return self.mean + (z[..., None, :] @ lf.mT)[..., 0, :]
 
-    def log_prob(self, value: Tensorish) -> torch.Tensor:  # type: ignore[override]
+    def log_prob(self, value: Tensorish) -> torch.Tensor:
         """log density at `value` (*, *batch, n) -> (*, *batch).
 
         For singular cov this is the density on the support mean + range(cov) with respect to

@@ -14,7 +14,6 @@ import torch
 from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian
-from condprob.protocol import rng
 from condprob.spaces import FactorKey, Space
 
 __all__ = ["Mixture"]
@@ -97,9 +96,11 @@ class Mixture:
         return sum(wi * g.prob_below(weights, threshold)
                    for wi, (_, _, g) in zip(w, self.components, strict=True))
 
-    def sample(self, n: int, seed: int | None = None) -> tuple[list[Hashable], torch.Tensor]:
-        """n draws: their labels and their values, shape (n, dim)."""
-        gen = rng(seed)
+    def sample(self, n: int, *, generator: torch.Generator | None = None
+               ) -> tuple[list[Hashable], torch.Tensor]:
+        """n draws: their labels and their values, shape (n, dim) (seed with
+        `generator=condprob.rng(seed)`)."""
+        gen = generator
         w = self._float_weights(self.components[0][2])
         idx = torch.multinomial(w, n, replacement=True, generator=gen)
         out = torch.empty(n, self.space.dim, dtype=w.dtype)

@@ -106,7 +106,7 @@ def test_hybrid_mixture_weights_exact():
     assert math.isclose(float(comp.cov), 1 - 1 / 1.25, abs_tol=1e-14)
     m = p1 * (3.0 - 0.4) + (1 - p1) * (0 + 2.0)
     assert math.isclose(float(post.mean), m, abs_tol=1e-13)
-    labels, draws = post.sample(4000, seed=0)
+    labels, draws = post.sample(4000, generator=cp.rng(0))
     assert abs(sum(labels) / 4000 - p1) < 4 * math.sqrt(p1 * (1 - p1) / 4000)
     assert draws.shape == (4000, 1)
     assert torch.isfinite(post.log_prob(torch.tensor([[2.0]], dtype=T))).all()

@@ -78,7 +78,7 @@ def test_gp_exact_observations_no_false_failure(kernel, atol):
     """60 exact observations of a 300-point GP. With the smooth (RBF) kernel the observed block
     is numerically singular: an absolute 1e-5 check fails here, ours must not."""
     prior = _gp(300, kernel)
-    values = prior.sample(seed=3)
+    values = prior.sample(generator=cp.rng(3))
     idx = torch.arange(0, 300, 5)
     post = prior.condition_linear(torch.eye(300, dtype=T)[idx], values[idx])
     assert float((post.mean[idx] - values[idx]).abs().max()) < atol
@@ -204,8 +204,8 @@ def test_log_prob_matches_torch_and_singular_support():
 
 def test_sampling_is_seeded_and_matches_moments():
     g = Gaussian([1.0, -2.0], [[2.0, 0.8], [0.8, 1.0]])
-    a = g.sample((20000,), seed=1)
-    torch.testing.assert_close(a, g.sample((20000,), seed=1))
+    a = g.sample((20000,), generator=cp.rng(1))
+    torch.testing.assert_close(a, g.sample((20000,), generator=cp.rng(1)))
     assert a.shape == (20000, 2)
 
     def close(samples, target) -> bool:
@@ -218,9 +218,9 @@ def test_sampling_is_seeded_and_matches_moments():
     wrong = Gaussian([1.0, -1.9], [[2.0, 0.8], [0.8, 1.0]])
     assert not close(a, wrong)  # power check
     k = LinearGaussian([[1.0, 1.0]], [0.0], [[0.0]])
-    assert float(k.sample([1.0, 2.0], (3,), seed=0).sub(3.0).abs().max()) == 0.0
+    assert float(k.sample([1.0, 2.0], (3,), generator=cp.rng(0)).sub(3.0).abs().max()) == 0.0
     post = cp.condition(std2(), ([1.0, -1.0], [0.0]))
-    draws = post.sample(5, seed=0)
+    draws = post.sample(5, generator=cp.rng(0))
     assert float((draws[:, 0] - draws[:, 1]).abs().max()) < 1e-14
 
 

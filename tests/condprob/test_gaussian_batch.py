@@ -185,3 +185,36 @@ def test_thousand_gp_posteriors_at_once(gen):
         one = prior.condition_linear(LinearEquation.observe(idx, vals[i], 50))
         torch.testing.assert_close(post.mean[i], one.mean, atol=ATOL, rtol=0)
         torch.testing.assert_close(var[i], one.variance, atol=ATOL, rtol=0)
+
+
+def test_the_kernel_protocol(gen):
+    """k(x) is a Pyro MultivariateNormal whose log_prob is k.log_prob(x, .); draws are input first
+    and seeded by a generator only; a state leaves its input out."""
+    import pyro
+    import pyro.distributions as dist
+
+    from condprob.protocol import law_at, log_prob_at, sample_at
+
+    k = LinearGaussian(torch.randn(4, 2, 3, generator=gen, dtype=T), torch.zeros(2, dtype=T),
+                       rand_cov(gen, n=2) + torch.eye(2, dtype=T))
+    g = Gaussian(torch.randn(4, 2, generator=gen, dtype=T), rand_cov(gen, 4, n=2))
+    x = torch.randn(4, 3, generator=gen, dtype=T)
+    y = torch.randn(5, 4, 2, generator=gen, dtype=T)
+    for kern, inp in ((k, x), (g, ())):
+        law = law_at(kern, inp)
+        assert isinstance(law, dist.MultivariateNormal)
+        assert law.batch_shape == (4,) and law.event_shape == (2,)
+        assert law.support.check(y).all()
+        torch.testing.assert_close(law.log_prob(y), log_prob_at(kern, inp, y), atol=ATOL, rtol=0)
+        a = sample_at(kern, inp, (3,), generator=cp.rng(7))
+        assert a.shape == (3, 4, 2)
+        torch.testing.assert_close(a, sample_at(kern, inp, (3,), generator=cp.rng(7)))
+    torch.testing.assert_close(k(x).log_prob(y), k.log_prob(x, y), atol=ATOL, rtol=0)
+    torch.testing.assert_close(g().log_prob(y), g.log_prob(y), atol=ATOL, rtol=0)
+
+    def model():
+        return pyro.sample("z", k(x).to_event(1))
+    trace = pyro.poutine.trace(model).get_trace()
+    assert trace.nodes["z"]["value"].shape == (4, 2)
+    torch.testing.assert_close(trace.log_prob_sum(), k.log_prob(x, trace.nodes["z"]["value"]).sum(),
+                               atol=1e-10, rtol=0)
