@@ -7,8 +7,10 @@ output law exactly the target's.
   with probability min(1, p_i(x_i) / q_i(x_i)), else p_{i+1} = norm(max(0, p_i - q_i)); drafts
   drawn without replacement use q_{i+1} = q_i with x_i removed, renormalised. If all are rejected,
   draw from p_{k+1}.
-- `speculative_generate`: the draft model proposes `n_draft` tokens, the target scores them; the
-  accepted prefix plus one corrected (or bonus) token is appended per round.
+- `speculative_generate`: the draft model proposes `num_drafts` continuations of `n_draft` tokens,
+  the target scores them all in one batched call; the accepted prefix plus one corrected (or
+  bonus) token is appended per round. (The token-level optimum over draft selection schemes is
+  in `condprob.lm.multidraft`.)
 """
 
 from __future__ import annotations
@@ -114,27 +116,50 @@ def speculative_step(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Te
 
 def speculative_generate(target: TokenKernel, draft: TokenKernel,
                          prefix: Sequence[int] | torch.Tensor, n_tokens: int, n_draft: int = 4,
-                         generator: torch.Generator | None = None) -> tuple[torch.Tensor, int]:
-    """Extend one prefix by `n_tokens` tokens whose law is the target's sequence law, drafting
-    `n_draft` tokens per round. Returns (sequence (1, T + n_tokens), number of target rounds)."""
+                         generator: torch.Generator | None = None, num_drafts: int = 1
+                         ) -> tuple[torch.Tensor, int]:
+    """Extend one prefix by `n_tokens` tokens whose law is the target's sequence law.
+
+    Each round drafts `num_drafts` independent continuations of `n_draft` tokens (the draft model
+    runs on all of them as one batch), and the target scores every prefix of every draft in one
+    batched call (`TokenKernel.all_log_probs`: a single model call for models that give all
+    positions' logits). Position by position, recursive rejection picks the next token among the
+    drafts that agree with the tokens accepted so far (their next tokens are i.i.d. draws of the
+    draft law given the accepted prefix), so the output law is exactly the target's; a rejection
+    ends the round with a token of the residual law, and a fully accepted round adds a bonus token.
+    Returns (sequence (1, T + n_tokens), number of target rounds)."""
     if target.vocab_size != draft.vocab_size:
         raise ValidationError("target and draft models must share the vocabulary")
+    for name, value in (("n_tokens", n_tokens), ("n_draft", n_draft), ("num_drafts", num_drafts)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
     seq = as_prefix(prefix, target.vocab_size)
     if seq.shape[0] != 1:
         raise ValidationError("speculative generation extends a single prefix")
     goal = seq.shape[1] + n_tokens
     rounds = 0
     while seq.shape[1] < goal:
-        n = min(n_draft, goal - seq.shape[1])
-        ext, qs = seq, []
+        start, n = seq.shape[1], min(n_draft, goal - seq.shape[1])
+        ext, qs = seq.expand(num_drafts, -1), []
         for _ in range(n):
             lq = draft.logits(ext).exp()
             qs.append(lq)
             ext = torch.cat([ext, _draw(lq, generator).unsqueeze(-1)], -1)
-        ps = torch.stack([target.logits(ext[:, : seq.shape[1] + i]).exp()
-                          for i in range(n + 1)], 1)
-        tokens, count = speculative_step(ps, torch.stack(qs, 1), ext[:, seq.shape[1]:],
-                                         generator)
-        seq = torch.cat([seq, tokens[:, : int(count[0])]], -1)
+        ps = target.all_log_probs(ext, start).exp()
+        q = torch.stack(qs, 1)
+        alive = torch.arange(num_drafts)
+        accepted: list[int] = []
+        for i in range(n):
+            lead = int(alive[0])
+            token, which = recursive_rejection(ps[lead, i : i + 1], q[lead, i : i + 1],
+                                               ext[alive, start + i].unsqueeze(0),
+                                               generator=generator)
+            accepted.append(int(token[0]))
+            if int(which[0]) == len(alive):
+                break
+            alive = alive[ext[alive, start + i] == token[0]]
+        else:
+            accepted.append(int(_draw(ps[int(alive[0]), n : n + 1], generator)[0]))
+        seq = torch.cat([seq, torch.tensor([accepted])], -1)
         rounds += 1
     return seq[:, :goal], rounds

@@ -85,7 +85,8 @@ def tiny(seed, v=3):
 
 
 @pytest.mark.slow
-def test_speculative_generation_has_the_target_sequence_law(gtest):
+@pytest.mark.parametrize("num_drafts", [1, 3])
+def test_speculative_generation_has_the_target_sequence_law(gtest, num_drafts):
     target, draft = tiny(0), tiny(1)
     seqs = torch.tensor([[0, *s] for s in itertools.product(range(3), repeat=3)])
     law = target.steps(3).log_prob(seqs[:, :1], seqs).exp()
@@ -93,13 +94,43 @@ def test_speculative_generation_has_the_target_sequence_law(gtest):
     g = torch.Generator().manual_seed(2)
     codes, rounds = [], 0
     for _ in range(1500):
-        s, r = speculative_generate(target, draft, [0], 3, n_draft=2, generator=g)
+        s, r = speculative_generate(target, draft, [0], 3, n_draft=2, generator=g,
+                                    num_drafts=num_drafts)
         codes.append(int(s[0, 1]) * 9 + int(s[0, 2]) * 3 + int(s[0, 3]))
         rounds += r
     codes = torch.tensor(codes)
     assert gtest(codes, law) > 1e-3
     assert gtest(codes, wrong) < 1e-6
     assert rounds < 1500 * 3
+
+
+class Teacher(torch.nn.Module):
+    """A bigram model that also gives every position's logits in one call (and counts calls)."""
+
+    def __init__(self, kernel):
+        super().__init__()
+        self.bigram, self.calls = kernel.model, 0
+
+    def forward(self, prefix):
+        return self.bigram(prefix)
+
+    def all_logits(self, tokens):
+        self.calls += 1
+        return torch.stack([self.bigram(tokens[:, :t]) for t in range(tokens.shape[1] + 1)], 1)
+
+
+def test_more_drafts_accept_more_tokens_per_target_call():
+    target = TokenKernel(Teacher(tiny(0)), 3)
+    draft = tiny(1)
+    rounds = {}
+    for k in (1, 4):
+        g = torch.Generator().manual_seed(0)
+        target.model.calls = 0
+        total = sum(speculative_generate(target, draft, [0], 12, n_draft=3, generator=g,
+                                         num_drafts=k)[1] for _ in range(40))
+        assert target.model.calls == total
+        rounds[k] = total
+    assert rounds[4] < rounds[1]
 
 
 def test_speculative_step_accepts_equal_laws_and_adds_a_bonus():
@@ -126,3 +157,5 @@ def test_errors():
         speculative_generate(tiny(0), tiny(1, v=4), [0], 2)
     with pytest.raises(ValidationError, match="single prefix"):
         speculative_generate(tiny(0), tiny(1), [[0], [1]], 2)
+    with pytest.raises(ValidationError, match="num_drafts"):
+        speculative_generate(tiny(0), tiny(1), [0], 2, num_drafts=0)
