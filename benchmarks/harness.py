@@ -1,6 +1,11 @@
 """Shared benchmark harness: medians of wall times, peers run in their own environments, and
 markdown tables of figures with ratios.
 
+Times are CPU time of the process (`time.process_time`) by default: the benchmarks run on one
+thread, where CPU time equals wall time on an idle machine, and on a shared machine it leaves out
+the time spent waiting for a core, for every side alike. `BENCH_CLOCK=wall` measures wall time
+instead; GPU timings pass `clock=time.perf_counter` (the CPU waits while the device works).
+
 Peers never enter the library's environment: `run_peer("funsor", code)` runs `code` with the
 Python of `.peers/funsor` (made by `benchmarks/peers/make_env.sh`) and reads the JSON object that
 the code prints on its last line.
@@ -24,27 +29,34 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".peers"
 RESULTS = ROOT / "benchmarks" / "results"
 
-PEER_PRELUDE = """
+CLOCK: Callable[[], float] = (time.perf_counter if os.environ.get("BENCH_CLOCK") == "wall"
+                              else time.process_time)
+"""The clock of `median_time` (see the module docstring)."""
+
+PEER_PRELUDE = f"""
 import json, statistics, time
-def median_time(fn, repeat=5, warmup=1):
+def median_time(fn, repeat=5, warmup=1, clock=time.{CLOCK.__name__}):
     for _ in range(warmup):
         fn()
     ts = []
     for _ in range(repeat):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+        t0 = clock(); fn(); ts.append(clock() - t0)
     return statistics.median(ts)
 """
 
 
-def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1) -> float:
-    """Median wall time of `fn()` in seconds over `repeat` runs after `warmup` runs."""
+def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
+                clock: Callable[[], float] | None = None) -> float:
+    """Median time of `fn()` in seconds over `repeat` runs after `warmup` runs, by `clock`
+    (default `CLOCK`)."""
+    clock = clock or CLOCK
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(clock() - t0)
     return statistics.median(times)
 
 

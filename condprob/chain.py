@@ -11,19 +11,21 @@ right padding, left padding and arbitrary masks are all exact. A potential of -i
 or a step; a sequence that uses one has log-probability exactly -inf.
 
 One recursion, `semiring_forward`, serves every semiring of `condprob.semiring`: log partition,
-Viterbi (max with backpointers), k-best, entropy. `log_partition` and `marginals` use a scaled
-forward-backward in linear space (matrix products, float64 on CPU, one rescaling per step, so it
-is stable for chains of any length) whose gradient is the marginals; rows whose scaled recursion
-underflows are recomputed by the log-space recursion, so -inf means an impossible chain and
-nothing else. `sample` is exact forward filtering, backward sampling. On a GPU backend
+k-best, entropy. `log_partition` and `marginals` use a scaled forward-backward in linear space
+(one GEMM per step over the whole batch, in the potentials' precision, one rescaling per step, so
+it is stable for chains of any length; the loops run in numpy on CPU, written in place, with no
+per-step allocation) whose gradient is the marginals; rows whose scaled recursion underflows are
+recomputed by the log-space recursion, so -inf means an impossible chain and nothing else.
+`viterbi` keeps max values only (in place) and recomputes the argmax along the chosen path. `sample` is exact forward filtering, backward sampling. On a GPU backend
 (`condprob.accel`), log partition, marginals and Viterbi of chains with one shared transition
 matrix run as Triton kernels.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -31,7 +33,7 @@ from torch import Tensor
 
 from condprob import accel
 from condprob.errors import ConditioningError, ValidationError
-from condprob.semiring import EntropySemiring, KMaxSemiring, LogSemiring, MaxSemiring, Semiring
+from condprob.semiring import EntropySemiring, KMaxSemiring, LogSemiring, Semiring
 
 PAD = -1
 """The state index written at masked positions of decoded and sampled paths."""
@@ -42,8 +44,8 @@ def _check_potential(name: str, x: Tensor) -> None:
         raise ValidationError(f"{name} must be a floating-point tensor, got {type(x).__name__}"
                               + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else ""))
     with torch.no_grad():
-        total = x.sum()  # NaN or +inf iff x holds NaN or +inf (or overflows: then look closer)
-        if not (torch.isnan(total) or torch.isposinf(total)):
+        total = float(x.sum())  # NaN or +inf iff x holds NaN or +inf (or overflows: look closer)
+        if not (math.isnan(total) or total == math.inf):
             return
         bad = bool((torch.isnan(x) | torch.isposinf(x)).any())
     if bad:
@@ -124,33 +126,60 @@ def lengths_to_mask(lengths: Tensor, steps: int) -> Tensor:
 
 @dataclass(frozen=True)
 class _Compact:
-    """A chain flattened to one batch dimension, its kept positions moved to the front."""
+    """A chain flattened to one batch dimension, its kept positions moved to the front.
+
+    The pairwise potentials take one shape, whichever of the three the caller gave:
+    (Bp, Tp, S, S) with Bp = 1 (shared by the batch) or B, and Tp = 1 (shared by the steps) or T.
+    `sel` turns batch rows and steps into indices of that tensor, so that no other function
+    looks at which of the three shapes it is.
+    """
 
     unary: Tensor  # (B, T, S)
-    pairwise: Tensor  # (S, S) | (B, S, S) | (B, T, S, S)
+    pairwise: Tensor  # (Bp, Tp, S, S)
     start: Tensor  # (B, S)
     end: Tensor  # (B, S)
     lengths: Tensor  # (B,)
     order: Tensor | None  # (B, T): original position of each compact position; None if a prefix
     batch_shape: tuple[int, ...]
 
+    @cached_property
+    def full(self) -> bool:
+        """Whether every chain keeps all T positions."""
+        return bool((self.lengths == self.unary.shape[1]).all())
+
+    def sel(self, rows, steps):
+        """Indices of pairwise's first two dimensions for batch rows and steps (tensors, arrays
+        or ints): the indices themselves where pairwise has the dimension, 0 where it is shared."""
+        bp, tp = self.pairwise.shape[:2]
+        return (rows if bp > 1 else 0), (steps if tp > 1 else 0)
+
     def pair(self, t: int) -> Tensor:
-        return self.pairwise[:, t] if self.pairwise.dim() == 4 else self.pairwise
+        """(Bp, S, S): the potentials of the step into position t."""
+        return self.pairwise[:, self.sel(None, t)[1]]
+
+    def pair_rows(self, idx: Tensor) -> Tensor:
+        """The rows of pairwise that batch rows idx use."""
+        return idx if self.pairwise.shape[0] > 1 else idx.new_zeros(1)
+
+    @property
+    def matrix(self) -> Tensor | None:
+        """The (S, S) matrix of every step of every chain, or None when they differ."""
+        return self.pairwise[0, 0] if self.pairwise.shape[:2] == (1, 1) else None
 
     def valid(self) -> Tensor:
         """(B, T) bool: compact positions inside the sequence."""
         return lengths_to_mask(self.lengths, self.unary.shape[1])
 
     def rows(self, idx: Tensor) -> _Compact:
-        pw = self.pairwise if self.pairwise.dim() == 2 else self.pairwise[idx]
-        return _Compact(self.unary[idx], pw, self.start[idx], self.end[idx], self.lengths[idx],
-                        None, (int(idx.numel()),))
+        return _Compact(self.unary[idx], self.pairwise[self.pair_rows(idx)], self.start[idx],
+                        self.end[idx], self.lengths[idx], None, (int(idx.numel()),))
 
     def expand(self, values: Tensor, fill: float | int) -> Tensor:
         """Put per-position values (B, T, ...) back at their original positions, shaped
         (*batch, T, ...), with `fill` at masked positions."""
-        valid = self.valid().reshape(*self.valid().shape, *([1] * (values.dim() - 2)))
-        values = torch.where(valid, values, torch.full_like(values, fill))
+        if not self.full:
+            valid = self.valid().reshape(*self.valid().shape, *([1] * (values.dim() - 2)))
+            values = torch.where(valid, values, torch.full_like(values, fill))
         if self.order is not None:
             out = torch.full_like(values, fill)
             idx = self.order.reshape(*self.order.shape, *([1] * (values.dim() - 2)))
@@ -163,9 +192,9 @@ def _compact(chain: Chain) -> _Compact:
     steps, states = chain.num_steps, chain.num_states
     unary = chain.unary.reshape(-1, steps, states)
     n = unary.shape[0]
-    pw = chain.pairwise.to(unary.dtype)
-    if pw.dim() > 2:
-        pw = pw.reshape(n, *pw.shape[len(batch):])
+    p = chain.pairwise.to(unary.dtype)
+    timed = p.dim() == 3 + len(batch)
+    pw = p.reshape(n if p.dim() > 2 else 1, steps if timed else 1, states, states)
     zeros = unary.new_zeros(states)
 
     def edge(v: Tensor | None) -> Tensor:
@@ -182,9 +211,36 @@ def _compact(chain: Chain) -> _Compact:
         return _Compact(unary, pw, start, end, lengths, None, batch)
     order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
     unary = unary.gather(1, order.unsqueeze(-1).expand_as(unary))
-    if pw.dim() == 4:
+    if timed:
         pw = pw.gather(1, order[:, :, None, None].expand_as(pw))
     return _Compact(unary, pw, start, end, lengths, order, batch)
+
+
+def _array_module(x: Tensor):
+    """numpy for CPU tensors (its per-call overhead is a fraction of torch's, and these loops
+    make hundreds of small calls), torch elsewhere; `_arrays` gives the matching views."""
+    return np if x.device.type == "cpu" else torch
+
+
+def _arrays(xp, *tensors: Tensor):
+    return [x.numpy() if xp is np else x for x in tensors]
+
+
+def _step_products(xp, m, steps: int):
+    """For matrices m (Bp, Tp, K, N) (an array of module xp): the matrix of each step t < steps
+    and the product `gemm(x, m_t, out)`, out = x @ m_t for rows x (B, K). A matrix shared by the
+    batch takes one GEMM per step; per-chain matrices a batched product."""
+    per = [m[:, t] for t in range(steps)] if m.shape[1] > 1 else [m[:, 0]] * steps
+    if m.shape[0] == 1:
+        def gemm(x, mt, out):
+            xp.matmul(x, mt, out=out)
+
+        return [x[0] for x in per], gemm
+
+    def gemm_batched(x, mt, out):
+        xp.matmul(x[:, None], mt, out=out[:, None])
+
+    return per, gemm_batched
 
 
 # The generic recursion --------------------------------------------------------------------------
@@ -199,14 +255,13 @@ class _Forward:
 
 def _recursion(c: _Compact, sr: Semiring, keep_history: bool = False) -> _Forward:
     steps = c.unary.shape[1]
-    full = bool((c.lengths == steps).all())
     alpha = sr.lift(c.start + c.unary[:, 0])
     bps: list[Tensor] = []
     history = [alpha] if keep_history else []
     for t in range(1, steps):
         inner, bp = sr.sum(sr.weight(alpha.unsqueeze(-1), c.pair(t)), -2)
         new = sr.weight(inner, c.unary[:, t])
-        alpha = new if full else torch.where((t < c.lengths)[:, None], new, alpha)
+        alpha = new if c.full else torch.where((t < c.lengths)[:, None], new, alpha)
         if bp is not None:
             bps.append(bp)
         if keep_history:
@@ -251,41 +306,62 @@ def _raise_impossible(bad: Tensor) -> None:
             "every state (all its potentials -inf), or the constraints leave no path")
 
 
-def _into(c: _Compact) -> Callable[[int, Tensor], Tensor]:
-    """f(t, state) = pairwise[t][:, state]: the scores of stepping into `state` (*, B) at
-    position t, shape (*, B, S)."""
-    into = c.pairwise.transpose(-1, -2).contiguous()
-    if into.dim() == 2:
-        return lambda t, state: into[state]
-    rows = torch.arange(c.unary.shape[0], device=into.device)
-    if into.dim() == 3:
-        return lambda t, state: into[rows, state]
-    return lambda t, state: into[rows, t, state]
+def _max_history(c: _Compact) -> Tensor:
+    """The max-forward values (T, B, S): the best score of a path that ends in state j at
+    position t. Written in place (no per-step allocation); positions past a chain's length hold
+    values nothing reads. The arrival states are padded with -inf to a multiple of 32, which
+    lets torch's max over the previous state run vectorised (several times faster for, e.g.,
+    20 or 48 states)."""
+    u = c.unary.transpose(0, 1)
+    steps, batch, states = u.shape
+    padded = -(-states // 32) * 32
+    pair = c.pairwise.new_full((*c.pairwise.shape[:3], padded), float("-inf"))
+    pair[..., :states] = c.pairwise
+    h = torch.empty(steps, batch, padded, dtype=u.dtype, device=u.device)
+    buf = u.new_empty(batch, states, padded)
+    hs, kept, us = h.unbind(0), h[..., :states].unbind(0), u.unbind(0)
+    pairs = pair.unbind(1) if pair.shape[1] > 1 else (pair[:, 0],) * steps
+    torch.add(c.start, us[0], out=kept[0])
+    for t in range(1, steps):
+        torch.add(kept[t - 1].unsqueeze(-1), pairs[t], out=buf)
+        torch.amax(buf, -2, out=hs[t])
+        kept[t].add_(us[t])
+    return h[..., :states]
 
 
 def viterbi(chain: Chain) -> tuple[Tensor, Tensor]:
     """The best path: (score (*batch,), states (*batch, T) with `PAD` at masked positions).
 
     The forward pass keeps only max values; the backtrace recomputes each argmax for the chosen
-    state alone. Raises ConditioningError when a chain has no path of positive weight.
+    state alone. Raises ConditioningError when a chain has no path of positive weight. The score
+    is differentiable (its gradient selects the best path) when the potentials require grad.
     """
     c = _compact(chain)
-    if accel.chain_kernels_apply(c.unary, c.pairwise):
+    if c.matrix is not None and accel.chain_kernels_apply(c.unary, c.matrix):
         from condprob.accel import chain_kernels
 
-        best, paths = chain_kernels.viterbi(c.unary, c.pairwise, c.start, c.end, c.lengths)
+        best, paths = chain_kernels.viterbi(c.unary, c.matrix, c.start, c.end, c.lengths)
         _raise_impossible(torch.isneginf(best))
         return best.to(c.unary.dtype).reshape(c.batch_shape), c.expand(paths, PAD)
-    fwd = _recursion(c, MaxSemiring(), keep_history=True)
-    _raise_impossible(_impossible(fwd.value))
-    paths = _backtrace(c, torch.stack([h[0] for h in fwd.history]))
-    return fwd.value[0].reshape(c.batch_shape), c.expand(paths, PAD)
+    with torch.no_grad():
+        h = _max_history(c)
+        rows = torch.arange(h.shape[1], device=h.device)
+        last = h[c.lengths - 1, rows] + c.end
+        best = last.amax(-1)
+        _raise_impossible(_impossible(best))
+        paths = _backtrace(c, h, last)
+    if torch.is_grad_enabled() and any(x.requires_grad for x in (chain.unary, chain.pairwise,
+                                                                 chain.start, chain.end)
+                                       if x is not None):
+        best = _compact_score(c, paths)
+    return best.reshape(c.batch_shape), c.expand(paths, PAD)
 
 
-def _backtrace(c: _Compact, history: Tensor) -> Tensor:
-    """Viterbi paths (B, T) from the max-forward values history (T, B, S), recomputing each argmax
-    for the chosen state only. On CPU the loop runs in numpy, whose per-operation overhead is a
-    fraction of torch's for these small (B, S) steps; the arithmetic is the same."""
+def _backtrace(c: _Compact, history: Tensor, last: Tensor) -> Tensor:
+    """Viterbi paths (B, T) from the max-forward values history (T, B, S) and the final scores
+    `last` (B, S), recomputing each argmax for the chosen state only. On CPU the loop runs in
+    numpy, whose per-operation overhead is a fraction of torch's for these small (B, S) steps;
+    the arithmetic is the same."""
     cpu = history.device.type == "cpu"
     xp = np if cpu else torch
 
@@ -296,18 +372,12 @@ def _backtrace(c: _Compact, history: Tensor) -> Tensor:
     into = arr(c.pairwise.transpose(-1, -2).contiguous())
     lengths = arr(c.lengths)
     rows = xp.arange(h.shape[1]) if cpu else torch.arange(h.shape[1], device=history.device)
-    full = bool((c.lengths == c.unary.shape[1]).all())
-    state = (h[-1] + arr(c.end)).argmax(-1)
+    state = arr(last).argmax(-1)
+    steps = h.shape[0]
     out = [state]
-    for t in range(h.shape[0] - 2, -1, -1):
-        if into.ndim == 2:
-            step = into[state]
-        elif into.ndim == 3:
-            step = into[rows, state]
-        else:
-            step = into[rows, t + 1, state]
-        best = (h[t] + step).argmax(-1)
-        state = best if full else xp.where(t < lengths - 1, best, state)
+    for t in range(steps - 2, -1, -1):
+        best = (h[t] + into[c.sel(rows, t + 1) + (state,)]).argmax(-1)
+        state = best if c.full else xp.where(t < lengths - 1, best, state)
         out.append(state)
     paths = xp.stack(out[::-1], -1)
     return torch.from_numpy(paths).long() if cpu else paths
@@ -337,6 +407,21 @@ def entropy(chain: Chain) -> Tensor:
     return value[1].reshape(c.batch_shape)
 
 
+def _compact_score(c: _Compact, y: Tensor) -> Tensor:
+    """score of compact state sequences y (B, T), states in [0, S) (anything past a length)."""
+    steps = c.unary.shape[1]
+    valid = c.valid()
+    zero = c.unary.new_zeros(())
+    total = torch.where(valid, c.unary.gather(2, y.unsqueeze(-1)).squeeze(-1), zero).sum(-1)
+    rows = torch.arange(y.shape[0], device=y.device)
+    total = total + c.start[rows, y[:, 0]] + c.end[rows, y[rows, c.lengths - 1]]
+    if steps > 1:
+        r, s = c.sel(rows[:, None], torch.arange(1, steps, device=y.device))
+        step = c.pairwise[r, s, y[:, :-1], y[:, 1:]]
+        total = total + torch.where(valid[:, 1:], step, zero).sum(-1)
+    return total
+
+
 def score(chain: Chain, states: Tensor) -> Tensor:
     """score(y) of given state sequences (*batch, T) (entries at masked positions are ignored);
     -inf where the sequence uses a forbidden state or step."""
@@ -348,25 +433,12 @@ def score(chain: Chain, states: Tensor) -> Tensor:
     y = states.reshape(-1, steps).long()
     if c.order is not None:
         y = y.gather(1, c.order)
-    valid = c.valid()
-    y = torch.where(valid, y, torch.zeros_like(y))
-    if bool(((y < 0) | (y >= num)).any()):
+    if not c.full:
+        y = torch.where(c.valid(), y, torch.zeros_like(y))
+    low, high = y.aminmax()
+    if int(low) < 0 or int(high) >= num:
         raise ValidationError(f"states must lie in [0, {num}) at kept positions")
-    zero = c.unary.new_zeros(())
-    total = torch.where(valid, c.unary.gather(2, y.unsqueeze(-1)).squeeze(-1), zero).sum(-1)
-    rows = torch.arange(y.shape[0], device=y.device)
-    total = total + c.start[rows, y[:, 0]] + c.end[rows, y[rows, c.lengths - 1]]
-    if steps > 1:
-        prev, nxt = y[:, :-1], y[:, 1:]
-        if c.pairwise.dim() == 2:
-            step = c.pairwise[prev, nxt]
-        elif c.pairwise.dim() == 3:
-            step = c.pairwise[rows[:, None], prev, nxt]
-        else:
-            times = torch.arange(1, steps, device=y.device)
-            step = c.pairwise[rows[:, None], times, prev, nxt]
-        total = total + torch.where(valid[:, 1:], step, zero).sum(-1)
-    return total.reshape(c.batch_shape)
+    return _compact_score(c, y).reshape(c.batch_shape)
 
 
 def sample(chain: Chain, num_samples: int = 1,
@@ -386,11 +458,12 @@ def sample(chain: Chain, num_samples: int = 1,
         return (logits - torch.log(-torch.log(u))).argmax(-1)
 
     steps = c.unary.shape[1]
-    into = _into(c)
+    into = c.pairwise.transpose(-1, -2)
+    rows = torch.arange(c.unary.shape[0], device=into.device)
     state = draw((fwd.history[-1][0] + c.end).expand(num_samples, -1, -1))
     out = [state]
     for t in range(steps - 2, -1, -1):
-        new = draw(fwd.history[t][0] + into(t + 1, state))
+        new = draw(fwd.history[t][0] + into[c.sel(rows, t + 1) + (state,)])
         state = torch.where(t < c.lengths - 1, new, state)
         out.append(state)
     paths = torch.stack(out[::-1], -1)
@@ -400,66 +473,77 @@ def sample(chain: Chain, num_samples: int = 1,
 # The scaled forward-backward (log semiring, linear space) --------------------------------------
 
 def _work_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.device.type == "cpu" else torch.promote_types(x.dtype, torch.float32)
+    return torch.promote_types(x.dtype, torch.float32)
 
 
-def _shifted_exp(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """exp(x - m), m: the max over dims (0 where that max is -inf), and m."""
+def _exp_shifted(x: Tensor, dims: tuple[int, ...], out: Tensor) -> Tensor:
+    """out = exp(x - m) with m the max over dims (0 where that max is -inf); returns m."""
     m = x.amax(dims, keepdim=True)
-    m = m.masked_fill(torch.isneginf(m), 0.0)
-    return torch.exp(x - m), m
+    m.masked_fill_(torch.isneginf(m), 0.0)
+    torch.sub(x, m, out=out).exp_()
+    return m
 
 
 @dataclass
 class _Scaled:
     logz: Tensor  # (B,)
-    unary: Tensor  # U (T, B, S)
-    pair: Tensor  # E
+    scaled_u: Tensor  # U_t / s_t (T, B, S)
+    pair: Tensor  # E, its last column all ones: (Bp, Tp, S, S + 1)
     end: Tensor  # (B, S)
-    alphas: Tensor  # (T, B, S), each normalised to sum 1
-    scales: Tensor  # (T, B)
-    full: bool  # every chain has all T positions
+    alphas: Tensor  # (T, B, S), each normalised to sum 1: a view of
+    rows: Tensor  # (T, B, S + 1), contiguous; its last column is the previous step's sum
 
 
 def _scaled_forward(c: _Compact) -> _Scaled:
+    """The forward pass in linear space, one GEMM and two in-place updates per step.
+
+    With x_0 = S0 * U_0 and x_t = (x_{t-1} @ E_t) * U_t / s_{t-1}, where s_t = sum_j x_t[j], the
+    normalised forward vectors are alpha_t = x_t / s_t and log Z = sum_t log s_t
+    + log(alpha_n . exp(end)) (plus the shifts). A column of ones appended to E_t makes the GEMM
+    of step t return s_{t-1} as well.
+    """
     dt = _work_dtype(c.unary)
-    u, ushift = _shifted_exp(c.unary.transpose(0, 1).to(dt, memory_format=torch.contiguous_format),
-                             (-1,))
-    e, pshift = _shifted_exp(c.pairwise.to(dt), (-2, -1))
-    s0, sshift = _shifted_exp(c.start.to(dt), (-1,))
-    en, eshift = _shifted_exp(c.end.to(dt), (-1,))
-    steps, batch, states = u.shape
-    us = u.unbind(0)
-    A = u.new_empty(steps, batch, states)  # written in place: no per-step allocations
-    scale = u.new_empty(steps, batch, 1)
-    alphas, scales = A.unbind(0), scale.unbind(0)
-    torch.mul(s0, us[0], out=alphas[0])
-    for t in range(steps):
-        a = alphas[t]
-        if t > 0:
-            if e.dim() == 2:
-                torch.mm(alphas[t - 1], e, out=a)
-            else:
-                pair = e[:, t] if e.dim() == 4 else e
-                torch.bmm(alphas[t - 1].unsqueeze(1), pair, out=a.unsqueeze(1))
-            a.mul_(us[t])
-        torch.sum(a, -1, keepdim=True, out=scales[t])
-        a.div_(scales[t])
-    scale = scale.squeeze(-1)  # (T, B)
-    logs = torch.log(scale) + ushift.squeeze(-1)
-    if steps > 1:
-        if e.dim() == 4:
-            pstep = pshift.reshape(-1, steps).t()[1:]
-        else:
-            pstep = pshift.reshape(-1).expand_as(logs[1:])
-        logs[1:] += pstep
-    full = bool((c.lengths == steps).all())
-    if not full:
-        logs = logs.masked_fill(~c.valid().t(), 0.0)
-    last = c.lengths - 1
-    rows = torch.arange(A.shape[1], device=A.device)
-    logz = logs.sum(0) + torch.log((A[last, rows] * en).sum(-1)) + sshift[:, 0] + eshift[:, 0]
-    return _Scaled(logz, u, e, en, A, scale, full)
+    steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
+    dev = c.unary.device
+    u = torch.empty(steps, batch, states, dtype=dt, device=dev)
+    u.copy_(c.unary.transpose(0, 1))
+    ushift = _exp_shifted(u, (-1,), u)
+    pw = c.pairwise.to(dt)
+    e = torch.ones(*pw.shape[:-1], states + 1, dtype=dt, device=dev)
+    pshift = _exp_shifted(pw, (-2, -1), e[..., :states])
+    s0 = torch.empty(batch, states, dtype=dt, device=dev)
+    sshift = _exp_shifted(c.start.to(dt), (-1,), s0)
+    en = torch.empty(batch, states, dtype=dt, device=dev)
+    eshift = _exp_shifted(c.end.to(dt), (-1,), en)
+    z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
+    xp = _array_module(z)
+    za, ua, ea, s0a = _arrays(xp, z, u, e, s0)
+    xs, sums = za[..., :states], za[..., states:]
+    mats, gemm = _step_products(xp, ea, steps)
+    mul, div = xp.multiply, xp.divide
+    mul(s0a, ua[0], out=xs[0])
+    sums[0] = 1.0  # read by nothing but the pairwise gradient's GEMM (which drops it)
+    with np.errstate(all="ignore"):  # a row that under- or overflows is recomputed in log space
+        for t in range(1, steps):
+            gemm(xs[t - 1], mats[t], za[t])
+            x = xs[t]
+            mul(x, ua[t], out=x)
+            div(x, sums[t], out=x)
+    scale = torch.empty(steps, batch, dtype=dt, device=dev)
+    scale[:-1] = z[1:, :, states]
+    torch.sum(z[-1, :, :states], -1, out=scale[-1])
+    alphas = z[..., :states]
+    alphas.div_(scale.unsqueeze(-1))
+    scaled_u = u.div_(scale.unsqueeze(-1))
+    logs = torch.log(scale).double() + ushift.squeeze(-1)  # summed in float64
+    bp, tp = pw.shape[:2]
+    logs[1:] += pshift.reshape(bp, tp).t().expand(steps, batch)[1:]
+    if not c.full:
+        logs.masked_fill_(~c.valid().t(), 0.0)
+    rows = torch.arange(batch, device=dev)
+    logz = (logs.sum(0) + torch.log((alphas[c.lengths - 1, rows] * en).sum(-1))
+            + sshift[:, 0] + eshift[:, 0])
+    return _Scaled(logz, scaled_u, e, en, alphas, z)
 
 
 def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
@@ -467,31 +551,33 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
     so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j].
 
     The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
-    and the end scores enter at each chain's last position, so the loop has no branches.
+    and the end scores enter at each chain's last position (only the last step when every chain
+    is full), written in place into one buffer.
     """
-    rows = torch.arange(f.end.shape[0], device=f.end.device)
-    inject = torch.zeros_like(f.unary)
-    inject[c.lengths - 1, rows] = f.end
-    scaled_u = f.unary / f.scales.unsqueeze(-1)
-    e = f.pair
-    us, inj = scaled_u.unbind(0), inject.unbind(0)
-    b = inj[-1]
-    betas = [b]
-    et = e.t() if e.dim() == 2 else None
-    for t in range(len(us) - 2, -1, -1):
-        v = us[t + 1] * b
-        if et is not None:
-            b = torch.addmm(inj[t], v, et)
-        else:
-            pair = e[:, t + 1] if e.dim() == 4 else e
-            b = torch.baddbmm(inj[t].unsqueeze(-1), pair, v.unsqueeze(-1)).squeeze(-1)
-        betas.append(b)
-    B = torch.stack(betas[::-1])
-    M = f.alphas * B
+    steps, batch, states = f.scaled_u.shape
+    betas = torch.empty_like(f.scaled_u)
+    xp = _array_module(betas)
+    bs, us, pair, v = _arrays(xp, betas, f.scaled_u, f.pair, torch.empty_like(f.end))
+    mats, gemm = _step_products(xp, pair[..., :states].swapaxes(-1, -2), steps)
+    bs[-1] = _arrays(xp, f.end)[0]
+    inj = None
+    if not c.full:
+        rows = torch.arange(batch, device=f.end.device)
+        inject = torch.zeros_like(betas)
+        inject[c.lengths - 1, rows] = f.end
+        inj = _arrays(xp, inject)[0]
+        bs[-1] = inj[-1]
+    with np.errstate(all="ignore"):
+        for t in range(steps - 2, -1, -1):
+            xp.multiply(us[t + 1], bs[t + 1], out=v)
+            gemm(v, mats[t + 1], bs[t])
+            if inj is not None:
+                bs[t] += inj[t]
+    M = f.alphas * betas
     norm = M.sum(-1, keepdim=True)
     M.div_(norm)
-    W = scaled_u.mul_(B).div_(norm)
-    if not f.full:
+    W = betas.mul_(f.scaled_u).div_(norm)
+    if not c.full:
         invalid = ~c.valid().t().unsqueeze(-1)
         M.masked_fill_(invalid, 0.0)
         W.masked_fill_(invalid, 0.0)
@@ -499,24 +585,25 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
 
 
 def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
-    """d log Z / d pairwise, weighted per chain by g (B,)."""
-    prev, nxt = f.alphas[:-1], W[1:] * g[None, :, None]
-    if f.pair.dim() == 2:
-        s = prev.shape[-1]
-        return f.pair * (prev.reshape(-1, s).t() @ nxt.reshape(-1, s))
-    if f.pair.dim() == 3:
-        return f.pair * torch.einsum("tbi,tbj->bij", prev, nxt)
-    grad = f.pair[:, 1:] * prev.transpose(0, 1).unsqueeze(-1) * nxt.transpose(0, 1).unsqueeze(-2)
-    return torch.cat([torch.zeros_like(f.pair[:, :1]), grad], 1)
+    """d log Z / d pairwise (Bp, Tp, S, S), weighted per chain by g (B,): E[i, j] times the sum
+    of alphas[t-1, i] W[t, j] over the chains and steps that share the entry."""
+    bp, tp, states = *c.pairwise.shape[:2], c.pairwise.shape[-1]
+    prev, nxt = f.rows[:-1], W[1:] * g[None, :, None]  # contiguous rows: one GEMM, no copy
+    out = ("b" if bp > 1 else "") + ("t" if tp > 1 else "") + "ij"
+    grad = torch.einsum(f"tbi,tbj->{out}", prev, nxt)[..., :states, :]
+    grad = grad.reshape(bp, -1, states, states)
+    if tp > 1:
+        grad = torch.cat([torch.zeros_like(grad[:, :1]), grad], 1)
+    return grad.mul_(f.pair[..., :states])
 
 
 def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
     """Gradients of sum_b g_b log Z_b over rows idx by autograd through the log-space recursion:
-    (unary rows, pairwise, start rows, end rows)."""
-    leaves = [c.unary[idx], c.pairwise if c.pairwise.dim() == 2 else c.pairwise[idx],
-              c.start[idx], c.end[idx]]
-    leaves = [x.detach().requires_grad_(True) for x in leaves]
-    sub = _Compact(*leaves, c.lengths[idx], None, (int(idx.numel()),))
+    (unary rows, pairwise rows (see `_Compact.pair_rows`), start rows, end rows)."""
+    sub = c.rows(idx)
+    leaves = [x.detach().requires_grad_(True)
+              for x in (sub.unary, sub.pairwise, sub.start, sub.end)]
+    sub = _Compact(*leaves, sub.lengths, None, sub.batch_shape)
     with torch.enable_grad():
         ref = _recursion(sub, LogSemiring()).value[0]
         _raise_impossible(torch.zeros(c.unary.shape[0], dtype=torch.bool, device=idx.device)
@@ -525,9 +612,9 @@ def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
 
 
 def _unsettled(f: _Scaled, M: Tensor, W: Tensor) -> Tensor:
-    """Rows whose scaled pass under- or overflowed: (B,) bool."""
-    return ~(torch.isfinite(f.logz) & torch.isfinite(M.sum((0, 2)))
-             & torch.isfinite(W.sum((0, 2))))
+    """Rows whose scaled pass under- or overflowed: (B,) bool (a NaN or inf anywhere in a row
+    makes its total non-finite)."""
+    return ~torch.isfinite(f.logz + M.sum((0, 2)) + W.sum((0, 2)))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -550,7 +637,7 @@ class _LogPartition(torch.autograd.Function):
             W = W.masked_fill(bad[None, :, None], 0.0)
             gw = gw.masked_fill(bad, 0.0)
         dt = c.unary.dtype
-        gu = (M * gw[None, :, None]).transpose(0, 1).to(dt)
+        gu = M.mul_(gw[None, :, None]).transpose(0, 1).to(dt)
         gp = _pairwise_grad(c, f, W, gw).to(c.pairwise.dtype)
         rows = torch.arange(c.unary.shape[0], device=g.device)
         gs, ge = gu[:, 0], gu[rows, c.lengths - 1]
@@ -559,15 +646,15 @@ class _LogPartition(torch.autograd.Function):
             idx = finite_bad.nonzero().flatten()
             du, dp, ds, de = _generic_grads(c, idx, g)
             gu, gs, ge = gu.index_put((idx,), du), gs.index_put((idx,), ds), ge.index_put((idx,), de)
-            gp = gp + dp if gp.dim() == 2 else gp.index_put((idx,), dp)
+            gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)
         return gu, gp, gs, ge, None
 
 
 def _log_partition_compact(c: _Compact) -> Tensor:
-    if accel.chain_kernels_apply(c.unary, c.pairwise):
+    if c.matrix is not None and accel.chain_kernels_apply(c.unary, c.matrix):
         from condprob.accel import chain_kernels
 
-        return chain_kernels.LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c.lengths)
+        return chain_kernels.LogPartition.apply(c.unary, c.matrix, c.start, c.end, c.lengths)
     logz = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c)
     bad = ~torch.isfinite(logz)
     if bool(bad.any()):
@@ -610,19 +697,19 @@ def marginals(chain: Chain) -> Tensor:
     Raises ConditioningError when a chain has no path of positive weight.
     """
     c = _compact(chain)
-    if accel.chain_kernels_apply(c.unary, c.pairwise):
+    if c.matrix is not None and accel.chain_kernels_apply(c.unary, c.matrix):
         from condprob.accel import chain_kernels
 
         with torch.no_grad():
-            logz, alpha = chain_kernels.forward(c.unary, c.pairwise, c.start, c.end, c.lengths)
+            logz, alpha = chain_kernels.forward(c.unary, c.matrix, c.start, c.end, c.lengths)
             _raise_impossible(torch.isneginf(logz))
-            M = chain_kernels.backward(c.unary, c.pairwise, c.end, c.lengths, alpha, logz)[0]
+            M = chain_kernels.backward(c.unary, c.matrix, c.end, c.lengths, alpha, logz)[0]
         return c.expand(M.to(c.unary.dtype), 0.0)
     with torch.no_grad():
         f = _scaled_forward(c)
         M, W = _scaled_backward(c, f)
+        bad = _unsettled(f, M, W)
     M = M.transpose(0, 1).to(c.unary.dtype)
-    bad = _unsettled(f, M.transpose(0, 1), W)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         du = _generic_grads(c, idx, torch.ones_like(f.logz))[0]
