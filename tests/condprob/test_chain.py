@@ -83,7 +83,7 @@ CASES = [(kind, m) for kind in ("shared", "batched", "timed") for m in MASKS]
 
 @pytest.mark.parametrize("kind,mask", CASES)
 def test_quantities_match_brute_force(kind, mask):
-    c = make_chain(kind=kind, mask=MASKS[mask], forbid=0.3, seed=hash((kind, mask)) % 1000)
+    c = make_chain(kind=kind, mask=MASKS[mask], forbid=0.3, seed=CASES.index((kind, mask)))
     logz = ch.log_partition(c)
     marg = ch.marginals(c)
     vscore, vpath = ch.viterbi(c)
