@@ -109,7 +109,7 @@ perm = [LABELS.index(l) for l in reg.labels]  # ccrf sorts its labels
 with torch.no_grad():
     reg.label_transitions.copy_(torch.tensor(TRANS)[perm][:, perm])
 em = torch.tensor(EMIT)[:, :, perm]
-tags = reg.sample(em, DRAWS)[0]
+tags = reg.sample(em, (DRAWS,))[0]
 counts = {}
 for row in tags.tolist():
     key = " ".join(reg.tag_pairs[t][0] for t in row)
@@ -135,7 +135,7 @@ def sampler_accuracy() -> tuple[float, float | None]:
     seqs = torch.tensor(list(itertools.product(range(len(labels)), repeat=4)))
     with torch.no_grad():
         lp = reg.log_prob(em.expand(len(seqs), -1, -1), seqs)
-        draws = reg.sample(em, SAMPLER_DRAWS, generator=torch.Generator().manual_seed(2))[:, 0]
+        draws = reg.sample(em, (SAMPLER_DRAWS,), generator=torch.Generator().manual_seed(2))[:, 0]
     exact = {" ".join(labels[i] for i in s): p for s, p in zip(seqs.tolist(), lp.exp().tolist(),
                                                                 strict=True) if p > 0}
 
@@ -180,7 +180,8 @@ def ours() -> dict[str, float]:
     reg = crf.RegCCRF(labels, pattern)
     u = torch.randn(B, T, len(labels), requires_grad=True)
     with torch.no_grad():
-        y = reg.sample(torch.zeros(B, T, len(labels)), 1, generator=torch.Generator().manual_seed(0))[0]
+        y = reg.sample(torch.zeros(B, T, len(labels)),
+                       generator=torch.Generator().manual_seed(0))
 
     def reg_nll():
         reg.nll(u, y, reduction="mean").backward()

@@ -50,10 +50,8 @@ class CRFDistribution(TorchDistribution):
 
     def sample(self, sample_shape: tuple[int, ...] | torch.Size = ()) -> Tensor:
         """Exact samples (*sample_shape, *batch, T); -1 at masked positions."""
-        n = int(torch.Size(sample_shape).numel())
         with torch.no_grad():
-            draws = self.model.sample(self.emissions, n, self.mask)
-        return draws.reshape(*sample_shape, *self.batch_shape, *self.event_shape)
+            return self.model.sample(self.emissions, tuple(sample_shape), mask=self.mask)
 
     def entropy(self) -> Tensor:
         return self.model.entropy(self.emissions, self.mask)

@@ -16,7 +16,9 @@ from torch import Tensor, nn
 
 from condprob import chain as ch
 from condprob.errors import ValidationError
+from condprob.protocol import SampleShape, as_sample_shape, num_draws
 from crf.distribution import CRFDistribution
+from crf.kernel import CRFKernel
 
 REDUCTIONS = ("none", "sum", "mean", "token_mean")
 
@@ -170,10 +172,12 @@ class LinearChainCRF(nn.Module):
         scores, states = ch.kbest(self.chain(emissions, mask), k)
         return scores, self._to_labels(states)
 
-    def sample(self, emissions: Tensor, num_samples: int = 1, mask: Tensor | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
-        """Exact samples (num_samples, *batch, T), -1 at masked positions."""
-        return self._to_labels(ch.sample(self.chain(emissions, mask), num_samples, generator))
+    def sample(self, emissions: Tensor, sample_shape: SampleShape = (), *,
+               mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
+        """Exact samples, shape sample_shape + (*batch, T), -1 at masked positions."""
+        shape = as_sample_shape(sample_shape)
+        draws = self._to_labels(ch.sample(self.chain(emissions, mask), num_draws(shape), generator))
+        return draws.reshape(*shape, *draws.shape[1:])
 
     def entropy(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
         """The entropy of p(y | x) in nats, shape (*batch,)."""
@@ -182,6 +186,10 @@ class LinearChainCRF(nn.Module):
     def distribution(self, emissions: Tensor, mask: Tensor | None = None) -> CRFDistribution:
         """p(y | x) as a torch/Pyro distribution (`crf.CRFDistribution`)."""
         return CRFDistribution(self, emissions, mask)
+
+    def kernel(self) -> CRFKernel:
+        """The CRF as a Markov kernel emissions -> label sequences in the core's protocol."""
+        return CRFKernel(self)
 
     def extra_repr(self) -> str:
         return f"labels={self.num_labels}"

@@ -74,7 +74,7 @@ def run(out: pathlib.Path) -> str:
     with torch.no_grad():
         bad_free = (~reg.accepts(free.decode(emissions)[1])).float().mean().item()
         bad_reg = (~reg.accepts(reg.decode(emissions)[1])).float().mean().item()
-        samples_ok = reg.accepts(reg.sample(emissions[:5], 100).reshape(-1, 12)).all().item()
+        samples_ok = reg.accepts(reg.sample(emissions[:5], (100,)).reshape(-1, 12)).all().item()
         marg = reg.marginals(emissions[:1])[0]
     lines.append(f"BIO, 7 tags, 200 random sequences: invalid Viterbi outputs {bad_free:.0%} "
                  f"(CRF) vs {bad_reg:.0%} (RegCCRF); 500 RegCCRF samples all valid: {samples_ok}")
@@ -96,7 +96,7 @@ def run(out: pathlib.Path) -> str:
         dfa = dfa.intersection(DFA.from_regex(f'[^"B-{r}"]* ("B-{r}" [^"B-{r}"]*)?', roles))
     srl = crf.RegCCRF(roles, dfa)
     with torch.no_grad():
-        y = srl.sample(torch.randn(3, 15, len(roles)), 50).reshape(-1, 15)
+        y = srl.sample(torch.randn(3, 15, len(roles)), (50,)).reshape(-1, 15)
         counts = torch.stack([(y == roles.index(f"B-{r}")).sum(-1) for r in core])
     lines.append(f"roles: {len(roles)} tags, minimal DFA {dfa.num_states} states, product chain "
                  f"{srl.num_states} states; max count of a core role in 150 samples: "

@@ -11,12 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import pyro.distributions as pdist
 import torch
 
 from condprob.bffg.messages import psd_cholesky, psd_sqrt
 from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.gaussian import Gaussian, LinearGaussian
-from condprob.protocol import Morphism, rng
+from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
 from condprob.spaces import Euclidean, Space
 from condprob.tolerance import tolerance
 
@@ -92,26 +93,42 @@ class NonlinearGaussian(Morphism):
         cov = self.cov(xt[:1])
         return Gaussian(self.mean(xt[:1])[0], cov if cov.ndim == 2 else cov[0], self.cod)
 
-    def sample(self, x: object, generator: torch.Generator | None = None,  # type: ignore[override]
-               seed: int | None = None) -> torch.Tensor:
-        """One draw from N(mean(x), cov(x)) for each row of x (batch, d) (or for one x (d,))."""
-        generator = rng(seed, generator)
+    def __call__(self, x: object) -> pdist.MultivariateNormal:
+        """N(mean(x), cov(x)) as a Pyro distribution: batch (B,) for x (B, d), () for one x (d,)
+        (cov must be positive definite)."""
         xt, single = _batched(x, self.dom.dim, "input point")
-        z = torch.randn(xt.shape[0], self.cod.dim, dtype=torch.float64, generator=generator)
-        y = self.mean(xt) + (psd_sqrt(self.cov(xt)) @ z[..., None])[..., 0]
-        return y[0] if single else y
+        mean = self.mean(xt)
+        chol = psd_cholesky(self.cov(xt), "covariance (for a Pyro law)")
+        if single:
+            mean, chol = mean[0], chol if chol.ndim == 2 else chol[0]
+        return pdist.MultivariateNormal(mean, scale_tril=chol)
 
-    def log_prob(self, x: object, y: object) -> torch.Tensor:  # type: ignore[override]
-        """log N(y; mean(x), cov(x)) (cov must be positive definite)."""
+    def sample(self, x: object, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Draws from N(mean(x), cov(x)) for each row of x (B, d) (or for one x (d,)): shape
+        sample_shape + (B, n) (or sample_shape + (n,))."""
+        shape = as_sample_shape(sample_shape)
         xt, single = _batched(x, self.dom.dim, "input point")
-        yt, _ = _batched(y, self.cod.dim, "value")
+        n = num_draws(shape)
+        z = torch.randn(n, xt.shape[0], self.cod.dim, dtype=torch.float64, generator=generator)
+        y = self.mean(xt) + (psd_sqrt(self.cov(xt)) @ z[..., None])[..., 0]
+        return y.reshape(*shape, *(() if single else xt.shape[:1]), self.cod.dim)
+
+    def log_prob(self, x: object, y: object) -> torch.Tensor:
+        """log N(y; mean(x), cov(x)) for x (B, d) and y (..., B, n) (or one x (d,) and y (..., n))
+        (cov must be positive definite)."""
+        xt, single = _batched(x, self.dom.dim, "input point")
+        yt = torch.as_tensor(y, dtype=torch.float64)
+        if yt.shape[-1:] != (self.cod.dim,) or (not single and yt.shape[-2:-1] != xt.shape[:1]):
+            raise SpaceMismatchError("value", (*(() if single else xt.shape[:1]), self.cod.dim),
+                                     tuple(yt.shape))
         chol = psd_cholesky(self.cov(xt), "covariance (for a density)")
         diff = yt - self.mean(xt)
-        chol = chol.expand(diff.shape[0], -1, -1) if chol.ndim == 2 else chol
+        chol = chol.expand(*diff.shape[:-1], self.cod.dim, self.cod.dim)
         z = torch.linalg.solve_triangular(chol, diff[..., None], upper=False)[..., 0]
         logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         out = -0.5 * ((z**2).sum(-1) + logdet + self.cod.dim * math.log(2 * math.pi))
-        return out[0] if single else out
+        return out.reshape(yt.shape[:-1])
 
     def linearise(self, x0: object) -> LinearGaussian:
         """The auxiliary x -> N(mean(x0) + J (x - x0), cov(x0)), J the Jacobian of mean at x0."""

@@ -21,12 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+from pyro.distributions import constraints
 
 from condprob.bffg.messages import GaussianMessage, PointMessage
 from condprob.bffg.rules import pullback_linear
 from condprob.errors import ValidationError
 from condprob.gaussian import LinearGaussian
-from condprob.protocol import Morphism, rng
+from condprob.protocol import Law, Morphism, SampleShape, as_sample_shape, num_draws
 from condprob.spaces import Euclidean
 
 Coef = torch.Tensor | Callable[[float], torch.Tensor]
@@ -103,13 +104,22 @@ class SDEKernel(Morphism):
         """sigma(t, x): (d, m) when fixed, else (batch, d, m)."""
         return self._sigma if self._sigma is not None else self.diffusion_fn(t, x)  # type: ignore
 
-    def sample(self, x0: object, generator: torch.Generator | None = None,  # type: ignore[override]
-               seed: int | None = None, noise: torch.Tensor | None = None,
-               path: bool = False) -> torch.Tensor:
-        """Euler-Maruyama from x0 (batch, d): the end points, or the whole path (batch, N+1, d)."""
-        generator = rng(seed, generator)
+    def __call__(self, x0: object) -> Law:
+        """The law of X_T from x0 (B, d) (or one x0 (d,)) as a Pyro distribution: it samples by
+        Euler-Maruyama; its log_prob raises, the transition density being intractable."""
         x = torch.as_tensor(x0, dtype=torch.float64)
-        x = x[None] if x.ndim == 1 else x
+        return Law(self, x, tuple(x.shape[:-1]), (self.dim,), constraints.real_vector)
+
+    def sample(self, x0: object, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None, noise: torch.Tensor | None = None,
+               path: bool = False) -> torch.Tensor:
+        """Euler-Maruyama from x0 (B, d) (or one x0 (d,)): the end points, shape sample_shape +
+        (B, d), or the whole paths, sample_shape + (B, N+1, d). `noise` (draws, N, m) gives the
+        standard normal increments (draws = number of samples times B)."""
+        shape = as_sample_shape(sample_shape)
+        x = torch.as_tensor(x0, dtype=torch.float64)
+        lead = tuple(x.shape[:-1])
+        x = x.reshape(-1, self.dim).repeat(num_draws(shape), 1)
         n, steps = x.shape[0], self.grid.shape[0] - 1
         if noise is None:
             noise = torch.randn(n, steps, self.noise_dim, dtype=torch.float64, generator=generator)
@@ -121,9 +131,10 @@ class SDEKernel(Morphism):
             x = x + self.drift(t, x) * dt + (dw @ sig.T if sig.ndim == 2 else
                                              (sig @ dw[..., None])[..., 0])
             out.append(x)
-        return torch.stack(out, 1) if path else x
+        draws = torch.stack(out, 1) if path else x
+        return draws.reshape(*shape, *lead, *draws.shape[1:])
 
-    def log_prob(self, *args: object, **kwargs: object) -> torch.Tensor:
+    def log_prob(self, x0: object, y: object) -> torch.Tensor:
         raise TypeError("the transition density of a diffusion is intractable; use guided "
                         "proposals (condprob.bffg.forward_guide) for likelihoods")
 

@@ -65,7 +65,7 @@ def test_every_quantity_matches_brute_force(kind):
         best, path = m.decode(em, MASK)
         kscores, kpaths = m.top_k(em, 3, MASK)
         ent = m.entropy(em, MASK)
-        samples = m.sample(em, 300, MASK, generator=torch.Generator().manual_seed(0))
+        samples = m.sample(em, (300,), mask=MASK, generator=torch.Generator().manual_seed(0))
     for b, (kept, scores) in enumerate(table(m, em, MASK)):
         z = lse(scores.values())
         assert logz[b].item() == pytest.approx(z, rel=1e-10)
@@ -105,7 +105,7 @@ def test_regccrf_gives_zero_probability_outside_the_language():
     with torch.no_grad():
         assert m.accepts(m.decode(em)[1]).all()
         assert m.accepts(m.top_k(em, 10)[1].reshape(-1, 4)).all()
-        assert m.accepts(m.sample(em, 500).reshape(-1, 4)).all()
+        assert m.accepts(m.sample(em, (500,)).reshape(-1, 4)).all()
 
 
 @pytest.mark.parametrize("kind", ["crf", "reg"])
@@ -254,7 +254,7 @@ def test_large_automaton_counting_constraint():
     em = torch.randn(2, 12, len(roles), generator=g) + 3 * (
         torch.arange(len(roles)) == roles.index("B-A0")).float()  # push towards repeated B-A0
     with torch.no_grad():
-        samples = m.sample(em, 40, generator=g).reshape(-1, 12)
+        samples = m.sample(em, (40,), generator=g).reshape(-1, 12)
         best = m.decode(em)[1]
     assert m.accepts(samples).all() and m.accepts(best).all()
     counts = torch.stack([(samples == roles.index(f"B-{r}")).sum(-1) for r in core])
@@ -274,7 +274,7 @@ def test_regccrf_sampler_g_test_with_power_check():
     m, em = model("reg", seed=3), emissions(seed=5, shape=(1, 3, 5))
     n = 20_000
     with torch.no_grad():
-        draws = m.sample(em, n, generator=torch.Generator().manual_seed(1))[:, 0]
+        draws = m.sample(em, (n,), generator=torch.Generator().manual_seed(1))[:, 0]
     counts: dict = {}
     for y in map(tuple, draws.tolist()):
         counts[y] = counts.get(y, 0) + 1

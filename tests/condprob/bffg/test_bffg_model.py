@@ -6,6 +6,7 @@ import networkx as nx
 import pytest
 import torch
 
+import condprob as cp
 from condprob.bffg import (
     FiniteMessage,
     GaussianMessage,
@@ -165,7 +166,7 @@ def test_nonlinear_evidence_unbiased_against_quadrature():
     pm = torch.trapezoid(grid * dens, grid) / exact
     assert abs(s.mean("x").item() - pm.item()) < 4 * math.sqrt(1 / s.ess())
     assert nl.at(mat([0.0])).mean.item() == 0.0
-    y = nl.sample(mat([[0.0], [1.0]]), seed=1)
+    y = nl.sample(mat([[0.0], [1.0]]), generator=cp.rng(1))
     assert y.shape == (2, 1)
     assert torch.allclose(nl.log_prob(mat([0.0]), mat([0.1])),
                           Gaussian(mat([0.0]), mat([[0.3]])).log_prob(mat([0.1])), atol=1e-14)

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import condprob as cp
 from condprob.bffg import (
     GaussianMessage,
     LinearSDE,
@@ -204,7 +205,7 @@ def test_time_varying_auxiliary_information_vs_covariance():
     assert torch.allclose(info.H, cov.H, atol=1e-9, rtol=0)
     assert torch.allclose(info.F, cov.F, atol=1e-9, rtol=0)
     assert torch.allclose(info.c, cov.c, atol=1e-9, rtol=0)
-    paths = aux.sample(mat([[0.0], [1.0]]), seed=0, path=True)
+    paths = aux.sample(mat([[0.0], [1.0]]), generator=cp.rng(0), path=True)
     assert paths.shape == (2, 21, 1)
 
 
@@ -212,7 +213,7 @@ def test_linearise_along_a_path():
     """For a linear drift the path linearisation is the drift itself, step by step."""
     grid = time_grid(0.0, 1.0, 10)
     k = SDEKernel(lambda t, x: x @ B2.T + BETA2, SIG2, grid, 2)
-    path = k.sample(mat([[0.3, -0.2]]), seed=0, path=True)[0]
+    path = k.sample(mat([[0.3, -0.2]]), generator=cp.rng(0), path=True)[0]
     aux = k.linearise_along(path)
     assert aux.piecewise and not aux.constant
     for i in range(10):
@@ -251,8 +252,8 @@ def test_state_dependent_diffusion_path_matches_fixed():
     assert torch.allclose(out[0].paths["a", "b"], out[1].paths["a", "b"], atol=1e-12)
     assert torch.allclose(out[0].log_weights, out[1].log_weights, atol=1e-12)
     assert out[0].log_weights.abs().max() > 1e-3
-    assert torch.allclose(fixed.sample(mat([[0.0, 0.5]]), seed=1, path=True),
-                          func.sample(mat([[0.0, 0.5]]), seed=1, path=True), atol=1e-12)
+    assert torch.allclose(fixed.sample(mat([[0.0, 0.5]]), generator=cp.rng(1), path=True),
+                          func.sample(mat([[0.0, 0.5]]), generator=cp.rng(1), path=True), atol=1e-12)
 
 
 def test_wrong_per_step_auxiliary_is_unbiased():
