@@ -5,6 +5,9 @@ States and kernels read like the math: `state >> kernel` pushes forward, `f >> g
 conditioning on an impossible event raises `ConditioningError`.
 """
 
+import importlib
+from types import ModuleType
+
 from condprob.conditioning import Disintegration, condition, disintegrate, invert, jeffrey, update
 from condprob.errors import ConditioningError, CondprobError, SpaceMismatchError, ValidationError
 from condprob.finite import (
@@ -22,9 +25,26 @@ from condprob.finite import (
 )
 from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian
 from condprob.protocol import Morphism, rng
-from condprob.spaces import Euclidean, FiniteSpace, ProductSpace, Space, Unit, product
+from condprob.spaces import (
+    Euclidean,
+    FiniteSpace,
+    ProductSpace,
+    SequenceSpace,
+    Space,
+    Unit,
+    product,
+)
+from condprob.tabulation import tabulate
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> ModuleType:
+    """`condprob.laws`, the law suite, imported on first use (it loads Hypothesis and scipy)."""
+    if name == "laws":
+        return importlib.import_module("condprob.laws")
+    raise AttributeError(f"module 'condprob' has no attribute {name!r}")
+
 
 __all__ = [
     "Gaussian",
@@ -48,6 +68,7 @@ __all__ = [
     "FiniteSpace",
     "Morphism",
     "ProductSpace",
+    "SequenceSpace",
     "Space",
     "SpaceMismatchError",
     "Unit",
@@ -56,7 +77,9 @@ __all__ = [
     "disintegrate",
     "invert",
     "jeffrey",
+    "laws",
     "product",
     "rng",
+    "tabulate",
     "update",
 ]

@@ -393,8 +393,13 @@ class State(Kernel):
         return [labels[i] for i in self.sample((n,), generator=generator).tolist()]
 
     def to_pyro(self) -> pdist.Categorical:
-        """The state as a `pyro.distributions.Categorical` over indices (float64 if exact)."""
-        return pdist.Categorical(probs=B.to_float(self.probs) if self.exact else self.probs)
+        """The state as a `pyro.distributions.Categorical` over indices (float64 if exact). It holds
+        the probabilities as given and their logarithms (torch would clamp zeros to a finite log),
+        so impossible outcomes have log_prob exactly -inf."""
+        probs = B.to_float(self.probs) if self.exact else self.probs
+        law = pdist.Categorical(logits=torch.log(probs))
+        law.probs = probs
+        return law
 
     # Predicates ----------------------------------------------------------------------------
     def validity(self, predicate: Any) -> Any:

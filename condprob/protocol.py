@@ -18,8 +18,8 @@ A batch of inputs (a batch of prefixes, histories or emissions) adds its leading
 batch shape of the law `k(x)`.
 
 A state s : Unit -> Y is a kernel whose one input is the point `()` of the unit space, so it is
-its own law and the input is left out: `s()` (the law), `s.sample(sample_shape=(), *,
-generator=None)`, `s.log_prob(y)`. `sample_at` and `log_prob_at` call either form, for code (such
+its own law and the input is left out: `s.to_pyro()` (the law as a Pyro distribution),
+`s.sample(sample_shape=(), *, generator=None)`, `s.log_prob(y)`. `sample_at` and `log_prob_at` call either form, for code (such
 as `condprob.laws`) written once for every kind.
 
 The exact operations of `condprob.conditioning` (disintegrate, invert, update, condition) are
@@ -59,7 +59,7 @@ class Morphism:
     """Base class of all kernels: a Markov kernel from `dom` to distributions on `cod`.
 
     Subclasses implement the protocol of this module: `k(x)`, `k.sample(x, sample_shape=(), *,
-    generator=None)` and `k.log_prob(x, y)` (for a state: `s()`, `s.sample(sample_shape=(), *,
+    generator=None)` and `k.log_prob(x, y)` (for a state: `s.to_pyro()`, `s.sample(sample_shape=(), *,
     generator=None)`, `s.log_prob(y)`), `batch_shape` and `event_shape`.
     """
 
@@ -120,6 +120,11 @@ class Morphism:
             f"{type(self).__name__} @ {type(other).__name__} is not computed in closed form; "
             "tensor products are defined between finite kernels (tabulate others with "
             "condprob.tabulate) and between Gaussian kernels")
+
+    def _table(self, inputs: Space, outputs: Space) -> torch.Tensor | None:
+        """Probabilities (|inputs|, |outputs|) in one batch, where a kind computes them so (for
+        `condprob.tabulate`); None: tabulate asks `log_prob` entry by entry."""
+        return None
 
     # Exact operations (see condprob.conditioning) -----------------------------------------
     def _unsupported(self, op: str) -> TypeError:
@@ -185,8 +190,8 @@ def log_prob_at(k: Morphism, x: Any, y: Any) -> Any:
 
 
 def law_at(k: Morphism, x: Any) -> TorchDistribution:
-    """`k(x)`, or `k()` for a state: the law at x as a Pyro distribution."""
-    return k() if k.is_state else k(x)
+    """`k(x)`, or `s.to_pyro()` for a state: the law at x as a Pyro distribution."""
+    return k.to_pyro() if k.is_state else k(x)
 
 
 def rng(seed: int | None = None,

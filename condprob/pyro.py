@@ -36,6 +36,7 @@ from condprob.dsl.variables import Gauss, NonAffineError, _as_gauss
 from condprob.errors import ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian
+from condprob.protocol import Morphism, law_at
 
 __all__ = ["Gaussian", "State", "exact", "from_pyro", "to_pyro"]
 
@@ -147,13 +148,23 @@ def _check_observation(name: str, base: Any, obs: Any) -> torch.Tensor:
     return value
 
 
-def to_pyro(state: State | Gaussian) -> dist.Distribution:
-    """A finite state as a Categorical over its outcome indices, a Gaussian state as a
-    MultivariateNormal."""
-    if isinstance(state, State | Gaussian):
-        return state.to_pyro()
-    raise TypeError(f"cannot convert {type(state).__name__} to a Pyro distribution; supported: "
-                    "finite State, Gaussian")
+def to_pyro(k: Morphism, x: Any = None) -> dist.Distribution:
+    """The law k(x) of a kernel of any kind at input x as a Pyro distribution, usable in
+    `pyro.sample`; a state's law takes no input (`to_pyro(state)`). A finite state gives a
+    Categorical over outcome indices, a Gaussian a MultivariateNormal, a TokenKernel a Categorical
+    over token ids, a CRF kernel a `CRFDistribution`, a next-event kernel a
+    `NextEventDistribution`."""
+    if not isinstance(k, Morphism):
+        raise TypeError(f"to_pyro converts condprob kernels (finite, Gaussian, bffg, TokenKernel, "
+                        f"SequenceKernel, CRFKernel, NextEventKernel); got {type(k).__name__}")
+    if k.is_state:
+        if x is not None:
+            raise ValidationError(f"a state has no input: call to_pyro(state), not with x={x!r}")
+        return law_at(k, ())
+    if x is None:
+        raise ValidationError(f"the law of a {type(k).__name__} depends on its input: call "
+                              f"to_pyro(kernel, x) with x in {k.dom}")
+    return law_at(k, x)
 
 
 def from_pyro(d: torch.distributions.Distribution) -> State | Gaussian:

@@ -11,16 +11,18 @@ law, `kernel.sample(prefix, sample_shape=(), *, generator=None)`, `kernel.log_pr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import pyro.distributions as pdist
 import torch
 from pyro.distributions import constraints
 
 from condprob.errors import ValidationError
+from condprob.finite import Kernel
 from condprob.lm.filters import Filter, check_logits, entropy
 from condprob.protocol import Law, Morphism, SampleShape, as_sample_shape, num_draws
-from condprob.spaces import FiniteSpace, SequenceSpace
+from condprob.spaces import FiniteSpace, SequenceSpace, Space
+from condprob.tabulation import tabulate
 
 LogitFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -97,7 +99,10 @@ class TokenKernel(Morphism):
                            self.transforms + tuple(filters))
 
     def logits(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
-        """Normalised log-probabilities (B, V) of the next token given each prefix."""
+        """Normalised log-probabilities (B, V) of the next token given each prefix (B, T), or
+        given one prefix written as a tuple of token ids or strings (a label, as in `tabulate`)."""
+        if isinstance(prefix, tuple):
+            prefix = [self.prefix_ids(prefix)]
         t = as_prefix(prefix, self.vocab_size)
         out = self.model(t)
         if not isinstance(out, torch.Tensor) or out.shape != (t.shape[0], self.vocab_size):
@@ -124,8 +129,11 @@ class TokenKernel(Morphism):
 
     def log_prob(self, prefix: torch.Tensor | Sequence,
                  token: torch.Tensor | Sequence[int]) -> torch.Tensor:
-        """log P(token | prefix): tokens of shape (..., B) for B prefixes, the same shape back."""
+        """log P(token | prefix): tokens of shape (..., B) for B prefixes, the same shape back; a
+        token may also be one vocabulary label (a string), for every prefix."""
         lp = self.logits(prefix)
+        if isinstance(token, str):
+            token = [self.token_id(token)] * lp.shape[0]
         tok = torch.as_tensor(token)
         if tok.is_floating_point() or tok.is_complex():
             raise ValidationError(f"tokens are integer ids, got dtype {tok.dtype}")
@@ -144,6 +152,42 @@ class TokenKernel(Morphism):
     def steps(self, n: int) -> SequenceKernel:
         """The n-fold composition: prefix -> prefix followed by n tokens (stopping at eos)."""
         return SequenceKernel(self, n)
+
+    def prefix_ids(self, prefix: Sequence[Hashable]) -> list[int]:
+        """Token ids of a prefix given by ids or by token strings (a label of a finite space)."""
+        if isinstance(prefix, str) or not isinstance(prefix, Sequence):
+            raise ValidationError(f"a prefix label is a tuple of token ids or token strings, got "
+                                  f"{prefix!r}")
+        return [self.token_id(t) for t in prefix]
+
+    def token_id(self, token: Hashable) -> int:
+        """The id of a token given by its string (a vocabulary label) or by its id."""
+        if token in self.vocab:
+            return self.vocab.index(token)
+        if isinstance(token, int) and not isinstance(token, bool) and 0 <= token < self.vocab_size:
+            return token
+        raise ValidationError(f"{token!r} is neither a token of the vocabulary nor an id in "
+                              f"[0, {self.vocab_size})")
+
+    def _table(self, inputs: Space, outputs: Space) -> torch.Tensor:
+        """P(y | x) for prefixes x (labels: tuples of ids or tokens) and tokens y, in one model
+        call per prefix length."""
+        prefixes = [self.prefix_ids(x) for x in inputs.labels]
+        cols = torch.tensor([self.token_id(y) for y in outputs.labels])
+        table = torch.empty(len(prefixes), len(cols), dtype=torch.float64)
+        for n in sorted({len(p) for p in prefixes}):
+            rows = [i for i, p in enumerate(prefixes) if len(p) == n]
+            probs = self.logits(torch.tensor([prefixes[i] for i in rows],
+                                             dtype=torch.long).reshape(len(rows), n)).exp()
+            table[rows] = probs[:, cols].double()
+        return table
+
+    def _after(self, first: Morphism) -> Morphism | None:
+        """A finite kernel into prefixes (labels: tuples of ids or tokens) >> this kernel: the
+        exact next-token mixture sum_p first(x)(p) P(token | p), a finite Kernel."""
+        if not isinstance(first, Kernel):
+            return None
+        return first.then(tabulate(self, first.cod))
 
     def then(self, other: Morphism) -> Morphism:
         raise TypeError("a TokenKernel maps prefixes to tokens; compose sequence kernels "

@@ -133,7 +133,7 @@ def test_conversions():
     assert isinstance(s, cp.State) and s.as_dict() == {0: 0.25, 1: 0.75}
     assert isinstance(to_pyro(s), dist.Categorical)
     assert from_pyro(dist.Normal(torch.tensor([0.0], dtype=T), 2.0)).cov.tolist() == [[4.0]]
-    with pytest.raises(TypeError, match="cannot convert"):
+    with pytest.raises(cp.ValidationError, match="depends on its input"):
         to_pyro(cp.LinearGaussian([[1.0]]))
 
 
