@@ -435,7 +435,7 @@ def check_samplers(report: Report) -> None:
         tiled = logits.repeat(-(-plan.law_draws // b), 1)
         for name, kw in SETTINGS.items():
             def body(row: Row, kw=kw, logits=logits, tiled=tiled) -> None:
-                gen = torch.Generator().manual_seed(2)
+                gen = torch.Generator(device=plan.device).manual_seed(2)
                 draws = {}
                 for label, triton in (("Triton", True), ("torch", False)):
                     with routed(triton):
@@ -489,7 +489,7 @@ def check_speculative(report: Report) -> None:
             pt, qt = p.repeat(reps, 1, 1), q.repeat(reps, 1, 1)
             gd = torch.Generator(device=plan.device).manual_seed(4)
             dt = torch.multinomial(qt.reshape(-1, v), 1, generator=gd).reshape(-1, 1)
-            gen = torch.Generator().manual_seed(5)
+            gen = torch.Generator(device=plan.device).manual_seed(5)
             draws = {}
             for label, triton in (("Triton", True), ("torch", False)):
                 with routed(triton):

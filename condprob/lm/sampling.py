@@ -76,7 +76,8 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
             if temperature * torch.finfo(torch.float32).max / 2 <= max(biggest, 1.0):
                 logits, temperature = temper(logits, temperature), 1.0
 
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator,
+                                 device=None if generator is None else generator.device))
         if top_k is None and top_p is None and min_p is None:
             return gumbel_max_sample(logits, temperature, seed=seed)
         return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)

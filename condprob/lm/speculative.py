@@ -96,7 +96,8 @@ def speculative_step(target: torch.Tensor, draft: torch.Tensor, drafts: torch.Te
     if p.is_cuda and gpu_available():
         from condprob.accel.sampling import speculative_verify
 
-        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator,
+                                 device=None if generator is None else generator.device))
         return speculative_verify(p, q, drafts, seed=seed)
     x = drafts.long().unsqueeze(-1)
     px, qx = p[:, :n].gather(-1, x).squeeze(-1), q.gather(-1, x).squeeze(-1)

@@ -26,7 +26,9 @@ make bench
 which creates each peer library's own virtual environment under `.peers/`, then runs
 `condprob bench`: every `benchmarks/bench_*.py` writes one table per area into
 `benchmarks/results/`, and they are collected into `benchmarks/RESULTS.md`. The figures below are
-the ones committed with this version of the code.
+the ones committed with this version of the code. The Triton kernels need a CUDA GPU: there,
+`python -m benchmarks.gpu_check OUTDIR` checks each against its torch twin and times both (one
+table); no GPU table has been committed yet.
 
 """
 
