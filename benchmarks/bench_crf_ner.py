@@ -29,6 +29,7 @@ from torch import nn
 
 import crf
 from benchmarks.harness import ROOT, Table, run_peer
+from condprob.train import Records, fit
 
 CACHE = ROOT / ".cache" / "crf"
 BUCKETS = 4096
@@ -89,37 +90,27 @@ class Encoder(nn.Module):
         return self.out(self.lstm(x)[0])
 
 
-def batches(data, size, rng):
-    order = list(range(len(data)))
-    rng.shuffle(order)
-    for i in range(0, len(order), size):
-        yield [data[j] for j in order[i:i + size]]
-
-
 def train(head: crf.LinearChainCRF, data, vocab, labels, epochs: int, seed: int = 0):
+    """Adam on the NLL per sentence in batches of 32 with clipping, on the library's loop."""
     torch.manual_seed(seed)
     enc = Encoder(vocab, len(labels))
-    params = list(enc.parameters()) + list(head.parameters())
-    opt = torch.optim.Adam(params, lr=5e-3)
-    rng = random.Random(seed)
     index = {t: i for i, t in enumerate(labels)}
-    for epoch in range(epochs):
-        total = 0.0
-        for batch in batches(data, 32, rng):
-            feats = enc.featurize([[w for w, _ in s] for s in batch])
-            n = feats[0].shape[1]
-            tags = torch.zeros(len(batch), n, dtype=torch.long)
-            mask = torch.zeros(len(batch), n, dtype=torch.bool)
-            for b, s in enumerate(batch):
-                tags[b, :len(s)] = torch.tensor([index[t] for _, t in s])
-                mask[b, :len(s)] = True
-            loss = head.nll(enc(feats), tags, mask, reduction="sum") / len(batch)
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(params, 5.0)
-            opt.step()
-            total += loss.item() * len(batch)
-        print(f"  {type(head).__name__} epoch {epoch + 1}: NLL/sentence {total / len(data):.3f}")
+
+    def collate(batch):
+        feats = enc.featurize([[w for w, _ in s] for s in batch])
+        n = feats[0].shape[1]
+        tags = torch.zeros(len(batch), n, dtype=torch.long)
+        mask = torch.zeros(len(batch), n, dtype=torch.bool)
+        for b, s in enumerate(batch):
+            tags[b, :len(s)] = torch.tensor([index[t] for _, t in s])
+            mask[b, :len(s)] = True
+        return feats, tags, mask
+
+    history = fit(crf.Tagger(enc, head), crf.sentence_nll, Records(data, collate),
+                  epochs=epochs, batch_size=32, lr=5e-3, clip_grad_norm=5.0, seed=seed,
+                  progress=False)
+    for epoch, loss in enumerate(history["train"]):
+        print(f"  {type(head).__name__} epoch {epoch + 1}: NLL/sentence {loss:.3f}")
     return enc
 
 
