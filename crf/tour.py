@@ -9,20 +9,30 @@ import torch
 
 import crf
 from condprob.automata import DFA
+from condprob.train import TensorData, fit
+
+
+class _Positional(torch.nn.Module):
+    """Free emissions per position, shared by all sequences: the paper's setup (no encoder)."""
+
+    def __init__(self, length: int, labels: int):
+        super().__init__()
+        self.em = torch.nn.Parameter(torch.zeros(length, labels))
+
+    def forward(self, tags: torch.Tensor) -> torch.Tensor:
+        return self.em.expand(len(tags), -1, -1)
 
 
 def _fit(model, data: torch.Tensor, steps: int = 150) -> torch.Tensor:
-    """Free per-position emissions trained by Adam (no transition scores): the paper's setup."""
+    """Free per-position emissions trained by full-batch Adam on the library's loop (no
+    transition scores)."""
     for p in (model.transitions, model.start, model.end):
         p.data.zero_()
         p.requires_grad_(False)
-    em = torch.nn.Parameter(torch.zeros(data.shape[1], model.num_labels))
-    opt = torch.optim.Adam([em], lr=0.1)
-    for _ in range(steps):
-        opt.zero_grad()
-        model.nll(em.expand(len(data), -1, -1), data).backward()
-        opt.step()
-    return em.detach()
+    tagger = crf.Tagger(_Positional(data.shape[1], model.num_labels), model)
+    fit(tagger, crf.sentence_nll, TensorData(data, data, torch.ones_like(data, dtype=torch.bool)),
+        epochs=steps, batch_size=len(data), lr=0.1, progress=False)
+    return tagger.encoder.em.detach()
 
 
 def run(out: pathlib.Path) -> str:
