@@ -1,5 +1,8 @@
 """A CRF and RegCCRF with an encoder, trained on the core's loop."""
 
+import importlib.util
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -7,6 +10,7 @@ import crf
 from condprob.train import FileRecords, Records, TensorData, evaluate, fit
 
 LABELS, PATTERN = crf.bio(["a", "b"])
+JOB = Path(__file__).with_name("crf_job.py")
 
 
 def data(n=24, T=6, seed=0):
@@ -89,3 +93,13 @@ def test_tagger_streams_conll_files_like_the_in_memory_records(tmp_path):
         runs.append((hist, [p.detach() for p in tagger.parameters()]))
     assert runs[0][0] == runs[1][0]
     assert all(a.equal(b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+
+
+def test_two_processes_train_the_tagger_like_one(torchrun, tmp_path):
+    spec = importlib.util.spec_from_file_location("crf_job", JOB)
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    torchrun(JOB, str(tmp_path))
+    two = torch.load(tmp_path / "crf_2.pt")
+    for got, want in zip(two, job.run(), strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-8)
