@@ -23,9 +23,11 @@ on the same device, for agreement, speed and achieved throughput, in one markdow
 Timings are medians of CUDA-synchronised runs after the first call (shown apart: it compiles).
 Every check runs within a time budget (rows past it read "skipped"), and a failing case becomes a
 row naming the error, so one run always ends with the table. The table goes to OUTDIR/gpu_check.md
-and to standard output; the exit status is 1 when a check failed, 2 without a CUDA GPU.
+(rewritten after every row, with a progress line per row on standard output) and, at the end, to
+standard output; the exit status is 1 when a check failed, 2 without a CUDA GPU.
 
     python -m benchmarks.gpu_check OUTDIR            # on a CUDA machine, within 8 minutes
+    python -m benchmarks.gpu_check OUTDIR --only chain samplers speculative   # some of them
     python -m benchmarks.gpu_check OUTDIR --smoke    # tiny sizes, Triton's interpreter on CPU
 """
 
@@ -163,6 +165,7 @@ class Row:
 class Report:
     device_name: str
     plan: Plan
+    out: Path  # the table file, rewritten after every row (a run cut short keeps its figures)
     started: float = field(default_factory=time.perf_counter)
     rows: list[Row] = field(default_factory=list)
 
@@ -183,6 +186,10 @@ class Report:
             row.ok = False
             if self.plan.device == "cuda":
                 torch.cuda.empty_cache()
+        check = {True: "ok", False: "FAIL", None: ""}[row.ok]
+        print(f"[{time.perf_counter() - self.started:5.0f} s] {row.kernel}, {row.size}, "
+              f"{row.setting}: {check}", flush=True)
+        self.out.write_text(self.markdown())
 
     def failed(self) -> bool:
         return any(r.ok is False for r in self.rows)
@@ -430,11 +437,14 @@ def check_samplers(report: Report) -> None:
     peak = peak_bandwidth(report.device_name)
     bins = max(4, min(64, plan.law_draws // 32))
     for b, v in plan.sampler_sizes:
-        g = torch.Generator().manual_seed(1)
-        logits = (2 * torch.randn(b, v, generator=g)).to(plan.device)
-        tiled = logits.repeat(-(-plan.law_draws // b), 1)
+        inputs: dict[str, torch.Tensor] = {}
         for name, kw in SETTINGS.items():
-            def body(row: Row, kw=kw, logits=logits, tiled=tiled) -> None:
+            def body(row: Row, kw=kw, b=b, v=v, inputs=inputs) -> None:
+                if not inputs:
+                    g = torch.Generator().manual_seed(1)
+                    inputs["logits"] = (2 * torch.randn(b, v, generator=g)).to(plan.device)
+                    inputs["tiled"] = inputs["logits"].repeat(-(-plan.law_draws // b), 1)
+                logits, tiled = inputs["logits"], inputs["tiled"]
                 gen = torch.Generator(device=plan.device).manual_seed(2)
                 draws = {}
                 for label, triton in (("Triton", True), ("torch", False)):
@@ -458,7 +468,7 @@ def check_samplers(report: Report) -> None:
 
             kernel = "Gumbel-max sampling" if not kw else "filtered sampling"
             report.run(Row(kernel, _sampler_size(b, v), name), body)
-        del logits, tiled
+        inputs.clear()
         if plan.device == "cuda":
             torch.cuda.empty_cache()
 
@@ -538,6 +548,9 @@ def check_dispatch(report: Report) -> None:
 
 # Entry point ------------------------------------------------------------------------------------
 
+SECTIONS = {"chain": check_chains, "samplers": check_samplers, "speculative": check_speculative}
+
+
 def _use_interpreter() -> None:
     """Triton's interpreter for kernels defined from now on (modules already imported are
     reloaded, since Triton reads the setting when a kernel is decorated)."""
@@ -552,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path, help="folder for gpu_check.md")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes on CPU under TRITON_INTERPRET=1 (proves the pipeline)")
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS),
+                        help="the kernels to check (default: all)")
     args = parser.parse_args(argv)
     if args.smoke:
         _use_interpreter()
@@ -566,14 +581,15 @@ def main(argv: list[str] | None = None) -> int:
                   "Use --smoke for the CPU interpreter run.", file=sys.stderr)
             return 2
         plan, name = FULL, torch.cuda.get_device_name()
-    report = Report(name, plan)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    report = Report(name, plan, args.outdir / "gpu_check.md")
     check_dispatch(report)
-    for section in (check_samplers, check_speculative, check_chains):
-        section(report)
+    for key in ("samplers", "speculative", "chain"):  # the sections' order: quick ones first
+        if key in args.only:
+            SECTIONS[key](report)
     text = report.markdown()
     print(text)
-    args.outdir.mkdir(parents=True, exist_ok=True)
-    (args.outdir / "gpu_check.md").write_text(text)
+    report.out.write_text(text)
     return 1 if report.failed() else 0
 
 
