@@ -18,8 +18,9 @@ env: $(VENV)/.installed
 lint: env
 	$(VENV)/bin/ruff check condprob crf tpp diagrams tests benchmarks
 
+# No --quiet: it hides the warnings that --strict turns into a failed build.
 docs: env
-	$(VENV)/bin/mkdocs build --strict --quiet
+	$(VENV)/bin/mkdocs build --strict
 
 # The browser test (tests/test_site_browser.py) checks the site `make docs` just built.
 test: lint docs

@@ -11,8 +11,8 @@ computed by the core's `invert`; with guidance strength w the likelihood is temp
 c(a | prefix, v)^w (w = 1: the exact conditional next-token law of the attribute kernel's model,
 w = 0: the base model).
 
-- `ClassConditional(lms, prior)`: GeDi's class-conditional construction: p(a | x) proportional to
-  p(a) prod_t p_a(x_t | x_<t) for one language model per attribute; the next-token attribute
+- `ClassConditional(lms, prior)`: GeDi's class-conditional construction: `p(a | x)` proportional to
+  `p(a) prod_t p_a(x_t | x_<t)` for one language model per attribute; the next-token attribute
   kernel is itself a Bayes inversion, of the kernel a -> p_a(v | prefix) against p(a | prefix).
 - `TextClassifier(fn, vocab)`: any classifier of decoded texts; `vader_sentiment` (VADER compound
   >= 0.05, its standard positive threshold) and `profanity` (alt-profanity-check's calibrated
