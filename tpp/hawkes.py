@@ -49,6 +49,7 @@ class Hawkes(PointProcess):
         mu = mu.reshape(1) if mu.ndim == 0 else mu
         alpha = torch.as_tensor(alpha, dtype=torch.float64)
         beta = torch.as_tensor(beta, dtype=torch.float64)
+        self._given = (tuple(alpha.shape), tuple(beta.shape))  # for `parameters`
         D = mu.shape[0]
         if mu.ndim != 1:
             raise ValidationError(f"mu must be a vector of D baselines, got shape {tuple(mu.shape)}")
@@ -78,6 +79,33 @@ class Hawkes(PointProcess):
         self.mu, self.alpha, self.beta = mu, alpha, beta
         self.num_marks = D
         self.decay_fixed = False  # set by `fit` when the decays were given, not estimated
+
+    def _free_beta(self) -> Tensor:
+        """The decays as free parameters: (R,) when shared, (D, D) when given per pair for all
+        components, else the (1, D, R) or (D, D, R) tensor."""
+        if self.decays == "shared":
+            return self.beta[0, 0]
+        if len(self._given[1]) == 2:
+            return self.beta[..., 0]
+        return self.beta
+
+    def parameters(self) -> dict[str, Tensor]:
+        """mu, alpha and beta in the shapes the constructor was given (alpha (D, D) stays
+        (D, D), a scalar decay stays a scalar), so `Hawkes(**h.parameters())` rebuilds h."""
+        alpha_shape, beta_shape = self._given
+        return {"mu": self.mu, "alpha": self.alpha.reshape(alpha_shape),
+                "beta": self._free_beta().reshape(beta_shape)}
+
+    def __repr__(self) -> str:
+        D, _, R = self.alpha.shape
+        if D * D * R <= 16:
+            body = ", ".join(f"{k}={torch.round(v.detach(), decimals=4).tolist()}"
+                             for k, v in self.parameters().items())
+        else:
+            body = f"{D} marks, {R} component(s)"
+        fixed = ", fixed" if self.decay_fixed else ""
+        return (f"Hawkes({body}; {self.decays} decays{fixed}, spectral radius "
+                f"{self.spectral_radius:.4g})")
 
     # Conversions ------------------------------------------------------------------------------
     @classmethod
@@ -470,10 +498,14 @@ class Hawkes(PointProcess):
 
         opt.step(closure)
         fitted = model()
-        b = fitted.beta.detach() if beta is None else beta
+        a, b = fitted.alpha.detach(), fitted.beta.detach() if beta is None else beta
         if beta is None and decays == "shared":
             b = params[2].detach().exp()
-        out = cls(fitted.mu.detach(), fitted.alpha.detach(), b)
+        if num_components == 1:  # the shapes a user writes: alpha (D, D), one decay a number
+            a = a[..., 0]
+            if beta is None:
+                b = b.reshape(()) if decays == "shared" else b[..., 0] if decays == "pair" else b
+        out = cls(fitted.mu.detach(), a, b)
         out.decay_fixed = beta is not None
         return out
 
@@ -481,12 +513,12 @@ class Hawkes(PointProcess):
         """Asymptotic standard errors sqrt(diag(H^-1)) of the free parameters, H the observed
         Fisher information (Hessian of the negative log-likelihood) at these parameters.
 
-        The free decays are those of `decays`: one per component, shape (R,), when shared; the
-        (1, D, R) or (D, D, R) decays otherwise. With `decay_fixed` (a fit with `beta` given)
-        the decays are not parameters: the result has no "beta" and H covers (mu, alpha) only.
+        The free decays are those of `decays`: one per component when shared, else one per
+        source or per pair. Errors come in the shapes of `parameters()` (those the constructor
+        was given). With `decay_fixed` (a fit with `beta` given) the decays are not parameters:
+        the result has no "beta" and H covers (mu, alpha) only.
         """
-        free_beta = self.beta[0, 0] if self.decays == "shared" else self.beta
-        parts = [self.mu, self.alpha] + ([] if self.decay_fixed else [free_beta])
+        parts = [self.mu, self.alpha] + ([] if self.decay_fixed else [self._free_beta()])
         shapes = [p.shape for p in parts]
         sizes = [int(np.prod(s)) for s in shapes]
         theta = torch.cat([p.flatten() for p in parts]).detach()
@@ -503,8 +535,9 @@ class Hawkes(PointProcess):
             raise ValidationError("the observed information matrix is singular: the data do not "
                                   "identify every parameter (too few events of some mark?)")
         se = cov.diagonal().clamp(min=0).sqrt()
-        names = ["mu", "alpha", "beta"][:len(parts)]
-        return {n: x.view(shape) for n, x, shape in zip(names, se.split(sizes), shapes, strict=True)}
+        given = self.parameters()
+        return {n: x.view(given[n].shape)
+                for n, x in zip(["mu", "alpha", "beta"], se.split(sizes), strict=False)}
 
 
 

@@ -49,6 +49,11 @@ class HomogeneousPoisson(PointProcess):
         self.rates = _positive("rates", rates.reshape(-1))
         self.num_marks = self.rates.numel()
 
+    def __repr__(self) -> str:
+        rates = torch.round(self.rates, decimals=4).tolist() if self.num_marks <= 8 else \
+            f"<{self.num_marks} marks, total {float(self.rates.sum()):.4g}>"
+        return f"HomogeneousPoisson(rates={rates})"
+
     @classmethod
     def fit(cls, batch: EventBatch, num_marks: int | None = None) -> HomogeneousPoisson:
         """Closed-form MLE: rates[k] = (number of type-k events) / (total observed time)."""
@@ -111,6 +116,10 @@ class InhomogeneousPoisson(PointProcess):
         self.intensity, self.compensator = intensity, compensator
         self.bound = float(_positive("bound", torch.tensor(float(bound), dtype=torch.float64)))
         self.num_marks = 1
+
+    def __repr__(self) -> str:
+        name = getattr(self.intensity, "__name__", type(self.intensity).__name__)
+        return f"InhomogeneousPoisson(intensity={name}, bound={self.bound:.4g})"
 
     def log_likelihood(self, batch: EventBatch) -> Tensor:
         self.check_marks(batch)
@@ -196,6 +205,10 @@ class Renewal(PointProcess):
         self.time_change = time_change
         self.num_marks = 1
 
+    def __repr__(self) -> str:
+        change = "" if self.time_change is None else f", time_change={self.time_change!r}"
+        return f"Renewal(interval={self.interval!r}{change})"
+
     def _Lam(self, t: Tensor) -> Tensor:
         return t if self.time_change is None else self.time_change.compensator(t)
 
@@ -261,6 +274,9 @@ class SelfCorrecting(PointProcess):
         self.mu = float(_positive("mu", torch.tensor(float(mu), dtype=torch.float64)))
         self.alpha = float(_positive("alpha", torch.tensor(float(alpha), dtype=torch.float64)))
         self.num_marks = 1
+
+    def __repr__(self) -> str:
+        return f"SelfCorrecting(mu={self.mu:.4g}, alpha={self.alpha:.4g})"
 
     def log_likelihood(self, batch: EventBatch) -> Tensor:
         self.check_marks(batch)

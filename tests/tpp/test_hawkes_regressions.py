@@ -57,18 +57,20 @@ def test_standard_errors_of_shared_fixed_and_source_decays():
     shared = Hawkes.fit(data)
     assert shared.decays == "shared" and not shared.decay_fixed
     se = shared.standard_errors(data)
-    assert se["mu"].shape == (2,) and se["alpha"].shape == (2, 2, 1) and se["beta"].shape == (1,)
+    # errors come in the shapes a user writes: alpha (D, D), one decay a number
+    assert se["mu"].shape == (2,) and se["alpha"].shape == (2, 2) and se["beta"].shape == ()
+    assert {k: v.shape for k, v in shared.parameters().items()} == {k: v.shape for k, v in se.items()}
     # the same information matrix built by hand on (mu, alpha, one decay)
     def nll(th):
         h = Hawkes(th[:2], th[2:6].view(2, 2), th[6:].expand(2, 2), validate=False)
         return -h.log_likelihood(data).sum()
     theta = torch.cat([shared.mu, shared.alpha.flatten(), shared.beta[0, 0]])
     want = torch.linalg.inv(torch.autograd.functional.hessian(nll, theta)).diagonal().sqrt()
-    got = torch.cat([se["mu"], se["alpha"].flatten(), se["beta"]])
+    got = torch.cat([se["mu"], se["alpha"].flatten(), se["beta"].reshape(1)])
     assert torch.allclose(got, want, rtol=1e-8)
     # per-source decays are more parameters: wider errors (the old shared-fit answer)
     src = Hawkes(shared.mu, shared.alpha, shared.beta.clone()).standard_errors(data)
-    assert src["beta"].shape == (1, 2, 1) and (src["alpha"] > se["alpha"]).all()
+    assert src["beta"].shape == (1, 2, 1) and (src["alpha"][..., 0] > se["alpha"]).all()
     fixed = Hawkes.fit(data, beta=1.2)
     assert fixed.decay_fixed
     se_fixed = fixed.standard_errors(data)
@@ -100,3 +102,24 @@ def test_supercritical_simulation_refused_up_front(method):
     assert sup.simulate(2.0, 2, seed=0, method=method).num_events > 0
     with pytest.raises(ValidationError, match="max_events=10"):
         Hawkes([1.0], [[0.5]], 1.0).simulate(100.0, method=method, max_events=10)
+
+
+def test_parameters_in_the_constructors_shapes_and_reprs():
+    h = Hawkes([0.5, 0.3], [[0.2, 0.1], [0.3, 0.4]], 1.5)
+    p = h.parameters()
+    assert p["alpha"].shape == (2, 2) and p["beta"].shape == ()
+    assert repr(Hawkes(**p)) == repr(h) == ("Hawkes(mu=[0.5, 0.3], alpha=[[0.2, 0.1], [0.3, 0.4]], "
+                                           "beta=1.5; shared decays, spectral radius 0.5)")
+    pair = Hawkes([0.5, 0.3], [[0.2, 0.1], [0.3, 0.4]], [[1.0, 2.0], [3.0, 4.0]])
+    assert pair.decays == "pair" and pair.parameters()["beta"].shape == (2, 2)
+    src = Hawkes([0.5, 0.3], torch.full((2, 2, 2), 0.1), torch.ones(1, 2, 2))
+    assert src.decays == "source" and src.parameters()["beta"].shape == (1, 2, 2)
+    data = h.simulate(100.0, 2, seed=1)
+    for kw, shapes in (({}, ((2, 2), ())), ({"decays": "source"}, ((2, 2), (1, 2, 1))),
+                       ({"num_components": 2}, ((2, 2, 2), (2,)))):
+        fit = Hawkes.fit(data, **kw)
+        got = fit.parameters()
+        assert (got["alpha"].shape, got["beta"].shape) == shapes, kw
+        assert repr(fit).startswith("Hawkes(mu=[")
+    big = Hawkes(torch.full((5,), 0.1), torch.full((5, 5), 0.05), 1.0)
+    assert repr(big) == "Hawkes(5 marks, 1 component(s); shared decays, spectral radius 0.25)"
