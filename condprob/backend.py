@@ -124,6 +124,10 @@ def safe_divide(num: Array, den: Array, fallback: Array | Callable[[], Array],
     Never divides by zero; the fallback is only built when some denominator is zero. `zero` is
     the mask of zero denominators when the caller has it already.
     """
+    if isinstance(den, torch.Tensor) and zero is None:
+        if bool(den.all()):  # one reduction: no zero denominator, the common case
+            return num / den
+        zero = den == 0
     zero = zero_mask(den) if zero is None else zero
     if not bool(zero.any()):
         return simplify(num / den) if isinstance(num, np.ndarray) else num / den
@@ -148,6 +152,16 @@ def swap_last(a: Array) -> Array:
 
 def permute(a: Array, order: tuple[int, ...]) -> Array:
     return a.permute(order) if isinstance(a, torch.Tensor) else np.transpose(a, order)
+
+
+def unsqueeze(a: Array, dim: int) -> Array:
+    """A new axis of size 1 at `dim` (a view; cheaper than indexing with None)."""
+    return a.unsqueeze(dim) if isinstance(a, torch.Tensor) else np.expand_dims(a, dim)
+
+
+def squeeze(a: Array, dim: int) -> Array:
+    """Drop the axis `dim` of size 1 (a view; cheaper than indexing with 0)."""
+    return a.squeeze(dim) if isinstance(a, torch.Tensor) else np.squeeze(a, dim)
 
 
 def expand(a: Array, shape: tuple[int, ...]) -> Array:

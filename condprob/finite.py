@@ -253,9 +253,9 @@ class Kernel(Morphism):
         if not isinstance(prior, State):
             return super()._invert(prior)
         p, c = prior._coerce(self)
-        joint = p[..., 0, :, None] * c                 # (*b, X, Y)
-        py = B.total(joint, -2)                         # (*b, Y)
-        dagger = B.safe_divide(B.swap_last(joint), py[..., :, None], lambda: p[..., 0, None, :])
+        joint = B.swap_last(p) * c                      # (*b, X, Y)
+        py = p @ c                                      # (*b, 1, Y): one matrix-vector product
+        dagger = B.swap_last(B.safe_divide(joint, py, lambda: B.swap_last(p)))
         return self._make(dagger, self.cod, self.dom)
 
     def inverse(self, prior: State) -> Kernel:
@@ -338,7 +338,7 @@ class State(Kernel):
     @property
     def probs(self) -> Array:
         """Probabilities, shape (*batch, |X|)."""
-        return self.array[..., 0, :]
+        return B.squeeze(self.array, -2)
 
     def __repr__(self) -> str:
         if self.batch_shape or self.cod.size > 12:
@@ -458,10 +458,10 @@ class State(Kernel):
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1)
         null = B.zero_mask(mx)
-        cond = B.safe_divide(joint, mx[..., :, None],
+        cond = B.safe_divide(joint, B.unsqueeze(mx, -1),
                              lambda: B.expand(B.total(joint, -2)[..., None, :], joint.shape),
-                             zero=null[..., :, None])
-        marginal = self._make(mx[..., None, :], Unit, xspace)
+                             zero=B.unsqueeze(null, -1))
+        marginal = self._make(B.unsqueeze(mx, -2), Unit, xspace)
         kernel = self._make(cond, xspace, yspace)
         return Disintegration(marginal, kernel, null)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Hashable, Iterable, Iterator, Sequence
+from functools import cached_property, lru_cache
 
 from condprob.errors import ValidationError
 
@@ -72,15 +73,27 @@ class Space:
     def split(self, keys: FactorKey | Iterable[FactorKey]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """Positions of the given factors and of the others, both non-empty (as disintegration
         along `keys` needs)."""
+        return _split(self, self._keys(keys))
+
+    def select(self, keys: FactorKey | Iterable[FactorKey]) -> Space:
+        """The sub-product of the given factors, in the given order."""
+        return _select(self, self._keys(keys))
+
+    def _keys(self, keys: FactorKey | Iterable[FactorKey]) -> tuple[FactorKey, ...]:
         keys = (keys,) if isinstance(keys, int | str) else tuple(keys)
+        for k in keys:
+            if isinstance(k, bool) or not isinstance(k, int | str):
+                self.factor_index(k)  # raises the error that names the bad key
+        return keys
+
+    def _split(self, keys: tuple[FactorKey, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
         xs = self.factor_indices(keys)
         ys = tuple(i for i in range(self.ndim) if i not in xs)
         if not xs or not ys:
             raise ValidationError(f"splitting along {keys} must leave factors on both sides of {self}")
         return xs, ys
 
-    def select(self, keys: FactorKey | Iterable[FactorKey]) -> Space:
-        """The sub-product of the given factors, in the given order."""
+    def _select(self, keys: tuple[FactorKey, ...]) -> Space:
         return ProductSpace(tuple(self.factors[i] for i in self.factor_indices(keys)))
 
     def __eq__(self, other: object) -> bool:
@@ -176,6 +189,7 @@ class FiniteSpace(Space):
         self._labels = labs
         self.name = name
         self.factors = (self,)
+        self._hash = hash((labs, name))
 
     @property
     def labels(self) -> tuple[Hashable, ...]:
@@ -203,7 +217,7 @@ class FiniteSpace(Space):
         return self is other or (self._labels == other._labels and self.name == other.name)
 
     def __hash__(self) -> int:
-        return hash((self._labels, self.name))
+        return self._hash
 
     def __repr__(self) -> str:
         labs = ", ".join(map(str, self._labels[:6])) + (", ..." if self.size > 6 else "")
@@ -276,11 +290,34 @@ class ProductSpace(Space):
         self.factors = tuple(flat)
         self.name = None
 
+    # The factors never change, so the sizes are computed once (hot operations ask for them).
+    @cached_property
+    def shape(self) -> tuple[int, ...]:
+        """Sizes of the finite factors."""
+        return Space.shape.fget(self)
+
+    @cached_property
+    def size(self) -> int:
+        """Number of outcomes of a finite space (1 for the unit space)."""
+        return math.prod(self.shape)
+
 
 def product(*spaces: Space) -> Space:
     """The product of spaces; a product of one atomic factor is that factor."""
     p = ProductSpace(spaces)
     return p.factors[0] if len(p.factors) == 1 else p
+
+
+@lru_cache(maxsize=256)
+def _split(space: Space, keys: tuple[FactorKey, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """`Space.split`, remembered: spaces never change, and hot operations split the same ones."""
+    return space._split(keys)
+
+
+@lru_cache(maxsize=256)
+def _select(space: Space, keys: tuple[FactorKey, ...]) -> Space:
+    """`Space.select`, remembered."""
+    return space._select(keys)
 
 
 Unit: Space = ProductSpace(())
