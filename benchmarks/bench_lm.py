@@ -106,6 +106,14 @@ def sort_based(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None
     return si.gather(-1, j).squeeze(-1)
 
 
+def topk_multinomial(logits: torch.Tensor, top_k: int) -> torch.Tensor:
+    """The obvious user code for top-k sampling: torch.topk, softmax of the k, torch.multinomial
+    (no check of the logits, ties at the k-th broken arbitrarily)."""
+    vals, idx = torch.topk(logits, top_k, dim=-1)
+    j = torch.multinomial(torch.softmax(vals, -1), 1)
+    return idx.gather(-1, j).squeeze(-1)
+
+
 HF_CODE = """
 import torch
 from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
@@ -200,6 +208,10 @@ def bench_sampling(table: Table, vocabs: list[int], batch: int, repeat: int,
             inside = keep.gather(-1, draws.unsqueeze(-1)).float().mean().item()
             task = f"{name}, batch {batch}, V={vocab:,} (draws in kept set: {inside:.0%})"
             table.add_time(task, ours, "torch sort-based", ref)
+            if set(kw) == {"top_k"}:
+                table.add_time(task, ours, "torch.topk + torch.multinomial",
+                               median_time(lambda x=logits, k=kw["top_k"]: topk_multinomial(x, k),
+                                           repeat=repeat))
             theirs = None if hf is None else hf[f"{name}|{vocab}"]
             table.add_time(task, ours, "transformers 5.23.0 warpers", theirs)
 

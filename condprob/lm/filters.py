@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -28,15 +29,23 @@ from condprob.errors import ValidationError
 from condprob.semiring import NEG_INF
 
 
-def check_logits(logits: torch.Tensor, name: str = "logits") -> torch.Tensor:
-    """Validate a (..., V) floating tensor of logits: no NaN, no +inf, no row all -inf."""
+def check_logits(logits: torch.Tensor, name: str = "logits",
+                 top: torch.Tensor | Literal[False] | None = None) -> torch.Tensor:
+    """Validate a (..., V) floating tensor of logits: no NaN, no +inf, no row all -inf.
+
+    `top`: the row maxima when the caller has them already (`torch.topk` puts NaN first, as
+    `amax` propagates it), which saves the check's one pass over the vocabulary; False checks
+    the type and shape only (for a caller that checks the values later)."""
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(logits).__name__}")
     if not logits.is_floating_point():
         raise ValidationError(f"{name} must be a floating tensor, got dtype {logits.dtype}")
     if logits.ndim < 1 or logits.shape[-1] < 1:
         raise ValidationError(f"{name} must have a non-empty last (vocabulary) dimension")
-    top = logits.amax(-1)  # one pass: NaN propagates, +inf and all -inf rows show in the max
+    if top is False:
+        return logits
+    if top is None:
+        top = logits.amax(-1)  # one pass: NaN propagates, +inf and all -inf rows show in the max
     if torch.isnan(top).any():
         raise ValidationError(f"{name} contain NaN")
     if (top == float("inf")).any():

@@ -58,7 +58,7 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     `condprob.accel.sampling` when a GPU backend is present (seeded from `generator`): Gumbel-max
     without filters, dual-pivot rejection with them.
     """
-    check_logits(logits)
+    check_logits(logits, top=False)  # the type and shape now; the values where they are read
     Temperature(temperature)
     if top_k is not None:
         TopK(top_k)
@@ -71,6 +71,7 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     if _use_triton(logits):
         from condprob.accel.sampling import filtered_sample, gumbel_max_sample
 
+        check_logits(logits)
         if temperature < 1:  # the kernels scale by 1/t in float32: temper first if it overflows
             biggest = float(logits.masked_fill(torch.isinf(logits), 0).abs().amax())
             if temperature * torch.finfo(torch.float32).max / 2 <= max(biggest, 1.0):
@@ -81,31 +82,43 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
         if top_k is None and top_p is None and min_p is None:
             return gumbel_max_sample(logits, temperature, seed=seed)
         return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)
-    return sample_filtered_torch(logits, temperature, top_k, top_p, min_p, generator)
+    return sample_filtered_torch(logits, temperature, top_k, top_p, min_p, generator,
+                                 check=True)
 
 
 def sample_filtered_torch(logits: torch.Tensor, temperature: float = 1.0,
                           top_k: int | None = None, top_p: float | None = None,
                           min_p: float | None = None,
-                          generator: torch.Generator | None = None) -> torch.Tensor:
-    """The torch path of `sample_filtered` on any device (arguments already validated)."""
+                          generator: torch.Generator | None = None,
+                          check: bool = False) -> torch.Tensor:
+    """The torch path of `sample_filtered` on any device (arguments already validated; with
+    `check`, the values of the logits are checked here, by the pass that reads them first)."""
     batch = logits.shape[:-1]
     flat = logits.reshape(-1, logits.shape[-1])
+    if check and (top_k is None or top_k >= flat.shape[-1] or temperature != 1):
+        check_logits(flat)
     flat = flat if temperature == 1 else temper(flat, temperature)
     if top_k is None or top_k >= flat.shape[-1]:
         probs = torch.softmax(flat, -1)
         return _dual_pivot(probs, None, top_p, min_p, generator).reshape(batch)
-    # Top-k first: the kept set lies among the k largest, so the pivots run on k candidates.
-    cand, idx = torch.topk(flat, top_k, dim=-1)
-    lse = torch.logsumexp(flat, -1, keepdim=True)
-    out = torch.empty(flat.shape[0], dtype=torch.long, device=flat.device)
-    tied = (flat >= cand[:, -1:]).sum(-1) > top_k
-    if tied.any():
-        out[tied] = _dual_pivot(torch.exp(flat[tied] - lse[tied]), top_k, top_p, min_p,
-                                generator)
-    free = ~tied
-    j = _dual_pivot(torch.exp(cand[free] - lse[free]), None, top_p, min_p, generator)
-    out[free] = idx[free].gather(-1, j.unsqueeze(-1)).squeeze(-1)
+    # Top-k first: the kept set lies among the k largest, so the sampler runs on k candidates.
+    # One more candidate shows whether the k-th ties with the next (the filter keeps ties).
+    cand, idx = torch.topk(flat, top_k + 1, dim=-1)
+    if check:
+        check_logits(flat, top=cand[:, 0])
+    tied = cand[:, top_k] == cand[:, top_k - 1]
+    cand, idx = cand[:, :top_k], idx[:, :top_k]
+    if top_p is None and min_p is None:
+        # top-k alone: the law is softmax over the candidates (sorted, the first is the largest)
+        weights = torch.exp(cand - cand[:, :1])
+        j = _inverse_cdf(weights, torch.rand(weights.shape[0], generator=generator,
+                                             dtype=weights.dtype, device=weights.device))
+    else:
+        lse = torch.logsumexp(flat, -1, keepdim=True)
+        j = _dual_pivot(torch.exp(cand - lse), None, top_p, min_p, generator)
+    out = idx.gather(-1, j.unsqueeze(-1)).squeeze(-1)
+    if bool(tied.any()):  # rows whose k-th candidate ties with the next: on the whole law
+        out[tied] = _dual_pivot(torch.softmax(flat[tied], -1), top_k, top_p, min_p, generator)
     return out.reshape(batch)
 
 
