@@ -218,3 +218,18 @@ def test_the_kernel_protocol(gen):
     assert trace.nodes["z"]["value"].shape == (4, 2)
     torch.testing.assert_close(trace.log_prob_sum(), k.log_prob(x, trace.nodes["z"]["value"]).sum(),
                                atol=1e-10, rtol=0)
+
+
+def test_protocol_laws_hold_for_gaussian_kinds(gen):
+    from condprob import laws
+
+    k = LinearGaussian(torch.randn(3, 2, 2, generator=gen, dtype=T), None, rand_cov(gen, n=2))
+    x, y = torch.randn(3, 2, generator=gen, dtype=T), torch.randn(6, 3, 2, generator=gen, dtype=T)
+    laws.law_call_matches_log_prob(k, x, y)
+    point = Gaussian([0.0, 0.0], [[1.0, 1.0], [1.0, 1.0]])            # singular: -inf off x = y
+    laws.law_call_matches_log_prob(point, (), torch.tensor([[0.3, 0.3], [0.3, 0.4]], dtype=T))
+    one = LinearGaussian([[2.0]], [1.0], [[0.25]], dtype=T)
+    assert laws.law_sampling_matches_density(one, [0.5], -1.0, 5.0, generator=cp.rng(0)) >= 1e-3
+    wrong = LinearGaussian([[2.0]], [1.1], [[0.25]], dtype=T)
+    assert laws.law_sampling_matches_density(one, [0.5], -1.0, 5.0, generator=cp.rng(0),
+                                             target=wrong) < 1e-6
