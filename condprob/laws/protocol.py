@@ -30,7 +30,9 @@ from hypothesis import strategies as st
 
 from condprob.conditioning import invert
 from condprob.finite import Kernel, State
+from condprob.gaussian import LinearGaussian
 from condprob.laws.finite import assert_same
+from condprob.laws.gaussian import assert_same_gaussian
 from condprob.protocol import Morphism, law_at, log_prob_at, sample_at
 from condprob.spaces import Space
 from condprob.tabulation import tabulate
@@ -134,6 +136,9 @@ def _same(a: Morphism, b: Morphism, inputs: Space | None, outputs: Space | None,
     if isinstance(a, Kernel) and isinstance(b, Kernel):
         assert_same(a, b, what=what)
         return
+    if isinstance(a, LinearGaussian) and isinstance(b, LinearGaussian):
+        assert_same_gaussian(a, b, what=what)
+        return
     if a.dom != b.dom or a.cod != b.cod:
         raise AssertionError(f"{what}: spaces differ: {a.dom} -> {a.cod} vs {b.dom} -> {b.cod}")
     assert_same(tabulate(a, inputs, outputs), tabulate(b, inputs, outputs), what=what)
@@ -143,7 +148,7 @@ def law_composition_associative(f: Morphism, g: Morphism, h: Morphism,
                                 inputs: Space | None = None,
                                 outputs: Space | None = None) -> None:
     """(f >> g) >> h == f >> (g >> h), compared as finite kernels (tabulated on `inputs` and
-    `outputs` where the result is not finite)."""
+    `outputs` where the result is neither finite nor Gaussian) or as Gaussian kernels."""
     _same((f >> g) >> h, f >> (g >> h), inputs, outputs, "associativity of >>")
 
 

@@ -239,6 +239,40 @@ def test_next_event_kernel_law_sampling_and_power():
     laws.law_call_matches_log_prob(state, (), (tau, mark))
 
 
+# Gaussian kernels ------------------------------------------------------------------------------------
+@given(laws.gaussian_states(2), laws.gaussian_kernels(2, 1), st.lists(st.floats(-3, 3), min_size=2,
+                                                                     max_size=2))
+def test_gaussian_laws_are_their_log_prob(prior, c, x):
+    x = torch.tensor(x, dtype=F64)
+    ys = torch.linspace(-2, 2, 5, dtype=F64)[:, None]
+    if bool(torch.linalg.eigvalsh(c.cov).min() > 1e-6):
+        laws.law_call_matches_log_prob(c, x, ys)
+    assert isinstance(c(x), pdist.MultivariateNormal) and to_pyro(c, x).event_shape == (1,)
+    assert isinstance(prior(), pdist.MultivariateNormal) and c.sample(x, (3,)).shape == (3, 1)
+
+
+@given(laws.gaussian_kernels(1, 1), laws.gaussian_kernels(1, 1), laws.gaussian_kernels(1, 2))
+def test_gaussian_composition_is_associative(f, g, h):
+    laws.law_composition_associative(f, g, h)
+
+
+def test_gaussian_sampling_follows_density_with_power():
+    c = cp.LinearGaussian([[2.0]], [0.5], [[0.3]])
+    x = torch.tensor([0.25], dtype=F64)
+    laws.law_sampling_matches_density(c, x, -4.0, 6.0, generator=cp.rng(0))
+    wrong = cp.LinearGaussian([[2.0]], [0.5], [[0.5]])
+    assert laws.law_sampling_matches_density(c, x, -4.0, 6.0, generator=cp.rng(0),
+                                             target=wrong) < 1e-6
+    g = cp.Gaussian([1.0], [[0.5]])
+    laws.law_call_matches_log_prob(g, (), torch.tensor([[0.0], [2.0]], dtype=F64))
+    laws.law_sampling_matches_density(g, (), -5.0, 7.0, generator=cp.rng(1))
+    prior = cp.Gaussian([0.0], [[1.0]])
+    assert isinstance(cp.invert(c, prior), cp.LinearGaussian)
+    joint = prior @ g
+    assert isinstance(joint, cp.Gaussian) and isinstance(cp.disintegrate(joint, 0).kernel,
+                                                         cp.LinearGaussian)
+
+
 # bffg kernels ----------------------------------------------------------------------------------------
 def nonlinear() -> NonlinearGaussian:
     return NonlinearGaussian(lambda x: torch.sin(x) + x**2 / 4, torch.tensor([[0.3]], dtype=F64),
