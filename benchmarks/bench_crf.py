@@ -109,7 +109,7 @@ perm = [LABELS.index(l) for l in reg.labels]  # ccrf sorts its labels
 with torch.no_grad():
     reg.label_transitions.copy_(torch.tensor(TRANS)[perm][:, perm])
 em = torch.tensor(EMIT)[:, :, perm]
-tags = reg.sample(em, (DRAWS,))[0]
+tags = reg.sample(em, DRAWS)[0]
 counts = {}
 for row in tags.tolist():
     key = " ".join(reg.tag_pairs[t][0] for t in row)
