@@ -34,6 +34,7 @@ import torch
 
 import condprob as cp
 from benchmarks.harness import Table, median_time, run_peer
+from benchmarks.roofline import Work
 
 SIZES = {"joint": 50, "channel": 200, "hidden": 100, "obs": 10, "steps": 50}
 SMOKE_SIZES = {"joint": 4, "channel": 5, "hidden": 6, "obs": 3, "steps": 4}
@@ -244,24 +245,36 @@ def table(us: dict, fun: dict | None, efp: dict | None, sizes: dict[str, int],
 
     once = "EfProb 1.0.0, run once"
     funsor = "funsor 0.4.8"
+    # the least memory traffic of each float64 task (read the input, write the result), for the
+    # roofline column; the exact rows have none (Python objects, not machine arithmetic)
+    n, k, h, o = sizes["joint"], sizes["channel"], sizes["hidden"], sizes["steps"]
+    f8 = torch.float64
+    work = {"dis": Work(flops=2.0 * n * n, bytes=8.0 * (2 * n * n + n), dtype=f8),
+            "rec": Work(flops=1.0 * n * n, bytes=8.0 * (2 * n * n + n), dtype=f8),
+            "inv": Work(flops=4.0 * k * k, bytes=8.0 * (2 * k * k + k), dtype=f8),
+            "hmm": Work(flops=2.0 * o * h * (h + 2), bytes=8.0 * o * h * (h + 2), dtype=f8)}
+    work["both"] = Work(flops=work["dis"].flops + work["rec"].flops,
+                        bytes=work["dis"].bytes + work["rec"].bytes, dtype=f8)
     t = Table(f"Finite core: condprob vs EfProb 1.0.0 and funsor 0.4.8 ({timing})")
     for tag, label in (("float", "float64"), ("exact", "exact Fractions")):
         for task, key in (("disintegrate", "dis"), ("recompose marginal >> <id, c>", "rec")):
             name = f"(a) {nj} {task}, {label}"
+            w = work[key] if tag == "float" else None
             if tag == "float":
-                t.add_time(name, us[f"{key}_{tag}"], funsor, get(fun, key))
-            t.add_time(name, us[f"{key}_{tag}"], once, get(efp, f"{key}_{tag}"))
+                t.add_time(name, us[f"{key}_{tag}"], funsor, get(fun, key), work=w)
+            t.add_time(name, us[f"{key}_{tag}"], once, get(efp, f"{key}_{tag}"), work=w)
         name = f"(a) {nj} disintegrate + recompose, {label}"
         total = us[f"dis_{tag}"] + us[f"rec_{tag}"]
+        w = work["both"] if tag == "float" else None
         if tag == "float":
-            t.add_time(name, total, funsor, both(fun, ""))
-        t.add_time(name, total, once, both(efp, f"_{tag}"))
+            t.add_time(name, total, funsor, both(fun, ""), work=w)
+        t.add_time(name, total, once, both(efp, f"_{tag}"), work=w)
     t.add_time(f"(a) {nj} recompose, float64", us["rec_float"],
-               "EfProb via (id @ c) * copy2, run once", get(efp, "rec_copy"))
+               "EfProb via (id @ c) * copy2, run once", get(efp, "rec_copy"), work=work["rec"])
     for name, key in ((f"(b) {nc} Bayesian inversion, float64", "inv"),
                       (f"(c) HMM filter, {hmm}, float64", "hmm")):
-        t.add_time(name, us[key], funsor, get(fun, key))
-        t.add_time(name, us[key], once, get(efp, key))
+        t.add_time(name, us[key], funsor, get(fun, key), work=work[key])
+        t.add_time(name, us[key], once, get(efp, key), work=work[key])
 
     for res, who, suffix in ((fun, "funsor", ""), (efp, "EfProb", "_float")):
         if res is not None:

@@ -19,6 +19,7 @@ import torch
 
 import crf
 from benchmarks.harness import Table, median_time, run_peer
+from benchmarks.roofline import Work, chain_work
 
 B, T = 32, 100
 REPEAT = 11
@@ -215,22 +216,25 @@ def main() -> None:
 
     table = Table("CRF on CPU: 1 thread, float32, batch 32, length 100 (lower time is better)")
     for L in SIZES:
+        fb = chain_work(B, T, L, 3)  # forward, backward, transition gradient
+        vit = Work(flops=2.0 * B * T * L * L)  # an addition and a max per (t, i, j)
         table.add_time(f"NLL + backward, {L} labels", me[f"nll{L}"], "pytorch-crf 0.7.2",
-                       get(peer_crf, f"nll{L}"))
+                       get(peer_crf, f"nll{L}"), work=fb)
         table.add_time(f"NLL + backward, {L} labels", me[f"nll{L}"], "ccrf 0.0.3 CRF",
-                       get(peer_ccrf, f"crf{L}"))
+                       get(peer_ccrf, f"crf{L}"), work=fb)
         note = "" if get(peer_struct, f"part{L}") is not None else "skipped: ~12 GB"
         table.add_time(f"log Z + backward, {L} labels", me[f"nll{L}"], "torch-struct 0.5",
-                       get(peer_struct, f"part{L}"), note)
+                       get(peer_struct, f"part{L}"), note, work=fb)
         table.add_time(f"Viterbi, {L} labels", me[f"vit{L}"], "pytorch-crf 0.7.2",
-                       get(peer_crf, f"vit{L}"))
+                       get(peer_crf, f"vit{L}"), work=vit)
         table.add_time(f"marginals, {L} labels", me[f"marg{L}"], "(none: pytorch-crf has no "
-                       "marginals)", None)
-    reg_note = f"BIO, {len(TYPES)} types, {int(me['reg_states'])} chain states"
+                       "marginals)", None, work=chain_work(B, T, L, 2))
+    states = int(me["reg_states"])
+    reg_note = f"BIO, {len(TYPES)} types, {states} chain states"
     table.add_time(f"RegCCRF NLL + backward ({reg_note})", me["reg_nll"], "ccrf 0.0.3 RegCCRF",
-                   get(peer_ccrf, "reg_nll"))
+                   get(peer_ccrf, "reg_nll"), work=chain_work(B, T, states, 3))
     table.add_time(f"RegCCRF decode ({reg_note})", me["reg_map"], "ccrf 0.0.3 RegCCRF",
-                   get(peer_ccrf, "reg_map"))
+                   get(peer_ccrf, "reg_map"), work=Work(flops=2.0 * B * T * states**2))
     tv_ours, tv_ccrf = sampler_accuracy()
     table.add_value(f"RegCCRF sampler: total variation from the exact law (BIO, 1 type, length "
                     f"4, {SAMPLER_DRAWS:,} draws; sampling noise ~0.01)", f"{tv_ours:.3f}",

@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+from benchmarks.roofline import Work, peaks, share
+
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".peers"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -111,6 +113,7 @@ SKIPPED = 75
 """Exit status of a benchmark script with nothing to measure here (e.g. no GPU); see `skip`."""
 
 SPEEDUP = "peer time / condprob time"
+REACH = "condprob throughput, share of peak"
 
 
 def skip(reason: str) -> NoReturn:
@@ -132,21 +135,24 @@ class Table:
 
     def __init__(self, title: str):
         self.title = title
-        self.times: list[tuple[str, str, str, str, str]] = []
+        self.times: list[tuple[str, str, str, str, str, str]] = []
         self.values: list[tuple[str, str, str, str, str]] = []
 
     def add_time(self, task: str, ours: float, peer: str, theirs: float | None,
-                 note: str = "", at_least: bool = False) -> None:
+                 note: str = "", at_least: bool = False, work: Work | None = None) -> None:
         """A timing row; the speed-up is the peer's time over ours (above 1: we are faster).
 
         `theirs=None` reads n/a (peer missing or failed, said in `note`); `at_least` marks a peer
         stopped after `theirs` seconds, so both its time and the speed-up are lower bounds.
+        `work` (what one call must compute and move) adds our achieved throughput and its share
+        of the machine's single-core peak (`benchmarks.roofline`).
         """
         bound = "> " if at_least else ""
         speedup = f"{bound}{theirs / ours:.1f}x" if theirs is not None and ours > 0 else "n/a"
         peer_cell = peer + (f" ({note})" if note else "")
         theirs_cell = bound + fmt_seconds(theirs)
-        self.times.append((task, fmt_seconds(ours), peer_cell, theirs_cell, speedup))
+        reach = "" if work is None or ours <= 0 else share(work, ours)
+        self.times.append((task, fmt_seconds(ours), peer_cell, theirs_cell, speedup, reach))
 
     def add_value(self, task: str, ours: str, peer: str, theirs: str, note: str = "") -> None:
         """A row of other figures (errors, scores, counts, checks), ours and the peer's side by
@@ -159,8 +165,14 @@ class Table:
         lines = [f"### {cell(self.title)}", "", f"Measured {stamp} on {machine()}."]
         if self.times:
             head = ["task", "condprob", "peer", "peer time", SPEEDUP]
-            lines += ["", f"**Time** (last column: {SPEEDUP}; above 1x condprob is faster)", "",
-                      *_rows(head, self.times)]
+            rows: list[tuple[str, ...]] = [r[:5] for r in self.times]
+            title = f"**Time** (last column: {SPEEDUP}; above 1x condprob is faster)"
+            if any(r[5] for r in self.times):
+                head.append(REACH)
+                rows = list(self.times)
+                title = (f"**Time** (column 5: {SPEEDUP}, above 1x condprob is faster; last "
+                         f"column: our throughput as a share of the {peaks().describe()})")
+            lines += ["", title, "", *_rows(head, rows)]
         if self.values:
             head = ["task", "condprob", "peer", "peer's figure", "note"]
             rows = self.values

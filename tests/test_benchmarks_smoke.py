@@ -144,3 +144,18 @@ def test_gpu_check_smoke_runs_every_kernel_in_the_interpreter(tmp_path: Path) ->
                        "chain Viterbi"}
     assert all(" | ok | " in row for row in rows), rows
     assert "- every kernel agrees with its twin: yes" in text
+
+
+def test_roofline_share_is_the_roofline_time_over_the_measured_time() -> None:
+    roofline = _load("benchmarks.roofline")
+    import torch
+
+    peaks = roofline.Peaks(gemm32=100.0, gemm64=50.0, copy=10.0)
+    # 1 GFLOP in 0.1 s against 100 GFLOP/s: the roofline time 0.01 s is 10% of it
+    assert roofline.share(roofline.Work(flops=1e9), 0.1, peaks) == \
+        "10.00 GFLOP/s: 10.0% of peak (compute)"
+    # float64 work is held to the float64 peak; 1 GB moved at 10 GB/s bounds it by memory
+    work = roofline.Work(flops=1e9, bytes=1e9, dtype=torch.float64)
+    assert roofline.share(work, 0.5, peaks) == \
+        "2.00 GFLOP/s, 2.00 GB/s: 20.0% of peak (memory)"
+    assert roofline.chain_work(2, 3, 4, 3).flops == 2 * 3 * 2 * 3 * 16
