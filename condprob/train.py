@@ -281,14 +281,19 @@ def _to_device(batch: Any, device: torch.device) -> Any:
 
 
 def _rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(),
-            "numpy": np.random.get_state()}
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": np.random.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def _set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def _save(obj: Any, path: Path) -> None:
@@ -303,7 +308,12 @@ def _shard_sums(model: nn.Module | _LossModule, objective: Objective | None, dat
     """(total, count) of this process's shard; an empty shard evaluates one sequence of the
     global batch with weight zero, so every process takes part in the gradient reduction."""
     batch = _to_device(data[indices or [fallback]], device)
-    total, count = model(batch) if objective is None else objective(model, batch)
+    out = model(batch) if objective is None else objective(model, batch)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], Tensor)
+            and out[0].ndim == 0):
+        raise ValidationError("the objective must return Loss(total, count) with total a "
+                              f"scalar tensor (a sum over the batch), got {out!r:.200}")
+    total, count = out
     count = torch.as_tensor(count, dtype=torch.float64, device=total.device)
     if not indices:
         total, count = total * 0, count * 0
@@ -373,7 +383,7 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
         ckdir.mkdir(parents=True, exist_ok=True)
     state = _State(history={"train": []})
     if resume and (ckdir / "last.pt").exists():
-        saved = torch.load(ckdir / "last.pt", weights_only=False, map_location=device)
+        saved = torch.load(ckdir / "last.pt", weights_only=False, map_location="cpu")
         if saved["world_size"] != size:
             raise ValidationError(f"the checkpoint was written by {saved['world_size']} "
                                   f"process(es); resume it with as many, not {size}")

@@ -141,6 +141,10 @@ def test_errors(tmp_path):
         fit(m, lambda model, b: Loss(obj(model, b).total * math.inf, 1), data, progress=False)
     with pytest.raises(ValidationError, match="count of a batch must be > 0"):
         fit(m, lambda model, b: Loss(obj(model, b).total, 0), data, progress=False)
+    with pytest.raises(ValidationError, match="must return Loss"):
+        fit(m, lambda model, b: obj(model, b).total, data, progress=False)
+    with pytest.raises(ValidationError, match="scalar tensor"):
+        fit(m, lambda model, b: Loss(torch.zeros(2), 1), data, progress=False)
     with pytest.raises(ValidationError, match="no trainable parameters"):
         fit(torch.nn.ReLU(), obj, data, progress=False)
     with pytest.raises(ValidationError, match="same first dimension"):
