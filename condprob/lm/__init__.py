@@ -25,7 +25,7 @@ from condprob.lm.attributes import (
     profanity,
     vader_sentiment,
 )
-from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm, train_token_lm
+from condprob.lm.charlm import CharGRU, stdlib_text, train_char_lm, train_token_lm, tweets
 from condprob.lm.cpsbs import (
     CPBeam,
     conditional_poisson_sample,
@@ -109,7 +109,7 @@ __all__ = [
     "profanity", "train_value_twist", "twisted_smc", "vader_sentiment",
     "END", "BPETokenizer", "CharacterKernel", "MaxPrefixTokenizer", "PushforwardLM",
     "chain_texts", "prefix_log_probs", "sample_chain", "train_token_lm",
-    "transition_estimates",
+    "transition_estimates", "tweets",
     "Beam", "BigramLM", "CPBeam", "CharGRU", "ConditionedBigram", "ConditionedLM", "Epsilon",
     "Eta", "Filter", "HMMLM", "Selection", "TwoStepSelection",
     "identical_drafts_acceptance", "lp_selection", "optimal_acceptance",

@@ -4,9 +4,10 @@ Canonical Architectures and Theoretical Limits", ICLR 2025).
 K drafts x = (x_1, ..., x_K) are drawn independently, x_i ~ q_i; a token-level selection scheme
 outputs a token y whose law is exactly the target p, and accepts when y is one of the drafts.
 
-- `lp_selection`: the acceptance-maximising scheme as a linear program over the accepted mass
-  w(x, y) >= 0 of each draft tuple x and each distinct y in x: maximise sum_x Q(x) sum_y w(x, y)
-  subject to sum_y w(x, y) <= 1 and sum_x Q(x) w(x, y) <= p(y), Q(x) = prod_i q_i(x_i). The
+- `lp_selection`: the acceptance-maximising scheme as a linear program over the acceptance
+  probability w(x, y) >= 0 of each draft tuple x and each distinct y in x: maximise
+  sum_x Q(x) sum_y w(x, y) subject to sum_y w(x, y) <= 1 and sum_x Q(x) w(x, y) <= p(y),
+  Q(x) = prod_i q_i(x_i) (solved in the masses Q(x) w(x, y), whose coefficients are all one). The
   rejected mass draws from the residual p(y) - sum_x Q(x) w(x, y), so the output law is p.
 - `two_step_selection`: the canonical decomposition of the optimum: importance-sampling first
   (pick one of the drafts, y with probability beta(x, y), giving the intermediate law
@@ -81,9 +82,10 @@ class DraftTuples:
 
 
 def _linprog(c: np.ndarray, a_ub: scipy.sparse.csr_array, b_ub: np.ndarray,
+             bounds: list[tuple[float, float | None]] | tuple[float, None] = (0, None),
              a_eq: scipy.sparse.csr_array | None = None, b_eq: np.ndarray | None = None
              ) -> np.ndarray:
-    res = scipy.optimize.linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None),
+    res = scipy.optimize.linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=bounds,
                                  method="highs",
                                  options={"primal_feasibility_tolerance": 1e-10,
                                           "dual_feasibility_tolerance": 1e-10})
@@ -148,14 +150,14 @@ def lp_selection(target: torch.Tensor, drafts: torch.Tensor | Sequence[torch.Ten
     p, q = _laws(target, drafts)
     t = DraftTuples(q)
     n, m = len(t.prob), len(t.pair_tuple)
-    weight = t.prob[t.pair_tuple]
-    a_tuple = scipy.sparse.csr_array((np.ones(m), (t.pair_tuple, np.arange(m))), shape=(n, m))
-    a_token = scipy.sparse.csr_array((weight, (t.pair_token, np.arange(m))),
-                                     shape=(t.vocab_size, m))
-    a_ub = scipy.sparse.vstack([a_tuple, a_token]).tocsr()
-    b_ub = np.concatenate([np.ones(n), p.numpy()])
-    w = _linprog(-weight, a_ub, b_ub)
-    return Selection(p, q, t, w)
+    # variables: the accepted masses Q(x) w(x, y) (unit coefficients: a well-scaled LP)
+    cols = np.arange(m)
+    a_ub = scipy.sparse.vstack([
+        scipy.sparse.csr_array((np.ones(m), (t.pair_tuple, cols)), shape=(n, m)),
+        scipy.sparse.csr_array((np.ones(m), (t.pair_token, cols)), shape=(t.vocab_size, m)),
+    ]).tocsr()
+    mass = _linprog(-np.ones(m), a_ub, np.concatenate([t.prob, p.numpy()]))
+    return Selection(p, q, t, mass / t.prob[t.pair_tuple])
 
 
 class TwoStepSelection(Selection):
@@ -164,7 +166,13 @@ class TwoStepSelection(Selection):
 
     def __init__(self, target: torch.Tensor, drafts: torch.Tensor, tuples: DraftTuples,
                  beta: np.ndarray):
-        self.beta = np.clip(beta, 0.0, 1.0)
+        beta = np.clip(beta, 0.0, None)
+        total = np.zeros(len(tuples.prob))
+        np.add.at(total, tuples.pair_tuple, beta)
+        empty = total[tuples.pair_tuple] <= 0  # a tuple the solver left at zero: pick its first
+        beta = np.where(empty, tuples.pair_col == 0, beta)
+        np.add.at(total, tuples.pair_tuple, np.where(empty, beta, 0.0))
+        self.beta = beta / total[tuples.pair_tuple]
         r = np.zeros(tuples.vocab_size)
         np.add.at(r, tuples.pair_token, tuples.prob[tuples.pair_tuple] * self.beta)
         self.intermediate = torch.from_numpy(r)
@@ -181,20 +189,19 @@ def two_step_selection(target: torch.Tensor, drafts: torch.Tensor | Sequence[tor
     p, q = _laws(target, drafts)
     t = DraftTuples(q)
     n, m, v = len(t.prob), len(t.pair_tuple), t.vocab_size
-    weight = t.prob[t.pair_tuple]
     cols = np.arange(m)
-    # variables: beta (m), then t_y (v); t_y - r(y) <= 0 and t_y <= p(y) (bounds via rows)
-    a_r = scipy.sparse.csr_array((-weight, (t.pair_token, cols)), shape=(v, m))
-    a_ub = scipy.sparse.vstack([
-        scipy.sparse.hstack([a_r, scipy.sparse.eye_array(v)]),
-        scipy.sparse.hstack([scipy.sparse.csr_array((v, m)), scipy.sparse.eye_array(v)]),
-    ]).tocsr()
-    b_ub = np.concatenate([np.zeros(v), p.numpy()])
+    # variables: the selected masses Q(x) beta(x, y) (m), then t_y in [0, p(y)] (v);
+    # t_y <= r(y) = sum_x Q(x) beta(x, y), and each tuple's masses sum to Q(x)
+    a_ub = scipy.sparse.hstack([
+        scipy.sparse.csr_array((-np.ones(m), (t.pair_token, cols)), shape=(v, m)),
+        scipy.sparse.eye_array(v)]).tocsr()
     a_eq = scipy.sparse.hstack([
         scipy.sparse.csr_array((np.ones(m), (t.pair_tuple, cols)), shape=(n, m)),
         scipy.sparse.csr_array((n, v))]).tocsr()
-    x = _linprog(np.concatenate([np.zeros(m), -np.ones(v)]), a_ub, b_ub, a_eq, np.ones(n))
-    return TwoStepSelection(p, q, t, x[:m])
+    bounds = [(0.0, None)] * m + [(0.0, float(py)) for py in p]
+    x = _linprog(np.concatenate([np.zeros(m), -np.ones(v)]), a_ub, np.zeros(v), bounds, a_eq,
+                 t.prob)
+    return TwoStepSelection(p, q, t, x[:m] / t.prob[t.pair_tuple])
 
 
 def optimal_acceptance(target: torch.Tensor, drafts: torch.Tensor | Sequence[torch.Tensor]

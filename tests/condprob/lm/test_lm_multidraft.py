@@ -119,3 +119,11 @@ def test_bad_input_raises_house_errors():
         sel.sample(torch.tensor([[0, 3]]))
     with pytest.raises(ValidationError, match="drafts must be"):
         sel.sample(torch.tensor([0, 1]))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_four_drafts_agree_to_1e9(seed):
+    p, qs = laws(seed, 6, 4, 0.5)
+    lp = lp_selection(p, qs).acceptance
+    assert abs(lp - two_step_selection(p, qs).acceptance) < 1e-9
+    assert abs(lp - optimal_acceptance(p, qs)) < 1e-9
