@@ -20,7 +20,8 @@ on the same device, for agreement, speed and achieved throughput, in one markdow
   with one draft drawn from the draft law, the first emitted token follows the target law (G-test
   of 2,048 draws) and the same draws reject the draft law.
 
-Timings are medians of CUDA-synchronised runs after the first call (shown apart: it compiles).
+Timings are medians of CUDA-synchronised runs after the first call, which is shown apart (it runs
+before the agreement checks, so the first size of each kernel variant includes its compilation).
 Every check runs within a time budget (rows past it read "skipped"), and a failing case becomes a
 row naming the error, so one run always ends with the table. The table goes to OUTDIR/gpu_check.md
 (rewritten after every row, with a progress line per row on standard output) and, at the end, to
@@ -301,17 +302,15 @@ def check_chains(report: Report) -> None:
             unary, trans, start, end, mask = case["inputs"]
             errs = []
             for triton in (True, False):
-                leaves = [x.clone().requires_grad_(True) for x in (unary, trans)]
-
-                def run(leaves=leaves) -> None:
-                    ch.log_partition(ch.Chain(leaves[0], leaves[1], start, end, mask)).sum() \
-                        .backward()
-
-                with routed(triton):
+                def run() -> tuple[torch.Tensor, list[torch.Tensor]]:
+                    leaves = [x.clone().requires_grad_(True) for x in (unary, trans)]
                     logz = ch.log_partition(ch.Chain(leaves[0], leaves[1], start, end, mask))
                     logz.sum().backward()
-                    grads = [x.grad.double() for x in leaves]
-                    first, med = timed(run, plan.device, plan.repeat)
+                    return logz.detach(), [x.grad.double() for x in leaves]
+
+                with routed(triton):
+                    first, med = timed(run, plan.device, plan.repeat)  # first: cold
+                    logz, grads = run()
                 ref = case["grads"]
                 errs.append(((logz.double() - case["logz"]).abs().max().item(),
                              (grads[0] - ref[0]).abs().max().item(),
@@ -333,9 +332,9 @@ def check_chains(report: Report) -> None:
                 reference()
             chain = ch.Chain(*case["inputs"])
             with routed(True):
-                err = (ch.marginals(chain).double() - case["grads"][0]).abs().max().item()
                 row.first, row.triton = timed(lambda: ch.marginals(chain), plan.device,
                                               plan.repeat)
+                err = (ch.marginals(chain).double() - case["grads"][0]).abs().max().item()
             with routed(False):
                 twin = (ch.marginals(chain).double() - case["grads"][0]).abs().max().item()
                 row.twin = timed(lambda: ch.marginals(chain), plan.device, plan.repeat)[1]
@@ -349,9 +348,9 @@ def check_chains(report: Report) -> None:
                 reference()
             chain = ch.Chain(*case["inputs"])
             with routed(True):
-                best, path = ch.viterbi(chain)
                 row.first, row.triton = timed(lambda: ch.viterbi(chain), plan.device,
                                               plan.repeat)
+                best, path = ch.viterbi(chain)
             with routed(False):
                 _, twin_path = ch.viterbi(chain)
                 row.twin = timed(lambda: ch.viterbi(chain), plan.device, plan.repeat)[1]
@@ -446,6 +445,14 @@ def check_samplers(report: Report) -> None:
                     inputs["tiled"] = inputs["logits"].repeat(-(-plan.law_draws // b), 1)
                 logits, tiled = inputs["logits"], inputs["tiled"]
                 gen = torch.Generator(device=plan.device).manual_seed(2)
+                with routed(True):  # first: cold
+                    row.first, row.triton = timed(
+                        lambda: sample_filtered(logits, generator=gen, **kw), plan.device,
+                        plan.repeat)
+                with routed(False):
+                    row.twin = timed(lambda: sample_filtered(logits, generator=gen, **kw),
+                                     plan.device, plan.repeat)[1]
+                row.sort = timed(lambda: sort_based(logits, **kw), plan.device, plan.repeat)[1]
                 draws = {}
                 for label, triton in (("Triton", True), ("torch", False)):
                     with routed(triton):
@@ -454,14 +461,6 @@ def check_samplers(report: Report) -> None:
                 t = kw.get("temperature", 1.0)
                 wrong = exact_law(logits, **{**kw, "temperature": 1.5 * t})
                 row.agreement, row.ok = law_verdict(draws, law, wrong, bins)
-                with routed(True):
-                    row.first, row.triton = timed(
-                        lambda: sample_filtered(logits, generator=gen, **kw), plan.device,
-                        plan.repeat)
-                with routed(False):
-                    row.twin = timed(lambda: sample_filtered(logits, generator=gen, **kw),
-                                     plan.device, plan.repeat)[1]
-                row.sort = timed(lambda: sort_based(logits, **kw), plan.device, plan.repeat)[1]
                 gbs = logits.numel() * logits.element_size() / row.triton / 1e9
                 share = "" if peak is None else f" ({gbs / peak:.1%} of peak)"
                 row.throughput = f"{gbs:,.1f} GB/s of logits{share}"
@@ -493,21 +492,9 @@ def check_speculative(report: Report) -> None:
     n = plan.drafts
     for b, v in plan.sampler_sizes:
         def body(row: Row, b=b, v=v) -> None:
-            # the law: the B rows with one draft each, tiled; the first token follows p[:, 0]
-            p, q, _ = speculative_case(b, 1, v, plan.device, seed=3)
-            reps = -(-n_law // b)
-            pt, qt = p.repeat(reps, 1, 1), q.repeat(reps, 1, 1)
-            gd = torch.Generator(device=plan.device).manual_seed(4)
-            dt = torch.multinomial(qt.reshape(-1, v), 1, generator=gd).reshape(-1, 1)
             gen = torch.Generator(device=plan.device).manual_seed(5)
-            draws = {}
-            for label, triton in (("Triton", True), ("torch", False)):
-                with routed(triton):
-                    draws[label] = speculative_step(pt, qt, dt, generator=gen)[0][:, 0]
-            row.agreement, row.ok = law_verdict(draws, p[:, 0].double(), q[:, 0].double(), bins)
-            del pt, qt, dt
             p, q, drafts = speculative_case(b, n, v, plan.device, seed=6)
-            with routed(True):
+            with routed(True):  # first: cold
                 row.first, row.triton = timed(
                     lambda: speculative_step(p, q, drafts, generator=gen), plan.device,
                     plan.repeat)
@@ -517,6 +504,17 @@ def check_speculative(report: Report) -> None:
             gbs = (p.numel() + q.numel()) * p.element_size() / row.triton / 1e9
             share = "" if peak is None else f" ({gbs / peak:.1%} of peak)"
             row.throughput = f"{gbs:,.1f} GB/s of laws{share}"
+            # the law: the B rows with one draft each, tiled; the first token follows p[:, 0]
+            p, q, _ = speculative_case(b, 1, v, plan.device, seed=3)
+            reps = -(-n_law // b)
+            pt, qt = p.repeat(reps, 1, 1), q.repeat(reps, 1, 1)
+            gd = torch.Generator(device=plan.device).manual_seed(4)
+            dt = torch.multinomial(qt.reshape(-1, v), 1, generator=gd).reshape(-1, 1)
+            draws = {}
+            for label, triton in (("Triton", True), ("torch", False)):
+                with routed(triton):
+                    draws[label] = speculative_step(pt, qt, dt, generator=gen)[0][:, 0]
+            row.agreement, row.ok = law_verdict(draws, p[:, 0].double(), q[:, 0].double(), bins)
 
         report.run(Row("speculative verification", _sampler_size(b, v), f"{n} drafts"), body)
 
