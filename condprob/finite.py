@@ -20,7 +20,7 @@ import torch
 
 from condprob import backend as B
 from condprob.conditioning import Disintegration
-from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
+from condprob.errors import ConditioningError, CondprobError, SpaceMismatchError, ValidationError
 from condprob.protocol import Morphism, SampleShape, as_sample_shape, check_composable, num_draws
 from condprob.spaces import FactorKey, FiniteSpace, Space, Unit, product
 from condprob.tolerance import check_probabilities
@@ -38,6 +38,21 @@ def _as_space(space: Space | Iterable[Hashable] | int, name: str | None = None) 
 
 def _as_array(data: Any, exact: bool | None, dtype: torch.dtype | None) -> Array:
     """Convert input data to the backend: exact if asked or if it holds Fractions/sympy numbers."""
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValidationError(f"dtype must be a floating torch dtype, got {dtype!r}")
+    if isinstance(data, torch.Tensor | np.ndarray) and data.dtype in (
+            torch.complex64, torch.complex128, np.complex64, np.complex128):
+        raise ValidationError(f"probabilities must be real numbers, got dtype {data.dtype}")
+    try:
+        return _convert(data, exact, dtype)
+    except (ValueError, TypeError) as err:
+        if isinstance(err, CondprobError):
+            raise
+        raise ValidationError(f"cannot read {type(data).__name__} as an array of probabilities "
+                              f"(a rectangular nest of numbers): {err}") from None
+
+
+def _convert(data: Any, exact: bool | None, dtype: torch.dtype | None) -> Array:
     if isinstance(data, np.ndarray) and data.dtype == object:
         return data if exact is not False else B.to_float(data, dtype or torch.float64)
     if exact is None and not isinstance(data, torch.Tensor):

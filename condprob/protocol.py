@@ -31,6 +31,7 @@ that do. A kernel of any kind with finite domain and finite codomain can be tabu
 from __future__ import annotations
 
 import math
+from numbers import Integral
 from typing import Any
 
 import torch
@@ -199,7 +200,10 @@ def rng(seed: int | None = None,
     """The one way to seed: `k.sample(x, generator=rng(seed))`. Returns `generator` if given, else
     a new CPU generator seeded with `seed` (None when neither is given: torch's global RNG)."""
     if generator is None and seed is not None:
-        generator = torch.Generator().manual_seed(seed)
+        if isinstance(seed, bool) or not isinstance(seed, Integral) or \
+                not -2**63 <= seed < 2**64:
+            raise ValidationError(f"seed must be an integer (64 bits), got {seed!r}")
+        generator = torch.Generator().manual_seed(int(seed))
     return generator
 
 

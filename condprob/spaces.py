@@ -12,6 +12,7 @@ import itertools
 import math
 from collections.abc import Hashable, Iterable, Iterator, Sequence
 from functools import cached_property, lru_cache
+from numbers import Integral
 
 from condprob.errors import ValidationError
 
@@ -159,8 +160,13 @@ class Space:
         return flat
 
     def label(self, index: int) -> Hashable:
-        """The outcome at a flat index."""
-        return self.labels[index]
+        """The outcome at a flat index, 0 <= index < size."""
+        labels = self.labels
+        if isinstance(index, bool) or not isinstance(index, Integral) or \
+                not 0 <= index < len(labels):
+            raise ValidationError(f"index {index!r} is not an outcome index of {self}: expected an "
+                                  f"integer in [0, {len(labels)})")
+        return labels[index]
 
     @property
     def dim(self) -> int:
@@ -174,11 +180,16 @@ class FiniteSpace(Space):
     """A finite set of labelled outcomes; labels are any distinct hashables."""
 
     def __init__(self, labels: Iterable[Hashable] | int, name: str | None = None):
+        given = labels
         if isinstance(labels, int):
             labels = range(labels)
-        labs = tuple(labels)
+        try:
+            labs = tuple(labels)
+        except TypeError:
+            raise ValidationError(f"labels must be an iterable of labels or a number of outcomes, "
+                                  f"got {given!r}") from None
         if not labs:
-            raise ValidationError("a finite space needs at least one label")
+            raise ValidationError(f"a finite space needs at least one label, got {given!r}")
         try:
             self._index = {lab: i for i, lab in enumerate(labs)}
         except TypeError as exc:

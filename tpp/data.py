@@ -115,9 +115,13 @@ class EventBatch:
         tt = torch.zeros(B, L, dtype=dtype)
         for b, (t, m) in enumerate(zip(times, marks, strict=True)):
             n = len(t)
-            tt[b, :n] = torch.as_tensor(t, dtype=dtype)
-            if n:
-                M[b, :n] = torch.as_tensor(m, dtype=M.dtype).reshape(M[b, :n].shape)
+            try:
+                tt[b, :n] = torch.as_tensor(t, dtype=dtype)
+                if n:
+                    M[b, :n] = torch.as_tensor(m, dtype=M.dtype).reshape(M[b, :n].shape)
+            except (ValueError, TypeError, RuntimeError) as err:
+                raise ValidationError(f"sequence {b}: times must be numbers and marks integers "
+                                      f"(or vectors of one length): {err}") from None
             if T is None:
                 Tt[b] = float(t[-1]) if n else math.nan
             else:
@@ -155,8 +159,14 @@ class EventBatch:
                 raise ValidationError(f"{path}: missing column(s) {missing}")
             for row in reader:
                 ts, ms = seqs.setdefault(row[seq_col], ([], []))
-                ts.append(float(row[time_col]))
-                ms.append(int(row[mark_col]) if mark_col else 0)
+                try:
+                    ts.append(float(row[time_col]))
+                    ms.append(int(row[mark_col]) if mark_col else 0)
+                except (ValueError, TypeError):
+                    raise ValidationError(
+                        f"{path}, line {reader.line_num}: {time_col} must be a number and "
+                        f"{mark_col} an integer, got {row[time_col]!r} and "
+                        f"{row.get(mark_col) if mark_col else None!r}") from None
         return cls.from_sequences([s[0] for s in seqs.values()], [s[1] for s in seqs.values()],
                                   T, num_marks)
 
@@ -165,11 +175,23 @@ class EventBatch:
                             T: float | None = None) -> EventBatch:
         """EasyTPP pickles: {"dim_process": K, split: [[{"time_since_start", "type_event"}, ...]]}."""
         with open(path, "rb") as fh:
-            data = pickle.load(fh)
+            try:
+                data = pickle.load(fh)
+            except Exception as err:  # a truncated or foreign file raises any of a dozen types
+                raise ValidationError(f"{path} is not a readable pickle: {type(err).__name__}: "
+                                      f"{err}") from None
+        if not isinstance(data, Mapping):
+            raise ValidationError(f"{path} holds a {type(data).__name__}, not EasyTPP's dict "
+                                  "{'dim_process': K, split: [[event dicts]]}")
         if split not in data:
             raise ValidationError(f"{path} has no split {split!r} (keys: {sorted(data)})")
-        times = [[float(e["time_since_start"]) for e in s] for s in data[split]]
-        marks = [[int(e["type_event"]) for e in s] for s in data[split]]
+        try:
+            times = [[float(e["time_since_start"]) for e in s] for s in data[split]]
+            marks = [[int(e["type_event"]) for e in s] for s in data[split]]
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValidationError(f"{path}, split {split!r}: every event must be a dict with a "
+                                  f"numeric 'time_since_start' and an integer 'type_event' "
+                                  f"({type(err).__name__}: {err})") from None
         return cls.from_sequences(times, marks, T, data.get("dim_process"))
 
     # Views ----------------------------------------------------------------------------------
@@ -201,8 +223,13 @@ class EventBatch:
         last = self.times.gather(1, idx[:, None])[:, 0]
         return torch.where(self.lengths > 0, last, torch.zeros_like(last))
 
+    def _check_index(self, b: Any) -> None:
+        if isinstance(b, bool) or not isinstance(b, int) or not -len(self) <= b < len(self):
+            raise ValidationError(f"sequence index {b!r} out of range for {len(self)} sequences")
+
     def sequence(self, b: int) -> tuple[Tensor, Tensor]:
         """The unpadded times and marks of sequence b."""
+        self._check_index(b)
         n = int(self.lengths[b])
         return self.times[b, :n], self.marks[b, :n]
 
@@ -210,6 +237,9 @@ class EventBatch:
         """A sub-batch (an int keeps the batch dimension), trimmed to its longest sequence."""
         if isinstance(idx, int):
             idx = [idx]
+        if not isinstance(idx, slice) and not (isinstance(idx, Tensor) and idx.dtype == torch.bool):
+            for i in torch.as_tensor(idx).reshape(-1).tolist():
+                self._check_index(i)
         lengths = self.lengths[idx]
         L = int(lengths.max()) if len(lengths) else 0
         return EventBatch(self.times[idx, :L], self.marks[idx, :L], lengths, self.T[idx],

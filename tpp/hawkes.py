@@ -234,6 +234,9 @@ class Hawkes(PointProcess):
         shape (B, Q, D)."""
         self.check_marks(batch)
         t = torch.as_tensor(t, dtype=torch.float64)
+        if t.ndim != 1 or not bool(torch.isfinite(t).all()):
+            raise ValidationError(f"query times t must be a vector of finite times, got shape "
+                                  f"{tuple(t.shape)}" + ("" if t.ndim != 1 else " with NaN/inf"))
         B = len(batch)
         if batch.max_len == 0:
             return self.mu.expand(B, len(t), -1).clone()
@@ -468,6 +471,10 @@ class Hawkes(PointProcess):
                   "pair": (D, D, num_components)}
         if decays not in shapes:
             raise ValidationError(f"decays must be one of {sorted(shapes)}, got {decays!r}")
+        if isinstance(num_components, bool) or not isinstance(num_components, int) or \
+                num_components < 1:
+            raise ValidationError(f"num_components must be a positive integer, got "
+                                  f"{num_components!r}")
         n, total_T = reduce(torch.stack([batch.lengths.sum().double(), batch.T.sum()])).tolist()
         if n == 0:
             raise ValidationError("cannot fit a Hawkes process to sequences without events")

@@ -41,6 +41,6 @@ def check_clear_error(fn, *words: str) -> BaseException:
     return caught
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def clear_error():
     return check_clear_error
