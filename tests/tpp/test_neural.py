@@ -204,3 +204,21 @@ def test_mark_given_time(data):
     assert gen.mark_given_time(te).shape == te.marks.shape
     with pytest.raises(ValidationError, match="categorical"):
         ConditionalGenerator(mark_dim=2).mark_given_time(te)
+
+
+def test_resumed_training_equals_an_uninterrupted_run(data, tmp_path):
+    tr, va, _ = data
+    runs = []
+    for stop in (None, 2):
+        torch.manual_seed(0)
+        model = TimeGivenMark(2, hidden=6, components=2)
+        if stop is not None:
+            train(model, tr, va, epochs=stop, batch_size=16, seed=4, progress=False,
+                  checkpoint_dir=tmp_path)
+            torch.manual_seed(123)                        # a different process state
+            model = TimeGivenMark(2, hidden=6, components=2)
+        hist = train(model, tr, va, epochs=4, batch_size=16, seed=4, progress=False,
+                     checkpoint_dir=tmp_path if stop else None, resume=stop is not None)
+        runs.append((hist, [p.detach().clone() for p in model.parameters()]))
+    assert runs[0][0] == runs[1][0]
+    assert all(a.equal(b) for a, b in zip(runs[0][1], runs[1][1], strict=True))

@@ -21,10 +21,11 @@ def two(torchrun, tmp_path_factory):
     return torch.load(out / "tpp_2.pt", weights_only=False)
 
 
-def test_sharded_hawkes_fit_equals_the_single_process_fit(two):
-    single = Hawkes.fit(job.data())
-    assert job.hawkes_fit().mu.equal(single.mu)           # no process group: Hawkes.fit itself
-    for got, want in zip(two["hawkes"], (single.mu, single.alpha, single.beta), strict=True):
+@pytest.mark.parametrize("decays", ["shared", "pair"])
+def test_sharded_hawkes_fit_equals_the_single_process_fit(two, decays):
+    single = Hawkes.fit(job.data(), decays=decays)
+    assert job.hawkes_fit(decays).mu.equal(single.mu)     # no process group: Hawkes.fit itself
+    for got, want in zip(two[decays], (single.mu, single.alpha, single.beta), strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-8)
     # the fit is the maximum: the gradient of the full log-likelihood vanishes there
     theta = [single.mu.clone().requires_grad_(), single.alpha.clone().requires_grad_()]

@@ -20,8 +20,8 @@ def data():
     return TRUTH.simulate(60.0, 25, seed=1)
 
 
-def hawkes_fit() -> Hawkes:
-    return fit_hawkes(local_shard(data()))
+def hawkes_fit(decays: str = "shared") -> Hawkes:
+    return fit_hawkes(local_shard(data()), decays=decays)
 
 
 def neural_run() -> list[torch.Tensor]:
@@ -35,7 +35,8 @@ def neural_run() -> list[torch.Tensor]:
 if __name__ == "__main__":
     torch.set_num_threads(1)
     rank, size = init_distributed()
-    fitted = hawkes_fit()
-    result = {"hawkes": (fitted.mu, fitted.alpha, fitted.beta), "neural": neural_run()}
+    result = {decays: (lambda h: (h.mu, h.alpha, h.beta))(hawkes_fit(decays))
+              for decays in ("shared", "pair")}
+    result["neural"] = neural_run()
     if rank == 0:
         torch.save(result, Path(sys.argv[1]) / f"tpp_{size}.pt")
