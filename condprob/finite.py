@@ -684,13 +684,13 @@ class _Graph(Kernel):
         self.inner = inner
         self.dom, self.cod = inner.dom, product(inner.dom, inner.cod)
         self._sharp = inner._sharp
-        self._array: Array | None = None
 
-    @property
-    def array(self) -> Array:  # type: ignore[override]
-        if self._array is None:
-            self._array = pair(identity(self.inner.dom), self.inner).array
-        return self._array
+    def __getattr__(self, name: str) -> Any:
+        """`array` (and only it) is built on first access and then held as an attribute."""
+        if name != "array":
+            raise AttributeError(name)
+        self.array = pair(identity(self.inner.dom), self.inner).array
+        return self.array
 
 
 def graph(c: Kernel) -> Kernel:

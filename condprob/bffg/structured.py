@@ -19,7 +19,7 @@ next token and model state of P(h', w | h) g(h', next[q, w])), `event_weights(pr
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -76,7 +76,6 @@ class TokenAutomatonKernel(Kernel):
         automaton = FiniteSpace([*range(s), "done", "dead"], name="automaton state")
         self.dom = self.cod = product(states, automaton)
         self._sharp = False
-        self._array: torch.Tensor | None = None
 
     def __repr__(self) -> str:
         h, c = self.shape
@@ -95,17 +94,18 @@ class TokenAutomatonKernel(Kernel):
     def batch_shape(self) -> tuple[int, ...]:
         return ()
 
-    @property
-    def array(self) -> torch.Tensor:  # type: ignore[override]
-        """The dense matrix, column by column as pullbacks of indicators (small models only)."""
-        if self._array is None:
-            n = self.dom.size
-            if n > DENSE_LIMIT:
-                raise ValidationError(f"a dense matrix of a product kernel over {n} states is too "
-                                      f"large (limit {DENSE_LIMIT}); use pullback")
-            eye = torch.eye(n, dtype=torch.float64)
-            self._array = torch.stack([self._pull(eye[j]) for j in range(n)], -1)
-        return self._array
+    def __getattr__(self, name: str) -> Any:
+        """`array`, the dense matrix, built on first access column by column as pullbacks of
+        indicators (small models only) and then held as an attribute."""
+        if name != "array":
+            raise AttributeError(name)
+        n = self.dom.size
+        if n > DENSE_LIMIT:
+            raise ValidationError(f"a dense matrix of a product kernel over {n} states is too "
+                                  f"large (limit {DENSE_LIMIT}); use pullback")
+        eye = torch.eye(n, dtype=torch.float64)
+        self.array = torch.stack([self._pull(eye[j]) for j in range(n)], -1)
+        return self.array
 
     def _pull(self, values: torch.Tensor) -> torch.Tensor:
         g = values.reshape(self.shape)
