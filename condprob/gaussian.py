@@ -111,6 +111,8 @@ def _bshape(*shapes: Sequence[int]) -> tuple[int, ...]:
 
 def _mv(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Batched matrix-vector product a x (broadcasting the batch dimensions)."""
+    if x.ndim == 1:
+        return a @ x
     return (a @ x[..., None])[..., 0]
 
 
@@ -782,7 +784,7 @@ class Gaussian(LinearGaussian):
             g = torch.linalg.solve_triangular(chol.mT, ca, upper=True, left=False)  # (*b, n, r)
             w = torch.linalg.solve_triangular(chol, c[..., None], upper=False)[..., 0]
             logdet = 2 * _diag(chol).log().sum(-1)
-            rank = torch.full(batch, r)
+            rank = torch.tensor(r)
         else:
             lam, u = torch.linalg.eigh(s)
             if self._pending:
