@@ -23,7 +23,7 @@ import sympy
 import torch
 
 from condprob.dsl.posterior import Mixture
-from condprob.dsl.variables import Condition, Gauss, NonAffineError
+from condprob.dsl.variables import Condition, Gauss, NonAffineError, _broadcast
 from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import State
 from condprob.gaussian import Gaussian, LinearGaussian
@@ -99,7 +99,11 @@ class Model:
         if bool((s < 0).any()) or not bool(torch.isfinite(s).all()):
             raise ValidationError(f"the standard deviation of {name or 'a normal draw'} must be "
                                   f"finite and non-negative, got {std!r}")
-        shp = torch.broadcast_shapes(tuple(shape), s.shape, tuple(getattr(mean, "shape", ())))
+        if not all(isinstance(k, int) and k >= 0 for k in shape):
+            raise ValidationError(f"the shape of {name or 'a normal draw'} must be non-negative "
+                                  f"integers, got {tuple(shape)!r}")
+        shp = _broadcast(tuple(shape), s.shape, tuple(getattr(mean, "shape", ())),
+                         what=f"the draw {name or 'normal()'}")
         z = self._fresh(tuple(shp), name)
         x = z * s + mean
         x.name = z.name

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from condprob.errors import ValidationError
+from condprob.gaussian import _bshape, _tensor
 
 if TYPE_CHECKING:
     from condprob.dsl.model import Model
@@ -31,8 +32,16 @@ class NonAffineError(TypeError):
 
 
 def _const(value: Any, dtype: torch.dtype) -> torch.Tensor:
-    t = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=dtype)
-    return t.to(dtype)
+    """A constant of an affine expression, as a finite tensor of `dtype`."""
+    return _tensor(value, dtype, f"the constant {_name(value)}")
+
+
+def _broadcast(*shapes: Sequence[int], what: str) -> torch.Size:
+    try:
+        return torch.Size(_bshape(*shapes))
+    except ValidationError:
+        raise ValidationError(f"{what}: shapes {[tuple(s) for s in shapes]} do not broadcast") \
+            from None
 
 
 class Gauss:
@@ -90,7 +99,7 @@ class Gauss:
     def _combine(self, other: Any, sign: float, name: str) -> Gauss:
         o = self._lift(other)
         k = max(self.coef.shape[0], o.coef.shape[0])
-        shape = torch.broadcast_shapes(self.shape, o.shape)
+        shape = _broadcast(self.shape, o.shape, what=name)
         coef = _align(self._coef(k), shape) + sign * _align(o._coef(k), shape)
         return Gauss(self.model, self.const + sign * o.const, coef, name)
 
@@ -140,18 +149,25 @@ class Gauss:
         if isinstance(other, Gauss):
             raise NonAffineError(f"the product {self.name} @ {other.name}", self)
         m = _const(other, self.dtype)
-        return Gauss(self.model, self.const @ m, self.coef @ m, f"{self.name} @ <matrix>")
+        try:
+            return Gauss(self.model, self.const @ m, self.coef @ m, f"{self.name} @ <matrix>")
+        except RuntimeError as err:
+            raise ValidationError(f"{self.name} @ <matrix>: {err}") from None
 
     def __rmatmul__(self, other: Any) -> Gauss:
         m = _const(other, self.dtype)
-        if self.ndim == 1:
-            coef = self.coef @ m.T
-        else:
-            coef = torch.matmul(m, self.coef)
-        return Gauss(self.model, m @ self.const, coef, f"<matrix> @ {self.name}")
+        try:
+            coef = self.coef @ m.T if self.ndim == 1 else torch.matmul(m, self.coef)
+            return Gauss(self.model, m @ self.const, coef, f"<matrix> @ {self.name}")
+        except RuntimeError as err:
+            raise ValidationError(f"<matrix> @ {self.name}: {err}") from None
 
     def __getitem__(self, idx: Any) -> Gauss:
         full = (slice(None), *idx) if isinstance(idx, tuple) else (slice(None), idx)
+        try:
+            self.const[idx]
+        except IndexError as err:
+            raise ValidationError(f"{self.name}[{_index(idx)}]: {err}") from None
         return Gauss(self.model, self.const[idx], self.coef[full], f"{self.name}[{_index(idx)}]")
 
     def reshape(self, *shape: Any) -> Gauss:
@@ -200,7 +216,7 @@ class Gauss:
     def __torch_function__(cls, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func is torch.broadcast_tensors:
-            shape = torch.broadcast_shapes(*(torch.Size(_shape(a)) for a in args))
+            shape = _broadcast(*(_shape(a) for a in args), what="broadcast_tensors")
             return tuple(a.expand(shape) for a in args)
         if func in (torch.stack, torch.cat):
             return (stack if func is torch.stack else cat)(*args, **kwargs)
@@ -250,7 +266,7 @@ def _index(idx: Any) -> str:
 def _join(xs: Sequence[Any], dim: int, fn: Any) -> Gauss:
     g = next((x for x in xs if isinstance(x, Gauss)), None)
     if g is None:
-        raise TypeError("stack/cat of Gaussian variables needs at least one Gauss")
+        raise ValidationError("stack/cat of Gaussian variables needs at least one Gauss")
     parts = [_as_gauss(x, g.model, g.dtype) for x in xs]
     k = max(p.coef.shape[0] for p in parts)
     d = dim if dim < 0 else dim + 1

@@ -234,3 +234,45 @@ def test_a_large_prior_is_checked_where_conditioning_reads_it():
         _ = post.variance
     with pytest.raises(cp.ValidationError, match="a variance is"):
         Gaussian(torch.zeros(300, dtype=T), k - 2 * torch.eye(300, dtype=T))
+
+
+# The modelling language -------------------------------------------------------------------------
+def _in_model(build):
+    def run():
+        from condprob.dsl import Model
+        with Model() as m:
+            return build(m)
+    return run
+
+
+def _dsl_cases():
+    from condprob.dsl import bernoulli, categorical, condition, infer, mvnormal, normal, stack
+    return {
+        "normal mean NaN": (_in_model(lambda m: normal(NAN)), "non-finite"),
+        "normal std negative": (_in_model(lambda m: normal(0.0, -1.0)), "non-negative"),
+        "normal shape negative": (_in_model(lambda m: normal(shape=(-1,))), "non-negative"),
+        "mvnormal not PSD": (_in_model(lambda m: mvnormal([0.0, 0.0], [[1.0, 2.0], [2.0, 1.0]])),
+                             "positive semi-definite"),
+        "mvnormal mean shape": (_in_model(lambda m: mvnormal([0.0, 0.0, 0.0], torch.eye(2))),
+                                "do not broadcast"),
+        "condition on inf": (_in_model(lambda m: condition(normal() == INF)), "non-finite"),
+        "condition shapes": (_in_model(lambda m: condition(normal(shape=(2,)) == torch.zeros(3))),
+                             "do not broadcast"),
+        "product with NaN": (_in_model(lambda m: normal() * NAN), "non-finite"),
+        "matrix shapes": (_in_model(lambda m: torch.ones(3, 3) @ normal(shape=(2,))), "@"),
+        "index out of range": (_in_model(lambda m: normal(shape=(2,))[5]), "out of bounds"),
+        "stack nothing": (_in_model(lambda m: stack([])), "at least one"),
+        "contradiction": (_in_model(lambda m: (condition(normal(name="z") == 1),
+                                               condition(m.posterior(0.0).mean.sum() == 1))),
+                          "probability zero"),
+        "bernoulli 1.5": (lambda: infer(lambda: bernoulli(1.5)), "non-negative and sum to 1"),
+        "categorical NaN": (lambda: infer(lambda: categorical([NAN, 1.0])), "sum to 1"),
+        "categorical empty": (lambda: infer(lambda: categorical([])), "at least one"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_dsl_cases()))
+def test_bad_dsl_input_gives_a_house_error(case):
+    build, message = _dsl_cases()[case]
+    with pytest.raises(cp.CondprobError, match=message):
+        build()
