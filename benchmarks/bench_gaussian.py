@@ -1,37 +1,44 @@
-"""Benchmark of exact Gaussian conditioning (issue 3, section 5) against gprob 1.0.1, funsor 0.4.8
-and GaussianInfer.
+"""Benchmark of exact Gaussian conditioning against gprob 1.0.1, funsor 0.4.8, GaussianInfer and the
+plain float64 numpy solve a user would write.
 
 Task: a zero-mean Gaussian process with the squared-exponential kernel exp(-(s - s')^2 / (2 l^2))
-on n equally spaced points (spacing 0.02 for 5000 points, 0.01 for 1000), conditioned on m exact
-observations at every (n/m)-th point (spacing 0.1), values drawn from the observed block's own law
-(seed 0). Three problems: l = 0.1 with 1000/100 and 5000/1000 points/observations (the observed
-block is well conditioned, cond ~ 70), and a smooth GP, l = 0.5 with 1000/100, whose observed block
-is numerically singular (cond ~ 1e18): its observations are consistent, so declaring them
-inconsistent is a false failure. Every library gets the same points, indices and values and computes the same
-kernel matrix with numpy; the timed part goes from (mean, covariance, observations) to the
-posterior mean and the posterior variances of all n points, with each library's default checks.
-condprob's default check of the prior (symmetric, positive semi-definite: one Cholesky
-factorisation of K + 2 tol I) is the only O(n^3) step of its pipeline; a second row times it with
-`validate=False`.
+on n equally spaced points, conditioned on m exact observations at every (n/m)-th point (spacing
+0.1), values drawn from the observed block's own law (seed 0). Problems: l = 0.1 with 1000/100
+(the observed block is well conditioned, cond ~ 70) and 5000/1000 points/observations, and a
+smooth GP, l = 0.5 with 1000/100, whose observed block is numerically singular (cond ~ 1e18): its
+observations are consistent, so declaring them inconsistent is a false failure. Each problem runs
+twice, with no jitter and with a jitter of 1e-8 added to the diagonal of the kernel matrix, the
+same choice on every side (funsor needs a positive-definite matrix: it gets the smallest jitter
+of 1e-10, 1e-8, ... that lets it build, at least the row's, and says which). Every side gets the
+same points, indices, values and kernel code; the timed part goes from (mean, covariance,
+observations) to the posterior mean and the posterior variances of all n points, with each
+library's default checks.
 
-Errors: max |posterior mean - reference| over all n points, where the reference is the
-least-squares solution K[:, o] lstsq(K[o, o], y) in numpy float64 (accurate when the observed block
-is well conditioned; on the smooth problem the reference is itself uncertain at the 1e-7 level),
-and the miss max |posterior mean[o] - y| at the observed points (an exact condition makes it 0).
+Every side runs in a fresh process of its own environment (one thread): `cold` is its first call
+there (lazy initialisation included, imports not), `warm` the median of the next runs (7 for the
+1000-point problems, 1 for the large one), by the harness's clock (CPU time of the process unless
+BENCH_CLOCK=wall).
 
+- condprob: `Gaussian(0, K).condition_linear(LinearEquation.observe(idx, y, n))`, then `.mean`
+  and `.variance`; validation on (the default; for n > 128 it checks the observed block by the
+  factorisation the conditioning computes, the cross-covariance's symmetry and the variances,
+  and defers the rest of the PSD check to the first use of the whole covariance), and a second
+  row with `validate=False`.
+- numpy (the baseline): `np.linalg.solve(K[o, o], [y, K[o, :]])`, mean K[:, o] a, variances
+  diag(K) - sum(K[:, o] * B', 1); no checks.
 - gprob: `gprob.normal(0, K).condition({v[idx]: y})`, then `.mean()` and `.var()`.
 - funsor: `mvn_to_funsor` of a Pyro MultivariateNormal on (unobserved, observed) blocks,
-  substitute the observed values, read mean and variances from the Gaussian's precision. The
-  MultivariateNormal needs a positive-definite covariance, so the smallest jitter in
-  1e-10, 1e-8, ... that lets it build is added (reported).
+  substitute the observed values, read mean and variances from the Gaussian's precision.
 - GaussianInfer (github.com/damast93/GaussianInfer, Python sources; not on PyPI): `Infer()`,
   `from_dist(N(K))`, one `condition` per observation, then the inferred state's mean and
   covariance. Its sources are read from $GAUSSIANINFER_SRC (default `.peers/gaussianinfer/src`,
-  a checkout of the repository); rows say n/a without them. Run on the small problem only (it
-  builds dense (n + m) x (n + m) maps per equation).
+  a checkout of the repository); rows say n/a without them. 1000-point problems only.
 
-Timings are medians of 3 runs after a warm-up for the 1000-point problems and single runs for the
-large one (each run takes seconds there); one thread everywhere.
+Errors, side by side: max |posterior mean - reference| and max |posterior variance - reference|
+over all n points, where the reference is the least-squares solution K[:, o] lstsq(K[o, o], .) in
+numpy float64 for the same jittered K (accurate when the observed block is well conditioned; on the
+smooth problem without jitter the reference is itself uncertain at the 1e-7 level), and the miss
+max |posterior mean[o] - y| at the observed points (an exact condition makes it 0).
 
 Run: `.venv/bin/python -m benchmarks.bench_gaussian` from the repository root (`--smoke` for a
 tiny problem). Peers come from `bash benchmarks/peers/make_all.sh`.
@@ -40,89 +47,93 @@ tiny problem). Peers come from `bash benchmarks/peers/make_all.sh`.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from benchmarks.harness import ROOT, Table, median_time, run_peer
-from condprob.gaussian import Gaussian, LinearEquation
+from benchmarks.harness import CLOCK, PEER_PRELUDE, ROOT, Table, fmt_seconds, run_peer
 
-# (points, observations, timed repeats, length scale)
-PROBLEMS = [(1000, 100, 3, 0.1), (5000, 1000, 1, 0.1), (1000, 100, 3, 0.5)]
+# (points, observations, warm repeats, length scale)
+PROBLEMS = [(1000, 100, 7, 0.1), (1000, 100, 7, 0.5), (5000, 1000, 1, 0.1)]
 SMOKE = [(100, 10, 1, 0.1), (100, 10, 1, 0.5)]
+JITTERS = (0.0, 1e-8)
 GI_MAX = 1000
 
 KERNEL = """
-def kernel_matrix(s, ell):
+def kernel_matrix(s, ell, jitter):
     d = s[:, None] - s[None, :]
-    return np.exp(-0.5 * (d / ell) ** 2)
+    return np.exp(-0.5 * (d / ell) ** 2) + jitter * np.eye(len(s))
 """
-exec(KERNEL)  # the same kernel code runs here and in every peer
+exec(KERNEL)  # the same kernel code runs here and on every side
 
-
-def make_problem(n: int, m: int, ell: float, path: Path) -> dict:
-    """Points, observed indices and values (drawn from the observed block's law), reference."""
-    s = np.arange(n) * (0.1 * m / n)
-    idx = np.arange(0, n, n // m)[:m]
-    k = kernel_matrix(s, ell)  # noqa: F821
-    koo = k[np.ix_(idx, idx)]
-    w, v = np.linalg.eigh(koo)
-    y = v @ (np.sqrt(np.clip(w, 0, None)) * np.random.default_rng(0).standard_normal(m))
-    ref = k[:, idx] @ np.linalg.lstsq(koo, y, rcond=None)[0]
-    np.savez(path, s=s, idx=idx, y=y)
-    return {"s": s, "idx": idx, "y": y, "ref": ref, "ell": ell,
-            "cond": float(np.linalg.cond(koo))}
-
-
-def ours(prob: dict, repeat: int, validate: bool = True) -> tuple[float, np.ndarray]:
-    k = torch.from_numpy(kernel_matrix(prob["s"], prob["ell"]))  # noqa: F821
-    idx, y = torch.from_numpy(prob["idx"]), torch.from_numpy(prob["y"])
-
-    def run() -> tuple[torch.Tensor, torch.Tensor]:
-        prior = Gaussian(torch.zeros(len(k), dtype=torch.float64), k, validate=validate)
-        post = prior.condition_linear(LinearEquation.observe(idx, y, len(k)))
-        return post.mean, post.variance
-
-    out: list = []
-    seconds = median_time(lambda: out.append(run()), repeat=repeat, warmup=int(repeat > 1))
-    return seconds, out[-1][0].numpy()
-
-
-PEER_CODE = {
-    "gprob": """
-import numpy as np, gprob
+# Each side: imports, then a `run()` from (mean, K, observations) to (posterior mean, variances).
+# PROBLEM loads s, idx, y and K; TIMING times the cold call and the warm runs and saves the result.
+PROBLEM = """
+import numpy as np
 KERNEL
 d = np.load(PATH); s, idx, y = d["s"], d["idx"], d["y"]
-K = kernel_matrix(s, LENGTH)
+K = kernel_matrix(s, LENGTH, JITTER)
+"""
+TIMING = """
+import time
+try:
+    t0 = time.CLOCK(); first = run(); cold = time.CLOCK() - t0
+    res = [first]
+    t = median_time(lambda: res.append(run()), repeat=REPEAT, warmup=0)
+    mean, var = (np.asarray(v, dtype=np.float64) for v in res[-1])
+    np.savez(OUT, mean=mean, var=var)
+    print(json.dumps({"time": t, "cold": cold, **EXTRA}))
+except Exception as e:
+    print(json.dumps({"error": type(e).__name__ + ": " + str(e)[:200],
+                      "false_failure": type(e).__name__ in FALSE}))
+"""
+SIDES = {
+    "condprob": ("ours", """
+import torch
+torch.set_num_threads(1)
+from condprob.gaussian import Gaussian, LinearEquation
+Kt, it, yt = torch.from_numpy(K), torch.from_numpy(idx), torch.from_numpy(y)
+def run():
+    prior = Gaussian(torch.zeros(len(Kt), dtype=torch.float64), Kt, validate=VALIDATE)
+    post = prior.condition_linear(LinearEquation.observe(it, yt, len(Kt)))
+    return post.mean.numpy(), post.variance.numpy()
+EXTRA = {}; FALSE = ("ConditioningError",)
+"""),
+    "numpy solve (baseline)": ("ours", """
+def run():
+    koo, kuo = K[np.ix_(idx, idx)], K[:, idx]
+    sol = np.linalg.solve(koo, np.concatenate([y[:, None], kuo.T], 1))
+    return kuo @ sol[:, 0], np.diag(K) - np.einsum("ij,ji->i", kuo, sol[:, 1:])
+EXTRA = {}; FALSE = ()
+"""),
+    "gprob": ("gprob", """
+import gprob
 def run():
     v = gprob.normal(np.zeros(len(s)), K)
     post = v.condition({v[idx]: y})
     return post.mean(), post.var()
-res = []
-try:
-    t = median_time(lambda: res.append(run()), repeat=REPEAT, warmup=WARMUP)
-    np.save(OUT, res[-1][0]); print(json.dumps({"time": t}))
-except Exception as e:
-    print(json.dumps({"error": type(e).__name__ + ": " + str(e)[:200]}))
-""",
-    "funsor": """
-import numpy as np, torch, funsor, funsor.gaussian, pyro.distributions as pdist
+EXTRA = {}; FALSE = ()
+"""),
+    "funsor": ("funsor", """
+import torch, funsor, funsor.gaussian, pyro.distributions as pdist
 from collections import OrderedDict
-from funsor.domains import Reals
 from funsor.pyro.convert import mvn_to_funsor
+from funsor.domains import Reals
 funsor.set_backend("torch")
-KERNEL
-d = np.load(PATH); s, idx, y = d["s"], d["idx"], d["y"]
-K = torch.from_numpy(kernel_matrix(s, LENGTH)); yt = torch.from_numpy(y)
+torch.set_num_threads(1)
+Kt, yt = torch.from_numpy(K), torch.from_numpy(y)
 n, m = len(s), len(idx)
 obs = torch.from_numpy(idx); mask = torch.ones(n, dtype=torch.bool); mask[obs] = False
 unobs = mask.nonzero()[:, 0]; perm = torch.cat([unobs, obs])
-def run(jitter):
-    Kp = K[perm][:, perm] + jitter * torch.eye(n, dtype=K.dtype)
-    f = mvn_to_funsor(pdist.MultivariateNormal(torch.zeros(n, dtype=K.dtype), Kp),
+def solve(extra):
+    Kp = Kt[perm][:, perm] + extra * torch.eye(n, dtype=Kt.dtype)
+    f = mvn_to_funsor(pdist.MultivariateNormal(torch.zeros(n, dtype=Kt.dtype), Kp),
                       real_inputs=OrderedDict([("u", Reals[n - m]), ("o", Reals[m])]))
     g = f(o=yt)
     gauss = [t for t in g.terms if isinstance(t, funsor.gaussian.Gaussian)][0]
@@ -130,99 +141,147 @@ def run(jitter):
     L = torch.linalg.cholesky(ps @ ps.T)
     mu = torch.cholesky_solve((ps @ wv)[:, None], L)[:, 0]
     var = torch.cholesky_inverse(L).diagonal()
-    mean = torch.zeros(n, dtype=K.dtype); mean[unobs] = mu; mean[obs] = yt
-    full = torch.zeros(n, dtype=K.dtype); full[unobs] = var
-    return mean, full
-out = None
-for jitter in (1e-10, 1e-8, 1e-6, 1e-4):
+    mean = torch.zeros(n, dtype=Kt.dtype); mean[unobs] = mu; mean[obs] = yt
+    full = torch.zeros(n, dtype=Kt.dtype); full[unobs] = var
+    return mean.numpy(), full.numpy()
+extra = 0.0
+for total in (JITTER, 1e-10, 1e-8, 1e-6, 1e-4):
+    if total < JITTER:
+        continue
     try:
-        run(jitter); break
-    except Exception as e:
-        out = {"error": type(e).__name__ + ": " + str(e)[:200]}
-else:
-    print(json.dumps(out)); raise SystemExit
-res = []
-t = median_time(lambda: res.append(run(jitter)), repeat=REPEAT, warmup=WARMUP)
-np.save(OUT, res[-1][0].numpy()); print(json.dumps({"time": t, "jitter": jitter}))
-""",
-    "gaussianinfer": """
-import sys, numpy as np
+        extra = total - JITTER; solve(extra); break
+    except Exception:
+        continue
+run = lambda: solve(extra)
+EXTRA = {"jitter": JITTER + extra}; FALSE = ()
+"""),
+    "gaussianinfer": ("gaussianinfer", """
+import sys
 sys.path.insert(0, SRC)
 from Infer import Infer, InferenceError
 import Gaussian as G
-KERNEL
-d = np.load(PATH); s, idx, y = d["s"], d["idx"], d["y"]
-K = kernel_matrix(s, LENGTH)
 def run():
     g = Infer(); ys = g.from_dist(G.N(K))
     for i, v in zip(idx, y):
         g.condition(ys[int(i)], float(v))
     g.do_inference()
     return g.state.b[:, 0], np.diag(g.state.Sigma)
-res = []
-try:
-    t = median_time(lambda: res.append(run()), repeat=1, warmup=0)
-    np.save(OUT, res[-1][0]); print(json.dumps({"time": t}))
-except InferenceError as e:
-    print(json.dumps({"error": "InferenceError: " + str(e), "false_failure": True}))
-""",
+EXTRA = {}; FALSE = ("InferenceError",)
+"""),
 }
 
 
-def peer(name: str, path: Path, repeat: int, ell: float) -> tuple[dict | None, np.ndarray | None]:
+def make_problem(n: int, m: int, ell: float, path: Path) -> dict:
+    """Points, observed indices and values (drawn from the observed block's law), saved to path."""
+    s = np.arange(n) * (0.1 * m / n)
+    idx = np.arange(0, n, n // m)[:m]
+    koo = kernel_matrix(s[idx], ell, 0.0)  # noqa: F821
+    w, v = np.linalg.eigh(koo)
+    y = v @ (np.sqrt(np.clip(w, 0, None)) * np.random.default_rng(0).standard_normal(m))
+    np.savez(path, s=s, idx=idx, y=y)
+    return {"s": s, "idx": idx, "y": y, "ell": ell, "cond": float(np.linalg.cond(koo))}
+
+
+def reference(prob: dict, jitter: float) -> tuple[np.ndarray, np.ndarray]:
+    """Posterior mean and variances by least squares in numpy float64."""
+    k = kernel_matrix(prob["s"], prob["ell"], jitter)  # noqa: F821
+    idx = prob["idx"]
+    sol = np.linalg.lstsq(k[np.ix_(idx, idx)], np.concatenate([prob["y"][:, None], k[idx, :]], 1),
+                          rcond=None)[0]
+    return k[:, idx] @ sol[:, 0], np.diag(k) - np.einsum("ij,ji->i", k[:, idx], sol[:, 1:])
+
+
+def run_side(name: str, path: Path, prob: dict, jitter: float, repeat: int,
+             validate: bool = True) -> dict | None:
+    """Run one side in a fresh process; its JSON plus the mean and variances it computed."""
+    env_name, code = SIDES[name]
     src = Path(os.environ.get("GAUSSIANINFER_SRC", ROOT / ".peers" / "gaussianinfer" / "src"))
     if name == "gaussianinfer" and not (src / "python" / "Infer.py").exists():
-        return None, None
-    out = path.with_suffix(f".{name}.npy")
-    code = (PEER_CODE[name].replace("KERNEL", KERNEL).replace("PATH", repr(str(path)))
-            .replace("OUT", repr(str(out))).replace("REPEAT", str(repeat))
-            .replace("WARMUP", str(int(repeat > 1)))
-            .replace("LENGTH", repr(ell)).replace("SRC", repr(str(src / "python"))))
-    res = run_peer(name, code)
-    return res, (np.load(out) if res is not None and "time" in res else None)
+        return None
+    out = path.with_suffix(f".{name.split()[0]}.{validate}.npz")
+    full = (PROBLEM + code + TIMING)
+    for key, val in (("KERNEL", KERNEL), ("PATH", repr(str(path))), ("OUT", repr(str(out))),
+                     ("LENGTH", repr(prob["ell"])), ("JITTER", repr(jitter)),
+                     ("REPEAT", str(repeat)), ("VALIDATE", str(validate)),
+                     ("SRC", repr(str(src / "python"))), ("CLOCK", CLOCK.__name__)):
+        full = full.replace(key, val)
+    if env_name == "ours":
+        proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + textwrap.dedent(full)],
+                              capture_output=True, text=True, timeout=1800, cwd=str(ROOT),
+                              env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                                       PYTHONPATH=str(ROOT)))
+        if proc.returncode != 0:
+            raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+    else:
+        res = run_peer(env_name, full)
+    if res is not None and "time" in res:
+        data = np.load(out)
+        res["mean"], res["var"] = data["mean"], data["var"]
+    return res
+
+
+def _summary(res: dict | None) -> dict:
+    return {k: v for k, v in (res or {}).items() if k not in ("mean", "var")}
+
+
+def errors(res: dict, prob: dict, ref: tuple[np.ndarray, np.ndarray]) -> tuple[str, str, str]:
+    mean_err = float(np.abs(res["mean"] - ref[0]).max())
+    var_err = float(np.abs(res["var"] - ref[1]).max())
+    miss = float(np.abs(res["mean"][prob["idx"]] - prob["y"]).max())
+    return f"{mean_err:.1e}", f"{var_err:.1e}", f"{miss:.1e}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--smoke", action="store_true", help="a tiny problem, one repeat")
+    ap.add_argument("--smoke", action="store_true", help="tiny problems, one repeat")
     args = ap.parse_args()
-    torch.set_num_threads(1)
     problems = SMOKE if args.smoke else PROBLEMS
     table = Table("Exact Gaussian conditioning: GP posterior mean and variances (float64)")
     with tempfile.TemporaryDirectory() as tmp:
         for n, m, repeat, ell in problems:
             path = Path(tmp) / f"gp_{n}_{m}_{ell}.npz"
             prob = make_problem(n, m, ell, path)
-            task = f"GP {n} points, {m} exact obs, l = {ell}"
-            t_ours, mean = ours(prob, repeat)
-            err_ours = float(np.abs(mean - prob["ref"]).max())
-            miss_ours = float(np.abs(mean[prob["idx"]] - prob["y"]).max())
-            t_fast, _ = ours(prob, repeat, validate=False)
-            print(f"{task}: condprob {t_ours:.3f} s ({t_fast:.3f} s unvalidated), error "
-                  f"{err_ours:.2e}, cond(K_oo) {prob['cond']:.1e}", flush=True)
-            for name in ("gprob", "funsor", "gaussianinfer"):
-                if name == "gaussianinfer" and n > GI_MAX:
-                    table.add_time(f"{task}: time", t_ours, name, None, "not run: too slow at this size")
+            for jitter in JITTERS:
+                task = (f"GP {n} points, {m} exact obs, l = {ell} (cond(K_oo) "
+                        f"{prob['cond']:.0e}), jitter {jitter:g}")
+                ref = reference(prob, jitter)
+                ours = run_side("condprob", path, prob, jitter, repeat)
+                fast = run_side("condprob", path, prob, jitter, repeat, validate=False)
+                assert ours is not None and fast is not None
+                print(f"{task}: condprob {_summary(ours)}, unvalidated {_summary(fast)}",
+                      flush=True)
+                if "time" not in ours:
+                    for name in ("numpy solve (baseline)", "gprob", "funsor", "gaussianinfer"):
+                        table.add_value(f"{task}: time", f"failed: {ours['error']}", name, "")
                     continue
-                res, pmean = peer(name, path, repeat, ell)
-                note = f"jitter {res['jitter']:g}" if res and "jitter" in res else ""
-                if res is None:
-                    table.add_time(f"{task}: time", t_ours, name, None, "not installed")
-                elif pmean is None:
-                    what = "FALSE FAILURE: " if res.get("false_failure") else "failed: "
-                    table.add_time(f"{task}: time", t_ours, name, None,
-                                   what + res["error"][:120])
-                else:
-                    table.add_time(f"{task}: time", t_ours, name, res["time"], note)
-                    table.add_time(f"{task}: time, prior's PSD check skipped (validate=False)",
-                                   t_fast, name, res["time"], note)
-                    err = float(np.abs(pmean - prob["ref"]).max())
-                    table.add_value(f"{task}: max error of the mean", f"{err_ours:.1e}", name,
-                                    f"{err:.1e}")
-                    miss = float(np.abs(pmean[prob["idx"]] - prob["y"]).max())
-                    table.add_value(f"{task}: max miss at the observed points", f"{miss_ours:.1e}",
-                                    name, f"{miss:.1e}")
-                print(f"  {name}: {res}", flush=True)
+                mine = errors(ours, prob, ref)
+                for name in ("numpy solve (baseline)", "gprob", "funsor", "gaussianinfer"):
+                    if name == "gaussianinfer" and n > GI_MAX:
+                        table.add_value(f"{task}: time", fmt_seconds(ours["time"]), name,
+                                        "not run (too slow at this size)")
+                        continue
+                    res = run_side(name, path, prob, jitter, repeat)
+                    print(f"  {name}: {_summary(res)}", flush=True)
+                    note = f"jitter {res['jitter']:g}" if res and res.get("jitter") else ""
+                    if res is None:
+                        table.add_time(f"{task}: warm", ours["time"], name, None, "not installed")
+                        continue
+                    if "time" not in res:
+                        what = "FALSE FAILURE: " if res.get("false_failure") else "failed: "
+                        table.add_value(f"{task}: time", fmt_seconds(ours["time"]), name,
+                                        what + res["error"][:120], "n/a")
+                        continue
+                    table.add_time(f"{task}: warm", ours["time"], name, res["time"], note)
+                    table.add_time(f"{task}: cold (first call, fresh process)", ours["cold"],
+                                   name, res["cold"], note)
+                    table.add_time(f"{task}: warm, validate=False", fast["time"], name,
+                                   res["time"], note)
+                    theirs = errors(res, prob, ref)
+                    for what, a, b in zip(("max error of the mean", "max error of the variances",
+                                           "max miss at the observed points"), mine, theirs,
+                                          strict=True):
+                        table.add_value(f"{task}: {what}", a, name, b, note)
     table.emit("gaussian")
 
 
