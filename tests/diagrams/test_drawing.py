@@ -120,3 +120,20 @@ def test_titles_fit_in_the_figure(spaces):
     left, right = fig.axes[0].get_xlim()
     assert right - left >= _glyphs(title)[1].width * 11 / 72 / 0.7
     assert fig.get_size_inches()[0] >= (right - left) * 0.7 - 1e-9
+
+
+def test_glyph_extents_equal_matplotlibs_exactly():
+    import numpy as np
+    from matplotlib.path import Path as MplPath
+    from matplotlib.text import TextPath
+
+    from diagrams.drawing import _ink_extents
+
+    paths = [TextPath((0.0, 0.0), text, size=1.0)
+             for text in ("ω", "p17", "Bayes >> <id, c>", "gQ@&%", "Ωμ∑", "0123456789")]
+    # cubic and quadratic curves whose extrema lie inside the segments, lines, and a close
+    paths.append(MplPath([(0, 0), (1, 3), (2, -3), (3, 0), (4, 2), (5, 0), (5, -1), (0, 0)],
+                         [MplPath.MOVETO, MplPath.CURVE4, MplPath.CURVE4, MplPath.CURVE4,
+                          MplPath.CURVE3, MplPath.CURVE3, MplPath.LINETO, MplPath.CLOSEPOLY]))
+    for p in paths:
+        assert np.array_equal(_ink_extents(p).extents, p.get_extents().extents)
