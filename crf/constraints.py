@@ -12,6 +12,9 @@ from condprob.errors import ValidationError
 
 
 def _check(types: Sequence[str]) -> list[str]:
+    if isinstance(types, str):
+        raise ValidationError(f"entity types must be a list of names, got the string {types!r} "
+                              f"(write [{types!r}] for one type)")
     types = list(types)
     if not types:
         raise ValidationError("at least one entity type is needed")

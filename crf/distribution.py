@@ -43,6 +43,10 @@ class CRFDistribution(TorchDistribution):
 
     def log_prob(self, value: Tensor) -> Tensor:
         """log p(y | x) for label sequences (*sample, *batch, T)."""
+        if not isinstance(value, Tensor) or value.shape[-1:] != self.event_shape:
+            raise ValidationError(f"value must be label sequences (*sample, *batch, "
+                                  f"{self.event_shape[0]}), got "
+                                  f"{tuple(value.shape) if isinstance(value, Tensor) else value!r}")
         if self._validate_args:
             self._validate_sample(value)
         em, mask = self._expand_to(value)

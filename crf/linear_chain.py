@@ -37,6 +37,9 @@ class LinearChainCRF(nn.Module):
             if labels < 1:
                 raise ValidationError(f"the number of labels must be positive, got {labels}")
             labels = [str(i) for i in range(labels)]
+        if isinstance(labels, str | bytes) or not isinstance(labels, Sequence):
+            raise ValidationError(f"labels must be a number of labels or a list of names, got "
+                                  f"{labels!r}")
         self.labels = list(labels)
         if not self.labels or len(set(self.labels)) != len(self.labels):
             raise ValidationError(f"labels must be a non-empty list of distinct names, got "
@@ -59,12 +62,19 @@ class LinearChainCRF(nn.Module):
         if emissions.shape[-1] != self.num_labels:
             raise ValidationError(f"emissions have {emissions.shape[-1]} labels in the last "
                                   f"dimension, the CRF has {self.num_labels}")
-        if mask is not None and (mask.dtype != torch.bool or mask.shape != emissions.shape[:-1]):
+        if mask is not None and (not isinstance(mask, Tensor) or mask.dtype != torch.bool
+                                 or mask.shape != emissions.shape[:-1]):
             raise ValidationError(f"mask must be a bool tensor of shape "
-                                  f"{tuple(emissions.shape[:-1])}, got {mask.dtype} "
-                                  f"{tuple(mask.shape)}")
+                                  f"{tuple(emissions.shape[:-1])}, got "
+                                  f"{getattr(mask, 'dtype', type(mask).__name__)} "
+                                  f"{tuple(getattr(mask, 'shape', ()))}")
 
     def _check_tags(self, emissions: Tensor, tags: Tensor, mask: Tensor | None) -> Tensor:
+        self._check(emissions, mask)
+        if not isinstance(tags, Tensor) or tags.is_floating_point() or tags.is_complex():
+            raise ValidationError(f"tags must be an integer tensor of label indices, got "
+                                  f"{type(tags).__name__}" + (f" of dtype {tags.dtype}"
+                                                             if isinstance(tags, Tensor) else ""))
         if tags.shape != emissions.shape[:-1]:
             raise ValidationError(f"tags must have shape {tuple(emissions.shape[:-1])}, got "
                                   f"{tuple(tags.shape)}")
