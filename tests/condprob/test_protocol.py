@@ -321,6 +321,10 @@ def test_type_errors_name_the_kinds_that_work():
         _ = k @ k
     with pytest.raises(TypeError, match="condprob.tabulate"):
         cp.condition(crf_model().kernel(), {})
+    with pytest.raises(TypeError, match="a Pearl update is not available for NextEventKernel"):
+        cp.update(HomogeneousPoisson([1.0]).kernel(), {})
+    with pytest.raises(TypeError, match="disintegration is not available for NonlinearGaussian"):
+        cp.disintegrate(nonlinear())
     with pytest.raises(TypeError, match="sequence kernels compose"):
         _ = k.steps(1) >> fixed_bigram(1).steps(1)
     with pytest.raises(TypeError, match="to_pyro converts condprob kernels"):
