@@ -326,8 +326,8 @@ def bench_neural(table: Table, smoke: bool) -> None:
                for name, want in (("not positive", 0.0), ("positive", 1.0))}
     prompt_text, n = "i ", 6 if smoke else 20
     prompt = [chars.index(c) for c in prompt_text]
-    verifier = vader_sentiment(base.vocab, prompt_len=len(prompt))
-    gedi = ClassConditional(classes, prompt_len=len(prompt))
+    verifier = vader_sentiment(base.vocab, prefix_len=len(prompt))
+    gedi = ClassConditional(classes, prefix_len=len(prompt))
     samples = 32 if smoke else 512
     t0 = time.perf_counter()
     value, _ = train_value_twist(base, verifier, "positive", prompt, n, num_samples=samples,

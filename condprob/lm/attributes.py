@@ -112,10 +112,10 @@ def _laws(probs: torch.Tensor, what: str) -> torch.Tensor:
 class ClassConditional(AttributeKernel):
     """GeDi's attribute kernel from one language model per attribute (`lms`: attribute -> kernel
     over a shared vocabulary) and a prior on the attributes (uniform by default). Tokens before
-    `prompt_len` are conditioned on, not scored."""
+    `prefix_len` are conditioned on, not scored."""
 
     def __init__(self, lms: Mapping[str, TokenKernel], prior: Sequence[float] | None = None,
-                 prompt_len: int = 0):
+                 prefix_len: int = 0):
         kernels = list(lms.values())
         if not kernels or any(k.vocab != kernels[0].vocab for k in kernels):
             raise ValidationError("class-conditional models must share one vocabulary")
@@ -127,12 +127,12 @@ class ClassConditional(AttributeKernel):
         if p.shape != (a,) or abs(float(p.sum()) - 1) > 1e-9:
             raise ValidationError(f"the prior must be a law on the {a} attributes")
         self.prior = p
-        self.prompt_len = prompt_len
+        self.prefix_len = prefix_len
 
     def _scores(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """log p(a) + log p_a(seq[prompt_len:] | seq[:prompt_len]) (B, A) and the next-token
+        """log p(a) + log p_a(seq[prefix_len:] | seq[:prefix_len]) (B, A) and the next-token
         laws p_a(v | seq) (B, A, V): one call per attribute for models scoring every position."""
-        start = min(self.prompt_len, seq.shape[1])
+        start = min(self.prefix_len, seq.shape[1])
         logs, nexts = [], []
         for lm in self.lms:
             lp = lm.all_log_probs(seq, start)
@@ -155,18 +155,18 @@ class ClassConditional(AttributeKernel):
 class TextClassifier(AttributeKernel):
     """An attribute kernel from a classifier of texts: `fn(list of texts) -> (N, A)` laws on the
     `attributes`; a token sequence is decoded by joining the vocabulary's token strings (after
-    the first `prompt_len` tokens)."""
+    the first `prefix_len` tokens)."""
 
     def __init__(self, fn: Callable[[list[str]], torch.Tensor], attributes: Sequence[str],
-                 vocab: FiniteSpace, prompt_len: int = 0):
+                 vocab: FiniteSpace, prefix_len: int = 0):
         super().__init__(attributes, vocab)
-        self.fn, self.prompt_len = fn, prompt_len
+        self.fn, self.prefix_len = fn, prefix_len
         self.calls = 0
 
     def decode(self, sequences: torch.Tensor | Sequence) -> list[str]:
-        """The texts of token sequences (B, T), the prompt left out."""
+        """The texts of token sequences (B, T), the prefix left out."""
         labels = self.vocab.labels
-        seq = as_prefix(sequences, self.vocab.size)[:, self.prompt_len:]
+        seq = as_prefix(sequences, self.vocab.size)[:, self.prefix_len:]
         return ["".join(str(labels[i]) for i in row) for row in seq.tolist()]
 
     def probs(self, sequences: torch.Tensor | Sequence) -> torch.Tensor:
@@ -179,7 +179,7 @@ class TextClassifier(AttributeKernel):
         return p
 
 
-def vader_sentiment(vocab: FiniteSpace, prompt_len: int = 0) -> TextClassifier:
+def vader_sentiment(vocab: FiniteSpace, prefix_len: int = 0) -> TextClassifier:
     """Attributes ("not positive", "positive"): VADER's compound score >= 0.05 (vaderSentiment,
     offline lexicon)."""
     from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
@@ -191,10 +191,10 @@ def vader_sentiment(vocab: FiniteSpace, prompt_len: int = 0) -> TextClassifier:
                            dtype=torch.float64)
         return torch.stack([1 - pos, pos], -1)
 
-    return TextClassifier(fn, ["not positive", "positive"], vocab, prompt_len)
+    return TextClassifier(fn, ["not positive", "positive"], vocab, prefix_len)
 
 
-def profanity(vocab: FiniteSpace, prompt_len: int = 0) -> TextClassifier:
+def profanity(vocab: FiniteSpace, prefix_len: int = 0) -> TextClassifier:
     """Attributes ("clean", "offensive") with alt-profanity-check's calibrated probability."""
     from profanity_check import predict_prob
 
@@ -202,26 +202,26 @@ def profanity(vocab: FiniteSpace, prompt_len: int = 0) -> TextClassifier:
         off = torch.as_tensor(predict_prob(texts), dtype=torch.float64)
         return torch.stack([1 - off, off], -1)
 
-    return TextClassifier(fn, ["clean", "offensive"], vocab, prompt_len)
+    return TextClassifier(fn, ["clean", "offensive"], vocab, prefix_len)
 
 
 class RegularAttribute(AttributeKernel):
-    """Attributes ("reject", "accept"): whether the text generated after `prompt_len` tokens is
+    """Attributes ("reject", "accept"): whether the text generated after `prefix_len` tokens is
     accepted by the `ConditionedLM`'s event (a string of its language within max_len tokens),
     exactly, from its backward-filter messages: p(accept | prefix, v) is the guided weight of v
     over the model's probability of v."""
 
-    def __init__(self, conditioned: ConditionedLM, prompt_len: int):
+    def __init__(self, conditioned: ConditionedLM, prefix_len: int):
         super().__init__(["reject", "accept"], conditioned.base.vocab)
-        self.conditioned, self.prompt_len = conditioned, prompt_len
+        self.conditioned, self.prefix_len = conditioned, prefix_len
 
     def _accept_next(self, seq: torch.Tensor) -> torch.Tensor:
         c = self.conditioned
-        gen = seq.shape[1] - self.prompt_len
+        gen = seq.shape[1] - self.prefix_len
         if not 0 <= gen < c.max_len:
             raise ValidationError(f"the attribute covers generated lengths [0, {c.max_len}), "
                                   f"got {gen}")
-        q = c.index.run(seq[:, self.prompt_len:])
+        q = c.index.run(seq[:, self.prefix_len:])
         weights = torch.zeros(seq.shape[0], self.vocab.size, dtype=torch.float64)
         live = q != NO_STATE
         if live.any():
@@ -236,8 +236,8 @@ class RegularAttribute(AttributeKernel):
     def probs(self, sequences: torch.Tensor | Sequence) -> torch.Tensor:
         """p(accept | sequence): the event's probability given the tokens so far."""
         seq = as_prefix(sequences, self.vocab.size)
-        if seq.shape[1] == self.prompt_len + self.conditioned.max_len:
-            acc = self.conditioned.index.accepts(seq[:, self.prompt_len:]).double()
+        if seq.shape[1] == self.prefix_len + self.conditioned.max_len:
+            acc = self.conditioned.index.accepts(seq[:, self.prefix_len:]).double()
         else:
             acc = (self.conditioned.base.logits(seq).exp() * self._accept_next(seq)).sum(-1)
         return torch.stack([1 - acc, acc], -1)

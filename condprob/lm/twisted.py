@@ -1,6 +1,6 @@
 """Twisted sequential Monte Carlo for p(x | verifier accepts x), and the twists that drive it.
 
-Target: pi(x) proportional to p(x) V(x) over the `max_len` tokens after a prompt, V(x) in [0, 1]
+Target: pi(x) proportional to p(x) V(x) over the `max_len` tokens after a prefix, V(x) in [0, 1]
 the verifier's probability of accepting x. A twist psi(x_<t, v) estimates p(accept | x_<t, v); the
 proposal is the guided law q(v | x_<t) proportional to p(v | x_<t) psi(x_<t, v), with incremental
 weight sum_v p(v | x_<t) psi(x_<t, v) / psi(x_<t) (psi of the empty generation is 1) and the final
@@ -76,7 +76,7 @@ def _ess(logw: torch.Tensor) -> float:
 
 
 def twisted_smc(lm: TokenKernel, verifier: AttributeKernel, target: str | int,
-                prompt: Sequence[int], max_len: int, twist: AttributeKernel | None = None,
+                prefix: Sequence[int], max_len: int, twist: AttributeKernel | None = None,
                 twist_target: str | int | None = None, num_particles: int = 64,
                 ess_threshold: float = 0.5, generator: torch.Generator | None = None
                 ) -> TwistedSMCResult:
@@ -93,7 +93,7 @@ def twisted_smc(lm: TokenKernel, verifier: AttributeKernel, target: str | int,
         raise ValidationError(f"ess_threshold must lie in [0, 1], got {ess_threshold}")
     vt = verifier.index(target)
     tt = None if twist is None else twist.index(target if twist_target is None else twist_target)
-    parts = as_prefix([list(prompt)] * num_particles, lm.vocab_size)
+    parts = as_prefix([list(prefix)] * num_particles, lm.vocab_size)
     n = num_particles
     log_n = math.log(n)
     logw = torch.zeros(n, dtype=torch.float64)
@@ -139,13 +139,13 @@ class ValueTwist(AttributeKernel):
     """Attributes ("reject", "accept"): p(accept | prefix, v) = sigmoid of a GRU's output for
     token v after the prefix (a Q-model; one call gives every next token's value)."""
 
-    def __init__(self, model: CharGRU, vocab, prompt_len: int):
+    def __init__(self, model: CharGRU, vocab, prefix_len: int):
         super().__init__(["reject", "accept"], vocab)
-        self.model, self.prompt_len = model, prompt_len
+        self.model, self.prefix_len = model, prefix_len
 
     def _values(self, seq: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return torch.sigmoid(self.model.all_logits(seq[:, self.prompt_len:]).double())
+            return torch.sigmoid(self.model.all_logits(seq[:, self.prefix_len:]).double())
 
     def next_probs(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
         acc = self._values(as_prefix(prefix, self.vocab.size))[:, -1]
@@ -153,30 +153,30 @@ class ValueTwist(AttributeKernel):
 
     def probs(self, sequences: torch.Tensor | Sequence) -> torch.Tensor:
         seq = as_prefix(sequences, self.vocab.size)
-        if seq.shape[1] <= self.prompt_len:
+        if seq.shape[1] <= self.prefix_len:
             raise ValidationError("the value of a sequence needs a generated token")
         vals = self._values(seq[:, :-1])[:, -1]
         acc = vals.gather(-1, seq[:, -1:]).squeeze(-1)
         return torch.stack([1 - acc, acc], -1)
 
 
-def _rollouts(lm: TokenKernel, verifier: AttributeKernel, target: int, prompt: Sequence[int],
+def _rollouts(lm: TokenKernel, verifier: AttributeKernel, target: int, prefix: Sequence[int],
               max_len: int, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    start = as_prefix([list(prompt)] * num_samples, lm.vocab_size)
+    start = as_prefix([list(prefix)] * num_samples, lm.vocab_size)
     seqs = lm.steps(max_len).sample(start, generator=torch.Generator().manual_seed(seed))
     return seqs, verifier.probs(seqs)[:, target].double()
 
 
 def train_value_twist(lm: TokenKernel, verifier: AttributeKernel, target: str | int,
-                      prompt: Sequence[int], max_len: int, num_samples: int = 512,
+                      prefix: Sequence[int], max_len: int, num_samples: int = 512,
                       steps: int = 200, batch: int = 64, lr: float = 1e-2, seed: int = 0,
                       hidden: int = 64) -> tuple[ValueTwist, list[float]]:
     """Fit a `ValueTwist` on `num_samples` texts of the base model labelled by the verifier:
     binary cross-entropy of sigmoid(Q(x_<t, x_t)) against V(x) at every generated position
     (Monte Carlo values, as rectification's dead-end value with a terminal outcome)."""
     t = verifier.index(target)
-    seqs, labels = _rollouts(lm, verifier, t, prompt, max_len, num_samples, seed)
-    gen = seqs[:, len(prompt):]
+    seqs, labels = _rollouts(lm, verifier, t, prefix, max_len, num_samples, seed)
+    gen = seqs[:, len(prefix):]
     torch.manual_seed(seed)
     model = CharGRU(lm.vocab_size, hidden=hidden)
 
@@ -191,7 +191,7 @@ def train_value_twist(lm: TokenKernel, verifier: AttributeKernel, target: str | 
     fit(model, objective, TensorData(gen, labels), epochs=math.ceil(steps * batch / num_samples),
         batch_size=batch, lr=lr, seed=seed, max_steps=steps, progress=False,
         on_step_end=lambda s, loss: losses.append(loss))
-    return ValueTwist(model, lm.vocab, len(prompt)), losses
+    return ValueTwist(model, lm.vocab, len(prefix)), losses
 
 
 class LinearVerifier(torch.nn.Module):
@@ -207,13 +207,13 @@ class LinearVerifier(torch.nn.Module):
 
 
 def fit_linear_verifier(lm: TokenKernel, verifier: AttributeKernel, target: str | int,
-                        prompt: Sequence[int], max_len: int, num_samples: int = 512,
+                        prefix: Sequence[int], max_len: int, num_samples: int = 512,
                         l2: float = 1e-2, seed: int = 0) -> LinearVerifier:
     """A differentiable surrogate of `verifier`: L2-regularised logistic regression (L-BFGS) of
     V(x) on the token counts of base-model texts."""
-    seqs, labels = _rollouts(lm, verifier, verifier.index(target), prompt, max_len, num_samples,
+    seqs, labels = _rollouts(lm, verifier, verifier.index(target), prefix, max_len, num_samples,
                              seed)
-    counts = torch.nn.functional.one_hot(seqs[:, len(prompt):], lm.vocab_size).sum(1).double()
+    counts = torch.nn.functional.one_hot(seqs[:, len(prefix):], lm.vocab_size).sum(1).double()
     model = LinearVerifier(lm.vocab_size)
     opt = torch.optim.LBFGS(model.parameters(), max_iter=200, line_search_fn="strong_wolfe")
 
@@ -231,13 +231,13 @@ def fit_linear_verifier(lm: TokenKernel, verifier: AttributeKernel, target: str 
 class GradientTwist(AttributeKernel):
     """Semantic-control twist (see the module docstring): `verifier_logit` maps embeddings (B, D)
     to logits of acceptance (differentiable), `embedding` (V, D) embeds tokens (bag of tokens:
-    the identity); texts have `max_len` tokens after `prompt_len`. Each call costs one model
+    the identity); texts have `max_len` tokens after `prefix_len`. Each call costs one model
     evaluation of the prefixes and one verifier gradient."""
 
     def __init__(self, lm: TokenKernel, verifier_logit: Callable[[torch.Tensor], torch.Tensor],
-                 max_len: int, prompt_len: int, embedding: torch.Tensor | None = None):
+                 max_len: int, prefix_len: int, embedding: torch.Tensor | None = None):
         super().__init__(["reject", "accept"], lm.vocab)
-        self.lm, self.f, self.max_len, self.prompt_len = lm, verifier_logit, max_len, prompt_len
+        self.lm, self.f, self.max_len, self.prefix_len = lm, verifier_logit, max_len, prefix_len
         self.embedding = (torch.eye(lm.vocab_size, dtype=torch.float64) if embedding is None
                           else torch.as_tensor(embedding, dtype=torch.float64))
         if self.embedding.ndim != 2 or self.embedding.shape[0] != lm.vocab_size:
@@ -245,7 +245,7 @@ class GradientTwist(AttributeKernel):
 
     def _logits(self, seq: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
         emb = self.embedding
-        gen = seq[:, self.prompt_len:]
+        gen = seq[:, self.prefix_len:]
         remaining = self.max_len - gen.shape[1]
         if remaining < 1:
             raise ValidationError(f"the twist covers generated lengths [0, {self.max_len}), got "
@@ -264,7 +264,7 @@ class GradientTwist(AttributeKernel):
 
     def probs(self, sequences: torch.Tensor | Sequence) -> torch.Tensor:
         seq = as_prefix(sequences, self.vocab.size)
-        counts = self.embedding[seq[:, self.prompt_len:]].sum(1)
+        counts = self.embedding[seq[:, self.prefix_len:]].sum(1)
         with torch.no_grad():
             acc = torch.sigmoid(self.f(counts).double())
         return torch.stack([1 - acc, acc], -1)

@@ -76,7 +76,7 @@ def test_guided_sequences_follow_the_exact_conditional_law(gtest, make_bigram):
 def test_class_conditional_is_bayes_over_the_class_models(make_bigram):
     lms = {"a": make_bigram(4, seed=2), "b": make_bigram(4, seed=3)}
     prior = [0.3, 0.7]
-    cc = ClassConditional(lms, prior, prompt_len=1)
+    cc = ClassConditional(lms, prior, prefix_len=1)
     prefix = torch.tensor([[2, 0, 1]])
     seqs = torch.tensor([[2, 0, 1, v] for v in range(4)])
     joint = torch.stack([torch.tensor(p, dtype=torch.float64).log() + lm.steps(3).log_prob(torch.tensor([[2]] * 4), seqs)
@@ -126,7 +126,7 @@ def test_real_verifiers_read_decoded_text():
     def ids(text):
         return [vocab.index(c) for c in text]
 
-    sentiment = vader_sentiment(vocab, prompt_len=2)
+    sentiment = vader_sentiment(vocab, prefix_len=2)
     p = sentiment.probs([ids("xxwhat a lovely day"), ids("xxthis is awful    ")])
     torch.testing.assert_close(p, torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=torch.float64))
     assert sentiment.decode([ids("xxgood")]) == ["good"]
