@@ -340,9 +340,10 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
     `valid` (the same ratio, no gradients), `metrics(model)`, early stopping after `patience`
     epochs without an improvement of `monitor` by `min_delta`, and with `checkpoint_dir`
     the files `last.pt` (everything needed to resume: weights, optimiser, epoch, history, random
-    states of every process) and `best.pt` (the best weights). With `resume`, a run continues
-    from `last.pt` and ends with exactly the parameters of an uninterrupted run (bit for bit on
-    CPU). `max_steps` stops after that many optimiser steps. `on_epoch_end(epoch, history)` and
+    states of every process) and `best.pt` (the best weights), written by rank 0. With `resume`,
+    a run continues from `last.pt` (or starts afresh when there is none; every process must see
+    the directory) and ends with exactly the parameters of an uninterrupted run (bit for bit on
+    CPU), with as many processes as wrote it. `max_steps` stops after that many optimiser steps. `on_epoch_end(epoch, history)` and
     `on_step_end(step, loss)` are called on every process. Returns the history: per epoch
     "train" (and "valid", and each metric).
 
