@@ -2,8 +2,8 @@
 streaming event loader against loading everything.
 
 Throughput: `tpp.train` of an IntensityFree model (hidden 32, 8 components, global batch 64) on
-800 sequences of a two-mark Hawkes process on [0, 100] (about 40k events), and the sharded
-Hawkes fit (`tpp.sharded.fit_hawkes`) on the same data; each run is a fresh
+800 sequences of a two-mark Hawkes process on [0, 100] (about 50k events), and the sharded
+Hawkes fit (`tpp.sharded.fit_hawkes`) on 400 sequences on [0, 4000] (about 10^6 events); each run is a fresh
 `torchrun --standalone --nproc_per_node N` launch (gloo, one thread per process), the first epoch
 (warm-up) excluded, the median epoch time reported. Both runs follow the same trajectory, so the
 times compare like for like; on this 2-core machine shared with other work the second process
@@ -36,7 +36,7 @@ from benchmarks.harness import ROOT, Table
 TRUTH = ([0.2, 0.1], [[0.3, 0.1], [0.4, 0.2]], 1.0)
 
 
-def worker(epochs: int) -> None:
+def worker(epochs: int, hawkes_T: float) -> None:
     """One process of a torchrun launch: time the epochs of tpp.train and a sharded Hawkes fit."""
     import torch
 
@@ -54,19 +54,21 @@ def worker(epochs: int) -> None:
           on_epoch_end=lambda e, h: stamps.append(time.perf_counter()))
     epoch = statistics.median(np.diff(stamps[1:]))
     fit_hawkes(local_shard(data))                          # compile and warm up
+    big = Hawkes(*TRUTH).simulate(hawkes_T, 400, seed=1)
     t0 = time.perf_counter()
-    fitted = fit_hawkes(local_shard(data))
+    fitted = fit_hawkes(local_shard(big))
     t_fit = time.perf_counter() - t0
     if rank == 0:
         print(json.dumps({"epoch": epoch, "sequences": len(data), "events": data.num_events,
-                          "fit": t_fit, "mu": fitted.mu.tolist()}))
+                          "fit": t_fit, "fit_events": big.num_events,
+                          "mu": fitted.mu.tolist()}))
 
 
-def launch(nproc: int, epochs: int) -> dict:
+def launch(nproc: int, epochs: int, hawkes_T: float) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={nproc}", str(Path(__file__).resolve()), "--worker",
-           "--epochs", str(epochs)]
+           "--epochs", str(epochs), "--hawkes-T", str(hawkes_T)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800, cwd=ROOT)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr[-3000:]}")
@@ -132,19 +134,21 @@ def main(argv: list[str] | None = None) -> str:
     ap.add_argument("--quick", action="store_true", help="10^5 events and 1 timed epoch")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--hawkes-T", type=float, default=4000.0)
     args = ap.parse_args(argv)
     if args.worker:
-        worker(args.epochs)
+        worker(args.epochs, args.hawkes_T)
         return ""
     epochs = 1 if args.quick else args.epochs
     table = Table("train: 1 and 2 processes (gloo), streaming against in-memory loading")
-    runs = {n: launch(n, epochs) for n in (1, 2)}
+    hawkes_T = 400.0 if args.quick else args.hawkes_T
+    runs = {n: launch(n, epochs, hawkes_T) for n in (1, 2)}
     one, two = runs[1], runs[2]
     assert np.allclose(one["mu"], two["mu"], rtol=0, atol=1e-8), (one["mu"], two["mu"])
     table.add_time("IntensityFree epoch, 2 processes", two["epoch"], "1 process", one["epoch"],
                    note=f"{one['sequences']} sequences, {one['events']} events")
     table.add_time("sharded Hawkes fit, 2 processes", two["fit"], "1 process", one["fit"],
-                   note="same fit to 1e-8")
+                   note=f"400 sequences, {one['fit_events']} events; same fit to 1e-8")
     for n, run in runs.items():
         table.add_value(f"IntensityFree throughput, {n} process{'es' if n > 1 else ''}",
                         f"{run['sequences'] / run['epoch']:.0f} seq/s, "
