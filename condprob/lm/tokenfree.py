@@ -31,11 +31,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+import pyro.distributions as pdist
 import torch
 
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.scores import prefix_log_probs
+from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.spaces import FiniteSpace, SequenceSpace
 
 END = "<end>"
 
@@ -111,10 +114,13 @@ class BPETokenizer:
         return self.tokenizer.encode(text).ids
 
 
-class CharacterKernel:
+class CharacterKernel(Morphism):
     """The next-character law of a token-level `lm` whose vocabulary is `tokenizer.tokens`:
     string prefix -> law on the characters of the vocabulary and `END` (when the lm has eos).
 
+    A kernel in the core's protocol: `dom` the character prefixes, `cod` the `outcomes`;
+    `kernel(prefix)` is a Pyro Categorical over outcome indices, `sample(prefix, sample_shape, *,
+    generator)` draws indices, `log_prob(prefix, char)` takes a character or index tensors.
     `runs` counts the token sequences the model has scored (one run each).
     """
 
@@ -129,6 +135,8 @@ class CharacterKernel:
         self.longest = max(len(t) for t in strings)
         self.runs = 0
         self._char_index = {c: i for i, c in enumerate(self.chars)}
+        self.dom = SequenceSpace(FiniteSpace(self.chars, "char"), "prefix")
+        self.cod = FiniteSpace(self.outcomes, "char")
 
     def _check(self, prefix: str) -> str:
         if not isinstance(prefix, str):
@@ -186,23 +194,37 @@ class CharacterKernel:
             mass[-1] = p[self.lm.eos]
         return mass / mass.sum()
 
-    def log_prob(self, prefix: str, char: str) -> torch.Tensor:
-        """log P(char | prefix) (`END` for the end of the text)."""
-        if char not in self.outcomes:
-            raise ValidationError(f"{char!r} is not an outcome of this kernel "
-                                  f"({self.outcomes})")
-        return self.log_probs(prefix)[self.outcomes.index(char)]
+    def __call__(self, prefix: str) -> pdist.Categorical:
+        """The next-character law as a Pyro Categorical over the indices of `outcomes`."""
+        return pdist.Categorical(logits=self.log_probs(prefix))
 
-    def sample(self, prefix: str, generator: torch.Generator | None = None) -> str:
-        """One next character (or `END`)."""
-        i = torch.multinomial(self.probs(prefix), 1, generator=generator)
-        return self.outcomes[int(i)]
+    def log_prob(self, prefix: str, char: str | torch.Tensor) -> torch.Tensor:
+        """log P(char | prefix): a character (`END` for the end of the text) or index tensors
+        into `outcomes` (any shape, the same shape back)."""
+        if isinstance(char, str):
+            if char not in self.outcomes:
+                raise ValidationError(f"{char!r} is not an outcome of this kernel "
+                                      f"({self.outcomes})")
+            return self.log_probs(prefix)[self.outcomes.index(char)]
+        idx = torch.as_tensor(char)
+        if idx.is_floating_point() or (idx.numel() and (int(idx.min()) < 0
+                                                         or int(idx.max()) >= len(self.outcomes))):
+            raise ValidationError(f"outcome indices must be integers in [0, {len(self.outcomes)})")
+        return self.log_probs(prefix)[idx.long()]
+
+    def sample(self, prefix: str, sample_shape: SampleShape = (), *,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Indices into `outcomes` of next characters (or `END`), shape sample_shape."""
+        shape = as_sample_shape(sample_shape)
+        n = num_draws(shape)
+        draws = torch.multinomial(self.probs(prefix), n, replacement=True, generator=generator)
+        return draws.reshape(shape)
 
     def generate(self, prefix: str, n: int, generator: torch.Generator | None = None) -> str:
         """Extend `prefix` by up to n characters, character by character (stops at `END`)."""
         text = prefix
         for _ in range(n):
-            c = self.sample(text, generator)
+            c = self.outcomes[int(self.sample(text, generator=generator))]
             if c == END:
                 break
             text += c

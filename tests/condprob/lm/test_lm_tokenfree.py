@@ -9,6 +9,7 @@ import itertools
 import pytest
 import torch
 
+from condprob import State, laws
 from condprob.errors import ValidationError
 from condprob.lm.charlm import train_token_lm
 from condprob.lm.kernel import TokenKernel
@@ -91,7 +92,9 @@ def test_trained_model_corrected_beats_naive(tokenizers):
 def test_sampled_characters_follow_the_law(tokenizers, gtest):
     ck = exact_kernel(tokenizers["bpe"])
     g = torch.Generator().manual_seed(3)
-    draws = torch.tensor([ck.outcomes.index(ck.sample("ABB", g)) for _ in range(500)])
+    draws = ck.sample("ABB", (500,), generator=g)
+    laws.law_call_matches_log_prob(ck, "ABB", draws[:10])
+    laws.law_tabulated_inversion(ck, State([0.25, 0.75], ["A", "AB"]))
     assert gtest(draws, ck.probs("ABB")) > 1e-3
     assert gtest(draws, torch.tensor([0.5, 0.5, 0.0])) < 1e-3
     text = ck.generate("A", 20, g)
