@@ -427,6 +427,10 @@ def score(chain: Chain, states: Tensor) -> Tensor:
     -inf where the sequence uses a forbidden state or step."""
     c = _compact(chain)
     steps, num = c.unary.shape[1], c.unary.shape[-1]
+    if not isinstance(states, Tensor) or states.is_floating_point() or states.is_complex():
+        raise ValidationError("states must be an integer tensor of state indices, got "
+                              + (f"dtype {states.dtype}" if isinstance(states, Tensor)
+                                 else type(states).__name__))
     if tuple(states.shape) != (*c.batch_shape, steps):
         raise ValidationError(f"states must have shape {(*c.batch_shape, steps)}, "
                               f"got {tuple(states.shape)}")

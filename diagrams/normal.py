@@ -122,6 +122,8 @@ def _canonical(d: Diagram) -> tuple[Diagram, tuple[Any, ...], bool]:
 
 
 def _cached(d: Diagram) -> tuple[Diagram, tuple[Any, ...], bool]:
+    if not isinstance(d, Diagram):
+        raise TypeError(f"normal forms are of diagrams, got {type(d).__name__}")
     if "canonical" not in d._cache:
         d._cache["canonical"] = _canonical(d)
     return d._cache["canonical"]

@@ -106,6 +106,8 @@ def cp_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Tensor, k:
         raise ValidationError("beam search starts from a single prefix")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValidationError(f"beam size k must be a positive integer, got {k!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
     logp = torch.zeros(1, dtype=torch.float64)
     log_incl = torch.zeros(1, dtype=torch.float64)
     for _ in range(steps):

@@ -161,6 +161,8 @@ def stochastic_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Te
         raise ValidationError("stochastic beam search starts from a single prefix")
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ValidationError(f"beam size k must be a positive integer, got {k!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
     seqs, logp = root, torch.zeros(1, dtype=torch.float64)
     keys = gumbel_noise((1,), generator)
     threshold = torch.tensor(NEG_INF, dtype=torch.float64)

@@ -361,6 +361,9 @@ def smc(kernel: TokenKernel, index: TokenIndex, prefix: Sequence[int], max_len: 
     if index.vocab_size != kernel.vocab_size:
         raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
                               f"{kernel.vocab_size}")
+    for name, n in (("num_particles", num_particles), ("max_len", max_len)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValidationError(f"{name} must be a positive integer, got {n!r}")
     allowed = index.allowed()
     s = index.num_states
     if index.eos is not None:
