@@ -19,13 +19,16 @@ conditional on the past), and Waghmare et al. (2022)'s two-mark Hawkes Ind and D
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.harness import Table, median_time, run_peer
+from benchmarks.harness import ROOT, Table, median_time, run_peer
 from tpp import ConditionalGenerator, EventBatch, Hawkes, IntensityFree, TimeGivenMark, train
 from tpp.metrics import mark_accuracy, rmse
 from tpp.simple import omi_processes
@@ -52,6 +55,7 @@ def fit_loss_grad():
     model = ModelHawkesExpKernLogLik(2.0)
     model.fit(events, float(data["T"]))      # precomputes the decay-dependent sums
     return model, model.loss(coeffs), model.grad(coeffs)
+out["fit_llgrad_first"] = median_time(fit_loss_grad, repeat=1, warmup=0)
 out["fit_llgrad"] = median_time(fit_loss_grad, repeat=REPEAT)
 model = fit_loss_grad()[0]
 out["loss"] = float(model.loss(coeffs))
@@ -59,6 +63,33 @@ out["grad"] = model.grad(coeffs).tolist()
 out["llgrad"] = median_time(lambda: (model.loss(coeffs), model.grad(coeffs)), repeat=REPEAT)
 print(json.dumps(out))
 """
+
+
+COLD = """
+import sys, time, torch
+torch.set_num_threads(1)
+from benchmarks.bench_tpp import D5
+from tpp import Hawkes
+big = D5.simulate(int(sys.argv[1]) / 5.0, seed=2)
+params = [D5.mu.clone().requires_grad_(), D5.alpha.clone().requires_grad_(),
+          torch.tensor(2.0, dtype=torch.float64, requires_grad=True)]
+t0 = time.thread_time()
+torch.autograd.grad(Hawkes(*params, validate=False).log_likelihood(big).sum(), params)
+print(time.thread_time() - t0)
+"""
+
+
+def first_llgrad(n: int, cached: bool) -> float:
+    """Our first log-likelihood + gradient in a fresh process (imports and simulation done), CPU
+    time of the calling thread; without numba's cache (`cached=False`: a first use after
+    installing) it runs the scan path while the compiled pass compiles in the background."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    with tempfile.TemporaryDirectory() as tmp:
+        if not cached:
+            env["NUMBA_CACHE_DIR"] = tmp
+        out = subprocess.run([sys.executable, "-c", COLD, str(n)], env=env, cwd=str(ROOT),
+                             capture_output=True, text=True, check=True).stdout
+    return float(out.split()[-1])
 
 
 def speed(sizes: tuple[int, ...], repeat: int) -> Table:
@@ -76,6 +107,8 @@ def speed(sizes: tuple[int, ...], repeat: int) -> Table:
         torch.autograd.grad(ll, params)
 
     t_ll = median_time(llgrad, repeat=repeat)
+    t_cold = first_llgrad(sizes[-1], cached=True)
+    t_install = first_llgrad(sizes[-1], cached=False)
     ours_loss = float(-D5.log_likelihood(big).sum()) / n_big
     mu, alpha = D5.mu.clone().requires_grad_(), D5.alpha.clone().requires_grad_()
     (-Hawkes(mu, alpha, 2.0).log_likelihood(big).sum() / n_big).backward()
@@ -94,6 +127,12 @@ def speed(sizes: tuple[int, ...], repeat: int) -> Table:
                    get("fit_llgrad"), "fit() precomputation + loss + grad")
     table.add_time(f"log-likelihood + gradient, {n_big:,} events (tick's sums precomputed)",
                    t_ll, "tick", get("llgrad"), "loss + grad only, decay fixed")
+    table.add_time(f"first log-likelihood + gradient in a fresh process, {n_big:,} events "
+                   "(numba's cache present)", t_cold, "tick", get("fit_llgrad_first"),
+                   "first fit() + loss + grad")
+    table.add_time(f"first log-likelihood + gradient in a fresh process, {n_big:,} events "
+                   "(no numba cache: first use after installing)", t_install, "tick",
+                   get("fit_llgrad_first"), "first fit() + loss + grad")
     if peer is not None:
         # tick's loss omits a parameter-free term: it equals ours minus D * T / N
         offset = 5 * float(big.T[0]) / n_big

@@ -15,7 +15,9 @@ log-likelihood in O(N D R) (O(N D^2 R) when beta depends on the target mark k).
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -262,7 +264,7 @@ class Hawkes(PointProcess):
         return self.mu.sum() * batch.T + (part * batch.mask).sum(1)
 
     def log_likelihood(self, batch: EventBatch) -> Tensor:
-        if self._scalar_beta is not None:
+        if self._scalar_beta is not None and _compiled_pass_ready():
             self.check_marks(batch)
             return _ExpLogLik.apply(self.mu, self.alpha[..., 0], self._scalar_beta, batch)
         lam = self.intensities_at_events(batch)
@@ -602,16 +604,48 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (c
     return ll, g_mu, g_alpha, g_beta
 
 
+def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch):
+    return _exp_pass(batch.times.detach().numpy(), batch.marks.numpy(), batch.lengths.numpy(),
+                     batch.T.detach().numpy(), mu.detach().numpy(), alpha.detach().numpy(),
+                     float(beta))
+
+
+_COMPILING: list[threading.Thread] = []
+
+
+def _compiled_pass_ready() -> bool:
+    """Whether `_exp_pass` runs now without compiling: compiled in this process, or in numba's
+    on-disk cache and not older than this file. If not, it is compiled in a background thread
+    (once per process) and this call takes the scan path (the same likelihood and gradient by
+    torch), so that no first call waits seconds for the compiler."""
+    if _exp_pass.signatures:
+        return True
+    try:
+        index = Path(_exp_pass._cache._cache_file._index_path)
+        if index.exists() and index.stat().st_mtime >= Path(__file__).stat().st_mtime:
+            return True
+    except (AttributeError, OSError):  # another numba's cache layout: compile in the background
+        pass
+    if not _COMPILING:
+        _COMPILING.append(threading.Thread(target=_compile_pass, daemon=True))
+        _COMPILING[0].start()
+    return False
+
+
+def _compile_pass() -> None:
+    """Compile (and cache) `_exp_pass` for the argument types `_ExpLogLik` passes."""
+    one = torch.ones(1, dtype=torch.float64)
+    batch = EventBatch.from_sequences([[0.5]], [[0]], T=1.0, num_marks=1)
+    _run_pass(one, one.reshape(1, 1), one[0], batch)
+
+
 class _ExpLogLik(torch.autograd.Function):
     """Exponential Hawkes log-likelihood with one decay: compiled O(N D) pass, exact gradient."""
 
     @staticmethod
     def forward(ctx, mu: Tensor, alpha: Tensor, beta: Tensor,  # type: ignore[override]
                 batch: EventBatch) -> Tensor:
-        ll, g_mu, g_alpha, g_beta = _exp_pass(
-            batch.times.detach().numpy(), batch.marks.numpy(), batch.lengths.numpy(),
-            batch.T.detach().numpy(), mu.detach().numpy(), alpha.detach().numpy(),
-            float(beta))
+        ll, g_mu, g_alpha, g_beta = _run_pass(mu, alpha, beta, batch)
         ctx.grads = (torch.from_numpy(g_mu), torch.from_numpy(g_alpha), torch.from_numpy(g_beta))
         return torch.from_numpy(ll)
 
