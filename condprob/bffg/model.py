@@ -46,6 +46,9 @@ class Model:
     def __init__(self, root: Hashable | None = None, prior: Morphism | None = None,
                  graph: nx.DiGraph | None = None):
         self.graph = nx.DiGraph() if graph is None else graph
+        if prior is not None and not isinstance(prior, Morphism):
+            raise TypeError(f"the prior of {root!r} must be a kernel (a condprob Morphism), got "
+                            f"{type(prior).__name__}")
         if root is not None:
             self.graph.add_node(root, prior=prior)
 
@@ -53,6 +56,10 @@ class Model:
     def add_edge(self, parent: Hashable, child: Hashable, kernel: Morphism,
                  auxiliary: Morphism | None = None) -> Model:
         """parent -> child through `kernel`; `auxiliary` replaces it in the backward filter."""
+        for what, k in (("kernel", kernel), ("auxiliary", auxiliary)):
+            if k is not None and not isinstance(k, Morphism):
+                raise TypeError(f"the {what} of edge {parent!r} -> {child!r} must be a kernel (a "
+                                f"condprob Morphism), got {type(k).__name__}")
         self.graph.add_edge(parent, child, kernel=kernel, auxiliary=auxiliary)
         return self
 
@@ -76,6 +83,10 @@ class Model:
         """Attach an observation (a message; several at one node are fused)."""
         if node not in self.graph:
             raise ValidationError(f"cannot observe unknown node {node!r}")
+        if not isinstance(message, FiniteMessage | GaussianMessage | PointMessage):
+            raise TypeError(f"the observation of {node!r} must be a message (FiniteMessage."
+                            f"observe(label, space), GaussianMessage.observation(...), "
+                            f"PointMessage), got {type(message).__name__}")
         old = self.graph.nodes[node].get("observation")
         self.graph.nodes[node]["observation"] = message if old is None else old & message
         return self
