@@ -8,6 +8,7 @@ problems so that the laws can be checked at tight tolerances.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -44,27 +45,31 @@ __all__ = [
 
 
 # Strategies ---------------------------------------------------------------------------------
-def _matrix(rows: int, cols: int) -> st.SearchStrategy[torch.Tensor]:
-    return st.lists(st.integers(-4, 4), min_size=rows * cols, max_size=rows * cols).map(
-        lambda v: torch.tensor(v, dtype=torch.float64).reshape(rows, cols) / 2)
+def _matrix(rows: int, cols: int, batch: tuple[int, ...] = ()) -> st.SearchStrategy[torch.Tensor]:
+    size = math.prod(batch) * rows * cols
+    return st.lists(st.integers(-4, 4), min_size=size, max_size=size).map(
+        lambda v: torch.tensor(v, dtype=torch.float64).reshape(*batch, rows, cols) / 2)
 
 
 @st.composite
-def gaussian_states(draw: Any, dim: int, rank: int | None = None) -> Gaussian:
-    """Gaussian states on R^dim with small-integer means and factors (rank <= `rank`)."""
+def gaussian_states(draw: Any, dim: int, rank: int | None = None,
+                    batch: tuple[int, ...] = ()) -> Gaussian:
+    """Gaussian states on R^dim with small-integer means and factors (rank <= `rank`), batched
+    over `batch` (each entry drawn independently)."""
     k = draw(st.integers(1, dim)) if rank is None else rank
-    mean = draw(_matrix(dim, 1))[:, 0]
-    lf = draw(_matrix(dim, k))
-    return Gaussian(mean, lf @ lf.T, Euclidean(dim))
+    mean = draw(_matrix(dim, 1, batch))[..., 0]
+    lf = draw(_matrix(dim, k, batch))
+    return Gaussian(mean, lf @ lf.mT, Euclidean(dim))
 
 
 @st.composite
-def gaussian_kernels(draw: Any, dom: int, cod: int) -> LinearGaussian:
-    """Linear-Gaussian kernels R^dom -> R^cod, with possibly singular (or zero) noise."""
+def gaussian_kernels(draw: Any, dom: int, cod: int, batch: tuple[int, ...] = ()) -> LinearGaussian:
+    """Linear-Gaussian kernels R^dom -> R^cod, with possibly singular (or zero) noise, batched
+    over `batch`."""
     k = draw(st.integers(0, cod))
-    q = draw(_matrix(cod, k)) if k else torch.zeros(cod, 0, dtype=torch.float64)
-    return LinearGaussian(draw(_matrix(cod, dom)), draw(_matrix(cod, 1))[:, 0], q @ q.T,
-                          Euclidean(dom), Euclidean(cod))
+    q = draw(_matrix(cod, k, batch)) if k else torch.zeros(*batch, cod, 0, dtype=torch.float64)
+    return LinearGaussian(draw(_matrix(cod, dom, batch)), draw(_matrix(cod, 1, batch))[..., 0],
+                          q @ q.mT, Euclidean(dom), Euclidean(cod))
 
 
 @st.composite
@@ -81,7 +86,8 @@ def affine_problems(draw: Any, max_dim: int = 4) -> dict[str, Any]:
 # Comparisons --------------------------------------------------------------------------------
 def assert_same_gaussian(p: LinearGaussian, q: LinearGaussian, atol: float = ATOL,
                          what: str = "kernels") -> None:
-    """Same spaces, and matrix, offset and covariance within atol (relative to their scale)."""
+    """Same spaces, and matrix, offset and covariance within atol (relative to their scale) in
+    every batch entry (batch shapes broadcast: an unbatched kernel is compared with each entry)."""
     if p.dom != q.dom or p.cod != q.cod:
         raise AssertionError(f"{what}: spaces differ: {p.dom} -> {p.cod} vs {q.dom} -> {q.cod}")
     for name, u, v in (("matrix", p.matrix, q.matrix), ("offset", p.offset, q.offset),

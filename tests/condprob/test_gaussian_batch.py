@@ -5,9 +5,18 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
 
 import condprob as cp
-from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian, SingularMultivariateNormal
+from condprob.gaussian import (
+    Gaussian,
+    LinearEquation,
+    LinearGaussian,
+    SingularMultivariateNormal,
+    copy,
+    identity,
+)
+from condprob.laws import gaussian as glaws
 
 T = torch.float64
 ATOL = 1e-12
@@ -233,3 +242,15 @@ def test_protocol_laws_hold_for_gaussian_kinds(gen):
     wrong = LinearGaussian([[2.0]], [1.1], [[0.25]], dtype=T)
     assert laws.law_sampling_matches_density(one, [0.5], -1.0, 5.0, generator=cp.rng(0),
                                              target=wrong) < 1e-6
+
+
+@settings(max_examples=25)
+@given(glaws.gaussian_states(2, batch=(3,)), glaws.gaussian_kernels(2, 2, batch=(3,)),
+       glaws.gaussian_states(2, batch=(2, 1)), glaws.gaussian_kernels(2, 1, batch=(3,)))
+def test_kernel_laws_hold_entrywise_on_batches(prior, c, first, second):
+    assert prior.batch_shape == c.batch_shape == (3,) and first.batch_shape == (2, 1)
+    glaws.law_inversion_gaussian(prior, c)
+    glaws.law_discard_gaussian(c)
+    joint = first >> copy(first.cod) >> (identity(first.cod) @ second)
+    assert joint.batch_shape == (2, 3)
+    glaws.law_disintegration_gaussian(joint, 0)
