@@ -391,7 +391,8 @@ def bench_multidraft(table: Table, smoke: bool) -> None:
                         "recursive rejection", f"{float(rr.mean()):.4f}",
                         f"max |LP - two-step| {float((lp - two).abs().max()):.1e}")
     text = stdlib_text()
-    target, _ = train_char_lm(text, steps=10 if smoke else 300, seed=0, hidden=256)
+    target, _ = train_char_lm(text, steps=10 if smoke else 150, seed=0,
+                              hidden=32 if smoke else 512)
     draft, _ = train_char_lm(text, steps=10 if smoke else 300, seed=1, hidden=16,
                              chars=list(target.vocab.labels))
     prompt = [target.vocab.index(c) for c in "the function returns "]

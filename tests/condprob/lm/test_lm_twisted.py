@@ -65,6 +65,25 @@ def test_evidence_is_unbiased_without_a_twist(problem):
     assert abs(float(runs.mean()) - 1.3 * exact) > 4 * se  # power: a 30% error is detected
 
 
+def test_ess_triggered_resampling_keeps_the_evidence_unbiased(problem, make_bigram):
+    lm, conditioned, attribute = problem
+    exact = math.exp(float(conditioned.log_prob_event([[1]])[0]))
+    other = make_bigram(4, eos=3, seed=2)  # the exact twist of another model: inexact here
+    twist = RegularAttribute(ConditionedLM(other, conditioned.index, MAX_LEN), 1)
+    g = torch.Generator().manual_seed(5)
+    runs, resampled = [], 0
+    for _ in range(300):
+        res = twisted_smc(lm, attribute, "accept", [1], MAX_LEN, twist=twist, num_particles=20,
+                          ess_threshold=0.99, generator=g)
+        runs.append(math.exp(float(res.log_evidence)))
+        resampled += len(res.resampled)
+    runs = torch.tensor(runs)
+    se = float(runs.std()) / math.sqrt(len(runs))
+    assert resampled > 300
+    assert abs(float(runs.mean()) - exact) < 4 * se
+    assert abs(float(runs.mean()) - 1.3 * exact) > 4 * se
+
+
 def test_learned_and_gradient_twists_are_unbiased(problem):
     lm, conditioned, attribute = problem
     exact = math.exp(float(conditioned.log_prob_event([[1]])[0]))
