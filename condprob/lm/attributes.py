@@ -80,7 +80,7 @@ class AttributeKernel(Morphism):
 
     def __call__(self, sequences: torch.Tensor | Sequence) -> pdist.Categorical:
         """The attribute law of each sequence, a Pyro Categorical with batch_shape (B,)."""
-        return pdist.Categorical(probs=self.probs(sequences))
+        return pdist.Categorical(logits=self.probs(sequences).log())
 
     def sample(self, sequences: torch.Tensor | Sequence, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from condprob.errors import ConditioningError, ValidationError
+from condprob.laws.protocol import law_call_matches_log_prob, law_sampling_matches_log_prob
 from condprob.lm.attributes import (
     ClassConditional,
     RegularAttribute,
@@ -133,3 +134,15 @@ def test_real_verifiers_read_decoded_text():
     offensive = profanity(vocab).probs([ids("you stupid idiot"), ids("have a nice day ")])
     assert offensive[0, 1] > 0.9 > 0.5 > offensive[1, 1]
     assert sentiment.next_probs([ids("xxso goo")]).shape == (1, 27, 2)
+
+
+def test_protocol_laws(make_bigram):
+    cc = ClassConditional({"a": make_bigram(4, seed=2), "b": make_bigram(4, seed=3)}, [0.3, 0.7])
+    x = torch.tensor([[0, 1, 2]])
+    law_call_matches_log_prob(cc, x, torch.tensor([[0], [1]]))
+    outputs = [torch.tensor([0]), torch.tensor([1])]
+    law_sampling_matches_log_prob(cc, x, outputs, generator=torch.Generator().manual_seed(0))
+    wrong = ClassConditional({"a": make_bigram(4, seed=2), "b": make_bigram(4, seed=3)},
+                             [0.6, 0.4])
+    assert law_sampling_matches_log_prob(cc, x, outputs, target=wrong,
+                                         generator=torch.Generator().manual_seed(1)) < 1e-3

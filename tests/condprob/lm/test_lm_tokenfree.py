@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import itertools
 
+import pyro.distributions
 import pytest
 import torch
 
 from condprob import State, laws
 from condprob.errors import ValidationError
+from condprob.laws.protocol import law_call_matches_log_prob, law_sampling_matches_log_prob
 from condprob.lm.charlm import train_token_lm
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.scores import curvature, prefix_log_probs
@@ -95,9 +97,13 @@ def test_sampled_characters_follow_the_law(tokenizers, gtest):
     draws = ck.sample("ABB", (500,), generator=g)
     laws.law_call_matches_log_prob(ck, "ABB", draws[:10])
     laws.law_tabulated_inversion(ck, State([0.25, 0.75], ["A", "AB"]))
+    assert draws.shape == (500,)
     assert gtest(draws, ck.probs("ABB")) > 1e-3
     assert gtest(draws, torch.tensor([0.5, 0.5, 0.0])) < 1e-3
-    text = ck.generate("A", 20, g)
+    assert isinstance(ck("ABB"), pyro.distributions.Categorical)
+    torch.testing.assert_close(ck.log_prob("ABB", torch.tensor([[0, 1]])),
+                               ck.probs("ABB")[[0, 1]].log().unsqueeze(0))
+    text = ck.generate("A", 20, generator=g)
     assert len(text) == LENGTH and set(text) <= {"A", "B"}
     assert ck.log_prob("A", "B") == pytest.approx(float(T[0, 1].log()), abs=1e-12)
 
@@ -146,9 +152,24 @@ def test_bad_input_raises_house_errors(tokenizers):
         ck.probs(["A"])
     with pytest.raises(ValidationError, match="not an outcome"):
         ck.log_prob("A", "C")
+    with pytest.raises(ValidationError, match="outcome indices"):
+        ck.log_prob("A", torch.tensor([5]))
     with pytest.raises(ValidationError, match="tokenizer"):
         CharacterKernel(TokenKernel(lambda p: torch.zeros(p.shape[0], 3), 3), tokenizers["mpe"])
     with pytest.raises(ValidationError, match="transition"):
         chain_texts(T[:1], INIT, "AB", 3)
     with pytest.raises(ValidationError, match="probability zero"):
         ck.probs("B" * (LENGTH + 2))
+
+
+def test_protocol_laws(tokenizers):
+    ck = exact_kernel(tokenizers["bpe"])
+    law_call_matches_log_prob(ck, "ABB", torch.tensor([0, 1, 2]))
+    outputs = [torch.tensor(0), torch.tensor(1)]
+    law_sampling_matches_log_prob(ck, "ABB", outputs, generator=torch.Generator().manual_seed(0))
+    tok = tokenizers["bpe"]
+    other = chain_texts(T.flip(0), INIT, "AB", LENGTH)  # another chain: a wrong target
+    wrong = CharacterKernel(TokenKernel(PushforwardLM(other, tok, tok.eos), len(tok.tokens),
+                                        eos=tok.eos), tok)
+    assert law_sampling_matches_log_prob(ck, "ABB", outputs, target=wrong,
+                                         generator=torch.Generator().manual_seed(1)) < 1e-3
