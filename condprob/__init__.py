@@ -2,7 +2,10 @@
 
 States and kernels read like the math: `state >> kernel` pushes forward, `f >> g` composes,
 `f @ g` tensors; `disintegrate`, `invert`, `update`, `jeffrey` and `condition` are exact, and
-conditioning on an impossible event raises `ConditioningError`.
+conditioning on an impossible event raises `ConditioningError`. Every kind of kernel follows one
+protocol (`condprob.protocol`: `k(x)`, `k.sample(x, sample_shape, generator=rng(seed))`,
+`k.log_prob(x, y)`); `tabulate` makes any kernel on finitely many inputs and outputs a finite
+`Kernel`; `condprob.laws` is the law suite.
 """
 
 import importlib

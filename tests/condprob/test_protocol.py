@@ -28,6 +28,7 @@ from condprob.protocol import Law
 from condprob.pyro import to_pyro
 from condprob.spaces import Euclidean, FiniteSpace, SequenceSpace
 from tpp import EventBatch, HomogeneousPoisson, NextEventKernel, history_space
+from tpp.kernel import NextEventDistribution
 
 F64 = torch.float64
 VOCAB = ["a", "b", "c"]
@@ -237,6 +238,7 @@ def test_next_event_kernel_law_sampling_and_power():
     assert laws.law_sampling_matches_density(k, hist, target=wrong, **kw) < 1e-6
     state = HomogeneousPoisson([1.5]).next_event(hist)
     laws.law_call_matches_log_prob(state, (), (tau, mark))
+    assert isinstance(to_pyro(state), NextEventDistribution) and state().batch_shape == (1,)
 
 
 # Gaussian kernels ------------------------------------------------------------------------------------
