@@ -551,7 +551,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
 
 
 def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
-    """Marginals M (T, B, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
+    """Marginals M (B, T, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
     so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j].
 
     The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
@@ -577,14 +577,15 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
             gemm(v, mats[t + 1], bs[t])
             if inj is not None:
                 bs[t] += inj[t]
-    M = f.alphas * betas
+    M = torch.empty(batch, steps, states, dtype=betas.dtype, device=betas.device)
+    torch.mul(f.alphas.transpose(0, 1), betas.transpose(0, 1), out=M)  # in the caller's layout
     norm = M.sum(-1, keepdim=True)
     M.div_(norm)
-    W = betas.mul_(f.scaled_u).div_(norm)
+    W = betas.mul_(f.scaled_u).div_(norm.transpose(0, 1))
     if not c.full:
-        invalid = ~c.valid().t().unsqueeze(-1)
+        invalid = ~c.valid().unsqueeze(-1)
         M.masked_fill_(invalid, 0.0)
-        W.masked_fill_(invalid, 0.0)
+        W.masked_fill_(invalid.transpose(0, 1), 0.0)
     return M, W
 
 
@@ -593,9 +594,12 @@ def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
     of alphas[t-1, i] W[t, j] over the chains and steps that share the entry."""
     bp, tp, states = *c.pairwise.shape[:2], c.pairwise.shape[-1]
     prev, nxt = f.rows[:-1], W[1:] * g[None, :, None]  # contiguous rows: one GEMM, no copy
-    out = ("b" if bp > 1 else "") + ("t" if tp > 1 else "") + "ij"
-    grad = torch.einsum(f"tbi,tbj->{out}", prev, nxt)[..., :states, :]
-    grad = grad.reshape(bp, -1, states, states)
+    if bp == tp == 1:
+        grad = prev.reshape(-1, states + 1).t() @ nxt.reshape(-1, states)
+    else:
+        out = ("b" if bp > 1 else "") + ("t" if tp > 1 else "") + "ij"
+        grad = torch.einsum(f"tbi,tbj->{out}", prev, nxt)
+    grad = grad[..., :states, :].reshape(bp, -1, states, states)
     if tp > 1:
         grad = torch.cat([torch.zeros_like(grad[:, :1]), grad], 1)
     return grad.mul_(f.pair[..., :states])
@@ -618,7 +622,7 @@ def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
 def _unsettled(f: _Scaled, M: Tensor, W: Tensor) -> Tensor:
     """Rows whose scaled pass under- or overflowed: (B,) bool (a NaN or inf anywhere in a row
     makes its total non-finite)."""
-    return ~torch.isfinite(f.logz + M.sum((0, 2)) + W.sum((0, 2)))
+    return ~torch.isfinite(f.logz + M.sum((1, 2)) + W.sum((0, 2)))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -637,11 +641,11 @@ class _LogPartition(torch.autograd.Function):
         bad = _unsettled(f, M, W)
         gw = g.to(f.alphas.dtype)
         if bool(bad.any()):
-            M = M.masked_fill(bad[None, :, None], 0.0)
+            M = M.masked_fill(bad[:, None, None], 0.0)
             W = W.masked_fill(bad[None, :, None], 0.0)
             gw = gw.masked_fill(bad, 0.0)
         dt = c.unary.dtype
-        gu = M.mul_(gw[None, :, None]).transpose(0, 1).to(dt)
+        gu = M.mul_(gw[:, None, None]).to(dt)
         gp = _pairwise_grad(c, f, W, gw).to(c.pairwise.dtype)
         rows = torch.arange(c.unary.shape[0], device=g.device)
         gs, ge = gu[:, 0], gu[rows, c.lengths - 1]
@@ -713,7 +717,7 @@ def marginals(chain: Chain) -> Tensor:
         f = _scaled_forward(c)
         M, W = _scaled_backward(c, f)
         bad = _unsettled(f, M, W)
-    M = M.transpose(0, 1).to(c.unary.dtype)
+    M = M.to(c.unary.dtype)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         du = _generic_grads(c, idx, torch.ones_like(f.logz))[0]
