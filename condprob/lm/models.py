@@ -138,10 +138,10 @@ class HMMLM(torch.nn.Module):
         if trans.shape != (h, h) or emit.ndim != 2 or emit.shape[0] != h:
             raise ValidationError(f"expected initial ({h},), transition ({h}, {h}) and emission "
                                   f"({h}, V); got {tuple(trans.shape)} and {tuple(emit.shape)}")
-        for name, m in (("initial", init), ("transition", trans), ("emission", emit)):
-            if (m < 0).any() or not torch.allclose(m.sum(-1), torch.ones(()).double(),
-                                                   atol=1e-9):
-                raise ValidationError(f"{name} rows must be probability vectors")
+        for name, given in (("initial", initial), ("transition", transition),
+                            ("emission", emission)):
+            m = torch.as_tensor(given)
+            check_probabilities(m if m.is_floating_point() else m.double(), name)
         self.register_buffer("initial", init)
         self.register_buffer("transition", trans)
         self.register_buffer("emission", emit)

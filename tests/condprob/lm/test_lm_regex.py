@@ -316,7 +316,7 @@ def _ends_in_language(s, idx):
 def test_hmm_validation():
     with pytest.raises(ValidationError, match="expected initial"):
         HMMLM(torch.ones(2) / 2, torch.eye(3), torch.ones(2, 4) / 4)
-    with pytest.raises(ValidationError, match="emission rows"):
+    with pytest.raises(ValidationError, match="emission must sum to 1"):
         HMMLM(torch.ones(2) / 2, torch.eye(2), torch.ones(2, 4))
     impossible = TokenKernel(HMMLM(torch.tensor([1.0, 0.0]), torch.eye(2),
                                    torch.tensor([[1.0, 0.0], [0.0, 1.0]])), 2)
