@@ -139,6 +139,8 @@ class _MixtureTPP(_Neural):
     def __init__(self, num_marks: int, hidden: int = 32, components: int = 8,
                  per_mark: bool = False):
         super().__init__(num_marks, None, hidden)
+        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+            raise ValidationError(f"components must be a positive integer, got {components!r}")
         self.per_mark, self.C = per_mark, components
         self.mark_head = nn.Linear(hidden, num_marks, dtype=F64)
         self.time_head = nn.Linear(hidden, (num_marks if per_mark else 1) * 3 * components,
@@ -245,8 +247,10 @@ class ConditionalGenerator(_Neural):
                  hidden: int = 32, latent: int = 4, num_particles: int = 16,
                  train_particles: int = 8):
         super().__init__(num_marks, mark_dim, hidden)
-        if train_particles < 1 or num_particles < 1:
-            raise ValidationError("train_particles and num_particles must be >= 1")
+        for name, v in (("latent", latent), ("num_particles", num_particles),
+                        ("train_particles", train_particles)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValidationError(f"{name} must be a positive integer, got {v!r}")
         self.latent, self.K, self.train_particles = latent, num_particles, train_particles
         width = num_marks or mark_dim or 0
         self.recognition = _mlp(hidden + 1 + width, 2 * latent, hidden)
