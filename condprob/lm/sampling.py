@@ -139,16 +139,17 @@ def _dual_pivot(probs: torch.Tensor, top_k: int | None, top_p: float | None,
         j = _inverse_cdf(p if first else p * (p > low[rows].unsqueeze(-1)), u)
         first = False
         piv1 = p.gather(-1, j.unsqueeze(-1)).squeeze(-1)
-        piv2 = (piv1 + high[rows]) / 2
         ok1 = _satisfies(p, piv1, top_k, top_p, None if min_thr is None else min_thr[rows])
         out[rows[ok1]] = j[ok1]
-        ok2 = _satisfies(p, piv2, top_k, top_p, None if min_thr is None else min_thr[rows])
         rej = ~ok1
-        narrow = rej & ok2
-        low[rows[narrow]] = piv1[narrow]
-        high[rows[narrow]] = piv2[narrow]
-        low[rows[rej & ~ok2]] = piv2[rej & ~ok2]
-        rows = rows[rej]
+        if not bool(rej.any()):
+            break
+        # the second pivot only for the rejected rows (most rows accept their first draw)
+        rows, p, piv1 = rows[rej], p[rej], piv1[rej]
+        piv2 = (piv1 + high[rows]) / 2
+        ok2 = _satisfies(p, piv2, top_k, top_p, None if min_thr is None else min_thr[rows])
+        low[rows] = torch.where(ok2, piv1, piv2)
+        high[rows] = torch.where(ok2, piv2, high[rows])
     return out
 
 
