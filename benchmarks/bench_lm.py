@@ -414,7 +414,7 @@ def bench_multidraft(table: Table, smoke: bool) -> None:
                         f"max |LP - closed form| {float((lp - closed).abs().max()):.1e}")
     n_tokens = 8 if smoke else 64
     start = torch.tensor([prompt])
-    plain = median_time(lambda: target.steps(n_tokens).sample(start, generator=g), repeat=3)
+    plain = median_time(lambda: target.steps(n_tokens).sample(start, generator=g), repeat=5)
     for k in (1, 2, 4):
         rounds = []
 
@@ -422,7 +422,7 @@ def bench_multidraft(table: Table, smoke: bool) -> None:
             rounds.append(speculative_generate(target, draft, start, n_tokens, n_draft=4,
                                                generator=g, num_drafts=k)[1])
 
-        spec = median_time(run, repeat=3)
+        spec = median_time(run, repeat=5)
         table.add_time(f"speculative_generate, {k} draft(s) x 4 tokens, {n_tokens} tokens "
                        f"(block efficiency {n_tokens * len(rounds) / sum(rounds):.2f} tokens "
                        f"per target call)", spec, "plain sampling (condprob, target model)",

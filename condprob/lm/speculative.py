@@ -122,8 +122,8 @@ def speculative_generate(target: TokenKernel, draft: TokenKernel,
     """Extend one prefix by `n_tokens` tokens whose law is the target's sequence law.
 
     Each round drafts `num_drafts` independent continuations of `n_draft` tokens (the draft model
-    runs on all of them as one batch), and the target scores every prefix of every draft in one
-    batched call (`TokenKernel.all_log_probs`: a single model call for models that give all
+    runs on all of them as one batch), and the target scores every prefix of every distinct draft
+    in one batched call (`TokenKernel.all_log_probs`: a single model call for models that give all
     positions' logits). Position by position, recursive rejection picks the next token among the
     drafts that agree with the tokens accepted so far (their next tokens are i.i.d. draws of the
     draft law given the accepted prefix), so the output law is exactly the target's; a rejection
@@ -146,7 +146,8 @@ def speculative_generate(target: TokenKernel, draft: TokenKernel,
             lq = draft.logits(ext).exp()
             qs.append(lq)
             ext = torch.cat([ext, _draw(lq, generator).unsqueeze(-1)], -1)
-        ps = target.all_log_probs(ext, start).exp()
+        rows, inverse = torch.unique(ext, dim=0, return_inverse=True)  # drafts that coincide
+        ps = target.all_log_probs(rows, start).exp()[inverse]
         q = torch.stack(qs, 1)
         alive = torch.arange(num_drafts)
         accepted: list[int] = []
