@@ -143,3 +143,36 @@ def test_exact_results_stay_exact():
     post = cp.condition(cp.State([F(1, 3), F(2, 3)], D) @ cp.State([F(1, 2), F(1, 2)], D),
                         {0: "a"})
     assert post.marginal(0).as_dict() == {"a": 1, "b": 0}
+
+
+def _law(n, zeros, tiny, seed, dtype):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.rand(n, generator=g, dtype=torch.float64) * 10.0 ** (-tiny * torch.rand(
+        n, generator=g, dtype=torch.float64))
+    w[torch.rand(n, generator=g) < zeros] = 0
+    w[0] += float(w.sum() == 0)
+    return (w / w.sum()).to(dtype)
+
+
+@given(n=st.integers(1, 4), m=st.integers(1, 4), zeros=st.sampled_from([0.0, 0.5]),
+       tiny=st.sampled_from([0, 30, 300]), seed=st.integers(0, 2**16),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_valid_inputs_never_give_nan(n, m, zeros, tiny, seed, dtype):
+    """Pushforward, joints, inversion, conditioning, updates and information measures of valid
+    states with zeros and subnormal probabilities: a number, inf or a ConditioningError."""
+    X, Y = cp.FiniteSpace(n, "x"), cp.FiniteSpace(m, "y")
+    s = cp.State(_law(n, zeros, tiny, seed, dtype), X)
+    k = cp.Kernel(torch.stack([_law(m, zeros, tiny, seed + 1 + i, dtype) for i in range(n)]), X, Y)
+    joint = s >> cp.graph(k)
+    outs = [(s >> k).probs, joint.probs, s.entropy(), s.kl(s), s.tvd(s),
+            cp.disintegrate(joint, "x").kernel.matrix]
+    for attempt in [lambda: cp.invert(k, s).matrix] + [
+            (lambda y=y: cp.condition(joint, {"y": y}).probs) for y in range(m)] + [
+            (lambda y=y: (s | (k << cp.Predicate.event([y], Y))).probs) for y in range(m)]:
+        try:
+            outs.append(attempt())
+        except cp.ConditioningError:
+            pass
+    assert not any(torch.isnan(torch.as_tensor(o)).any() for o in outs)
+    exact = s.to_exact()
+    assert sum(exact.as_dict().values()) == 1
