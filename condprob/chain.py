@@ -361,26 +361,28 @@ def _backtrace(c: _Compact, history: Tensor, last: Tensor) -> Tensor:
     """Viterbi paths (B, T) from the max-forward values history (T, B, S) and the final scores
     `last` (B, S), recomputing each argmax for the chosen state only. On CPU the loop runs in
     numpy, whose per-operation overhead is a fraction of torch's for these small (B, S) steps;
-    the arithmetic is the same."""
-    cpu = history.device.type == "cpu"
-    xp = np if cpu else torch
-
-    def arr(x: Tensor):
-        return x.detach().numpy() if cpu else x
-
-    h = arr(history)
-    into = arr(c.pairwise.transpose(-1, -2).contiguous())
-    lengths = arr(c.lengths)
-    rows = xp.arange(h.shape[1]) if cpu else torch.arange(h.shape[1], device=history.device)
-    state = arr(last).argmax(-1)
-    steps = h.shape[0]
-    out = [state]
+    the arithmetic is the same. Paths are written into one array, from the end."""
+    xp = _array_module(history)
+    h, into, lengths, last = _arrays(xp, history.detach(),
+                                     c.pairwise.transpose(-1, -2).contiguous(), c.lengths, last)
+    steps, batch = h.shape[:2]
+    rows = xp.arange(batch) if xp is np else torch.arange(batch, device=history.device)
+    mats = [into[:, t] for t in range(steps)] if into.shape[1] > 1 else [into[:, 0]] * steps
+    if into.shape[0] == 1:
+        mats = [m[0] for m in mats]
+        pick = None
+    else:
+        pick = rows
+    paths = (np.empty((batch, steps), dtype=np.int64) if xp is np
+             else torch.empty(batch, steps, dtype=torch.long, device=history.device))
+    state = last.argmax(-1)
+    paths[:, -1] = state
     for t in range(steps - 2, -1, -1):
-        best = (h[t] + into[c.sel(rows, t + 1) + (state,)]).argmax(-1)
+        step = mats[t + 1][state] if pick is None else mats[t + 1][pick, state]
+        best = (h[t] + step).argmax(-1)
         state = best if c.full else xp.where(t < lengths - 1, best, state)
-        out.append(state)
-    paths = xp.stack(out[::-1], -1)
-    return torch.from_numpy(paths).long() if cpu else paths
+        paths[:, t] = state
+    return torch.from_numpy(paths) if xp is np else paths
 
 
 def kbest(chain: Chain, k: int) -> tuple[Tensor, Tensor]:
