@@ -74,6 +74,10 @@ class TensorData:
 
     def __getitem__(self, indices: list[int]) -> tuple[Tensor, ...]:
         idx = torch.as_tensor(indices, dtype=torch.long)
+        n = len(self)
+        if idx.numel() and not bool(((idx >= -n) & (idx < n)).all()):
+            raise ValidationError(f"record indices must lie in [-{n}, {n}), got "
+                                  f"{idx[(idx < -n) | (idx >= n)][:5].tolist()}")
         return tuple(t[idx] for t in self.tensors)
 
 
@@ -125,33 +129,37 @@ class FileRecords:
                 self._start.append(begin)
                 self._size.append(end - begin)
 
-        with open(path, "rb") as fh:
-            if header:
-                first = fh.readline()
-                self.headers.append(first.decode().rstrip("\r\n"))
-                offset = len(first)
-            for raw in fh:
-                line = raw.decode().strip()
-                if group == "line":
-                    if line:
-                        add(offset, offset + len(raw))
-                elif group == "blank":
-                    if not line:
-                        add(start, offset)
-                        start = None
-                    elif start is None:
-                        start = offset
-                elif line:
-                    k = group(line)
-                    if k != key:
-                        if k in seen:
-                            raise ValidationError(f"{path}: the rows of record {k!r} are not "
-                                                  "contiguous (sort the file by its key)")
-                        add(start, offset)
-                        start, key = offset, k
-                        seen.add(k)
-                offset += len(raw)
-            add(start, offset)
+        try:
+            with open(path, "rb") as fh:
+                if header:
+                    first = fh.readline()
+                    self.headers.append(first.decode().rstrip("\r\n"))
+                    offset = len(first)
+                for raw in fh:
+                    line = raw.decode().strip()
+                    if group == "line":
+                        if line:
+                            add(offset, offset + len(raw))
+                    elif group == "blank":
+                        if not line:
+                            add(start, offset)
+                            start = None
+                        elif start is None:
+                            start = offset
+                    elif line:
+                        k = group(line)
+                        if k != key:
+                            if k in seen:
+                                raise ValidationError(f"{path}: the rows of record {k!r} are not "
+                                                      "contiguous (sort the file by its key)")
+                            add(start, offset)
+                            start, key = offset, k
+                            seen.add(k)
+                    offset += len(raw)
+                add(start, offset)
+        except UnicodeDecodeError as err:
+            raise ValidationError(f"{path}: not UTF-8 text ({err.reason} at byte "
+                                  f"{err.start} of a line)") from None
 
     def __len__(self) -> int:
         return len(self._start)

@@ -42,6 +42,8 @@ MAX_SET_SIZE = 20
 def _laws(target: torch.Tensor, drafts: torch.Tensor | Sequence[torch.Tensor]
           ) -> tuple[torch.Tensor, torch.Tensor]:
     p = _check_probs(torch.as_tensor(target), "target").double()
+    if not isinstance(drafts, torch.Tensor) and not len(drafts):
+        raise ValidationError("drafts must be K >= 1 laws over the target's tokens, got none")
     q = drafts if isinstance(drafts, torch.Tensor) else torch.stack(list(drafts))
     q = _check_probs(torch.as_tensor(q), "drafts").double()
     if p.ndim != 1:
