@@ -84,8 +84,12 @@ def run_script(script: Path, timeout: float, args: list[str] | None = None,
 READING = f"""Each area compares condprob with named peer libraries measured side by side in one run, \
 on the machine and at the time stated under its title. **Time** tables give the speed-up = \
 {SPEEDUP}: above 1x condprob is faster, below 1x the peer is. **Accuracy and other figures** \
-tables put condprob's figure and the peer's side by side (for errors, lower is better). GPU rows \
-appear only for runs on a machine with a GPU."""
+tables put condprob's figure and the peer's side by side (for errors, lower is better). Times \
+are CPU time of the process on one thread (on a shared machine that leaves out the waits for a \
+core, on both sides alike); first calls in a fresh process are marked as such. Where a Time table \
+has a throughput column, it gives condprob's achieved GFLOP/s or GB/s and its share of this \
+machine's single-core peak (GEMM and copy bandwidth, measured in the same run; \
+`benchmarks/roofline.py`). GPU rows appear only for runs on a machine with a GPU."""
 
 
 def collect(outcomes: list[Outcome], started: float, results: Path = RESULTS) -> str:
