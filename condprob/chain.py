@@ -226,11 +226,17 @@ def _arrays(xp, *tensors: Tensor):
     return [x.numpy() if xp is np else x for x in tensors]
 
 
+def _per_step(m, steps: int) -> list:
+    """The slice m[:, t] (Bp, ...) of pairwise-shaped m (Bp, Tp, ...) for each step t < steps
+    (the one slice throughout when Tp = 1), chosen once instead of in every step of a loop."""
+    return [m[:, t] for t in range(steps)] if m.shape[1] > 1 else [m[:, 0]] * steps
+
+
 def _step_products(xp, m, steps: int):
     """For matrices m (Bp, Tp, K, N) (an array of module xp): the matrix of each step t < steps
     and the product `gemm(x, m_t, out)`, out = x @ m_t for rows x (B, K). A matrix shared by the
     batch takes one GEMM per step; per-chain matrices a batched product."""
-    per = [m[:, t] for t in range(steps)] if m.shape[1] > 1 else [m[:, 0]] * steps
+    per = _per_step(m, steps)
     if m.shape[0] == 1:
         def gemm(x, mt, out):
             xp.matmul(x, mt, out=out)
@@ -320,7 +326,7 @@ def _max_history(c: _Compact) -> Tensor:
     h = torch.empty(steps, batch, padded, dtype=u.dtype, device=u.device)
     buf = u.new_empty(batch, states, padded)
     hs, kept, us = h.unbind(0), h[..., :states].unbind(0), u.unbind(0)
-    pairs = pair.unbind(1) if pair.shape[1] > 1 else (pair[:, 0],) * steps
+    pairs = _per_step(pair, steps)
     torch.add(c.start, us[0], out=kept[0])
     for t in range(1, steps):
         torch.add(kept[t - 1].unsqueeze(-1), pairs[t], out=buf)
@@ -367,7 +373,7 @@ def _backtrace(c: _Compact, history: Tensor, last: Tensor) -> Tensor:
                                      c.pairwise.transpose(-1, -2).contiguous(), c.lengths, last)
     steps, batch = h.shape[:2]
     rows = xp.arange(batch) if xp is np else torch.arange(batch, device=history.device)
-    mats = [into[:, t] for t in range(steps)] if into.shape[1] > 1 else [into[:, 0]] * steps
+    mats = _per_step(into, steps)
     if into.shape[0] == 1:
         mats = [m[0] for m in mats]
         pick = None
