@@ -128,6 +128,8 @@ class NextEvent(Morphism):
     def mean_time(self, num_samples: int = 2000, *,
                   generator: torch.Generator | None = None) -> Tensor:
         """Monte Carlo estimate of E[tau] per history (models with a closed form override it)."""
+        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+            raise ValidationError(f"num_samples must be a positive integer, got {num_samples!r}")
         return self.sample((num_samples,), generator=generator)[0].mean(0)
 
 

@@ -61,7 +61,10 @@ class PointProcess:
             return float(-self.log_likelihood(batch).sum()) / batch.num_events
 
     def check_marks(self, batch: EventBatch) -> None:
-        """Raise unless the batch's marks fit this model's mark space."""
+        """Raise unless the batch is an EventBatch whose marks fit this model's mark space."""
+        if not isinstance(batch, EventBatch):
+            raise TypeError(f"{type(self).__name__} takes event data as a tpp.EventBatch (e.g. "
+                            f"EventBatch.from_sequences), got {type(batch).__name__}")
         if self.num_marks is not None:
             if batch.continuous or (batch.num_marks or 1) > self.num_marks:
                 raise ValidationError(
