@@ -565,10 +565,12 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (c
     S = np.zeros(D)
     W = np.zeros(D)
     tied = np.zeros(D)  # events at the current time: they count from the next later time on
+    tail = np.zeros(D)
     for b in range(B):
         S[:] = 0.0
         W[:] = 0.0
         tied[:] = 0.0
+        tail[:] = 0.0
         prev_t = 0.0
         for i in range(lengths[b]):
             t, m = times[b, i], marks[b, i]
@@ -591,16 +593,17 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (c
                 g_alpha[b, m, j] += inv * beta * S[j]
             g_beta[b] += inv * dlam
             r = T[b] - t
-            e = math.exp(-beta * r)
-            ll[b] += col[m] * math.expm1(-beta * r)
-            for k in range(D):
-                g_alpha[b, k, m] += math.expm1(-beta * r)
-            g_beta[b] -= col[m] * r * e
+            em1 = math.expm1(-beta * r)  # once: e^{-beta r} - 1, and e^{-beta r} from it
+            ll[b] += col[m] * em1
+            tail[m] += em1  # d/d alpha_km of the compensator, the same for every k
+            g_beta[b] -= col[m] * r * (em1 + 1.0)
             tied[m] += 1.0
             prev_t = t
         ll[b] -= T[b] * mu.sum()
         for k in range(D):
             g_mu[b, k] -= T[b]
+            for j in range(D):
+                g_alpha[b, k, j] += tail[j]
     return ll, g_mu, g_alpha, g_beta
 
 
