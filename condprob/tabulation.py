@@ -58,6 +58,10 @@ def tabulate(k: Morphism, inputs: Space | Iterable[Hashable] | None = None,
         table = torch.tensor([[float(torch.as_tensor(log_prob_at(k, x, y)).detach().exp())
                                for y in ys.labels] for x in xs.labels], dtype=torch.float64)
     table = table.to(dtype)
+    if not bool(torch.isfinite(table).all()):
+        i = int((~torch.isfinite(table)).any(-1).nonzero()[0])
+        raise ValidationError(f"the {kind} gives a non-finite probability (NaN or inf) at input "
+                              f"{xs.label(i)!r}")
     missing = (1 - table.sum(-1)).abs()
     tol = tolerance(dtype)
     if bool((missing > tol).any()):

@@ -173,6 +173,19 @@ def test_tabulation_errors_name_the_problem():
         cp.tabulate(cp.State([1.0], ["u"]))
 
 
+class _NaNKernel(cp.Kernel):
+    """A finite kernel whose log_prob is NaN at one input (a broken user kernel)."""
+
+    def log_prob(self, x, y):
+        return torch.tensor(float("nan") if x == "q" else -0.6931471805599453)
+
+
+def test_tabulation_refuses_a_nan_log_prob():
+    k = _NaNKernel(torch.full((2, 2), 0.5, dtype=F64), ["p", "q"], ["a", "b"])
+    with pytest.raises(ValidationError, match="non-finite probability .* input 'q'"):
+        cp.tabulate(k, ["p", "q"], ["a", "b"])
+
+
 # CRF kernels ---------------------------------------------------------------------------------------
 @given(st.sampled_from(["crf", "reg"]), laws.emissions(3, batch=2, max_len=3))
 def test_crf_kernel_law_is_its_log_prob(kind, em):
