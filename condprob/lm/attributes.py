@@ -34,10 +34,11 @@ from condprob.automata import NO_STATE
 from condprob.conditioning import invert
 from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import Kernel, State
-from condprob.lm.kernel import TokenKernel, as_prefix
+from condprob.lm.kernel import TokenKernel, as_prefix, gather_log_probs
 from condprob.lm.regex import ConditionedLM
 from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
 from condprob.spaces import FiniteSpace, SequenceSpace
+from condprob.tolerance import check_probabilities
 
 
 class AttributeKernel(Morphism):
@@ -94,19 +95,8 @@ class AttributeKernel(Morphism):
     def log_prob(self, sequences: torch.Tensor | Sequence,
                  attribute: torch.Tensor | Sequence[int]) -> torch.Tensor:
         """log c(attribute | sequence): attribute indices (..., B), the same shape back."""
-        lp = self.probs(sequences).log()
-        a = torch.as_tensor(attribute).long()
-        if a.ndim == 0 or a.shape[-1] != lp.shape[0]:
-            raise ValidationError(f"attributes of shape {tuple(a.shape)} for {lp.shape[0]} "
-                                  f"sequences: expected (..., {lp.shape[0]})")
-        return lp.expand(*a.shape, lp.shape[-1]).gather(-1, a[..., None])[..., 0]
-
-
-def _laws(probs: torch.Tensor, what: str) -> torch.Tensor:
-    p = torch.as_tensor(probs, dtype=torch.float64)
-    if not torch.isfinite(p).all() or (p < 0).any() or (p > 1 + 1e-9).any():
-        raise ValidationError(f"{what} must be probabilities in [0, 1]")
-    return p
+        return gather_log_probs(self.probs(sequences).log(), attribute, "attribute",
+                                "sequences")
 
 
 class ClassConditional(AttributeKernel):
@@ -122,10 +112,12 @@ class ClassConditional(AttributeKernel):
         super().__init__(list(lms), kernels[0].vocab)
         self.lms = kernels
         a = len(kernels)
-        p = torch.full((a,), 1.0 / a, dtype=torch.float64) if prior is None else _laws(
-            prior, "the attribute prior")
-        if p.shape != (a,) or abs(float(p.sum()) - 1) > 1e-9:
-            raise ValidationError(f"the prior must be a law on the {a} attributes")
+        p = torch.full((a,), 1.0 / a, dtype=torch.float64) if prior is None else torch.as_tensor(
+            prior, dtype=torch.float64)
+        if p.shape != (a,):
+            raise ValidationError(f"the prior must be a law on the {a} attributes, got shape "
+                                  f"{tuple(p.shape)}")
+        check_probabilities(p, "the attribute prior")
         self.prior = p
         self.prefix_len = prefix_len
 
@@ -172,10 +164,11 @@ class TextClassifier(AttributeKernel):
     def probs(self, sequences: torch.Tensor | Sequence) -> torch.Tensor:
         texts = self.decode(sequences)
         self.calls += len(texts)
-        p = _laws(self.fn(texts), "classifier outputs")
+        p = torch.as_tensor(self.fn(texts), dtype=torch.float64)
         if p.shape != (len(texts), self.attributes.size):
             raise ValidationError(f"the classifier returned shape {tuple(p.shape)}; expected "
                                   f"({len(texts)}, {self.attributes.size})")
+        check_probabilities(p, "classifier outputs")
         return p
 
 

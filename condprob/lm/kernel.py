@@ -48,6 +48,25 @@ def as_prefix(prefix: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
     return t.long()
 
 
+def gather_log_probs(lp: torch.Tensor, index: torch.Tensor | Sequence[int], what: str,
+                     inputs: str) -> torch.Tensor:
+    """lp[b, index[..., b]] for log-laws lp (B, N) of B inputs and outcome ids (..., B), the
+    shape of `index` back; `ValidationError` names the outcome (`what`, e.g. "token") for
+    non-integer, misshapen or out-of-range ids."""
+    idx = torch.as_tensor(index)
+    if idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise ValidationError(f"{what}s are integer ids, got dtype {idx.dtype}")
+    idx = idx.long()
+    b, n = lp.shape
+    if idx.ndim == 0 or idx.shape[-1] != b:
+        raise ValidationError(f"{what}s of shape {tuple(idx.shape)} for {b} {inputs}: expected "
+                              f"shape (..., {b})")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+        raise ValidationError(f"{what} ids must lie in [0, {n}), got ids in [{int(idx.min())}, "
+                              f"{int(idx.max())}]")
+    return lp.expand(*idx.shape, n).gather(-1, idx[..., None])[..., 0]
+
+
 class TokenKernel(Morphism):
     """The kernel prefix -> Cat(softmax(model(prefix))) over a vocabulary.
 
@@ -134,16 +153,7 @@ class TokenKernel(Morphism):
         lp = self.logits(prefix)
         if isinstance(token, str):
             token = [self.token_id(token)] * lp.shape[0]
-        tok = torch.as_tensor(token)
-        if tok.is_floating_point() or tok.is_complex():
-            raise ValidationError(f"tokens are integer ids, got dtype {tok.dtype}")
-        tok = tok.long()
-        if tok.ndim == 0 or tok.shape[-1] != lp.shape[0]:
-            raise ValidationError(f"tokens of shape {tuple(tok.shape)} for {lp.shape[0]} prefixes: "
-                                  f"expected shape (..., {lp.shape[0]})")
-        if tok.numel() and (int(tok.min()) < 0 or int(tok.max()) >= self.vocab_size):
-            raise ValidationError(f"token ids must lie in [0, {self.vocab_size})")
-        return lp.expand(*tok.shape, lp.shape[-1]).gather(-1, tok[..., None])[..., 0]
+        return gather_log_probs(lp, token, "token", "prefixes")
 
     def entropy(self, prefix: torch.Tensor | Sequence) -> torch.Tensor:
         """H(next token | prefix) in nats, shape (B,)."""

@@ -117,8 +117,19 @@ def test_unreachable_target_and_bad_arguments_raise(make_bigram):
     with pytest.raises(ValidationError, match="share one vocabulary"):
         ClassConditional({"a": make_bigram(4), "b": make_bigram(5)})
     bad = TextClassifier(lambda texts: torch.full((len(texts), 2), 2.0), ["x", "y"], lm.vocab)
-    with pytest.raises(ValidationError, match="probabilities"):
+    with pytest.raises(ValidationError, match="negative probability|sum to 1"):
         bad.probs([[0, 1]])
+    unnormalised = TextClassifier(lambda texts: torch.full((len(texts), 2), 0.3), ["x", "y"],
+                                  lm.vocab)
+    with pytest.raises(ValidationError, match="classifier outputs must sum to 1"):
+        unnormalised.log_prob([[0, 1]], [0])
+    with pytest.raises(ValidationError, match="attribute prior must sum to 1"):
+        ClassConditional({"a": make_bigram(4), "b": make_bigram(4)}, prior=[0.5, 0.6])
+    cc = ClassConditional({"a": make_bigram(4), "b": make_bigram(4, seed=1)})
+    with pytest.raises(ValidationError, match=r"attribute ids must lie in \[0, 2\)"):
+        cc.log_prob([[0, 1]], [2])
+    with pytest.raises(ValidationError, match="attributes are integer ids"):
+        cc.log_prob([[0, 1]], [0.5])
 
 
 def test_real_verifiers_read_decoded_text():
