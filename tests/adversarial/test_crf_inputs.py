@@ -64,3 +64,17 @@ def test_valid_emissions_never_give_nan(scale, dtype):
         out = [model.log_prob(e, TAGS), model.log_partition(e), model.marginals(e),
                model.entropy(e), model.decode(e)[0]]
         assert all(not torch.isnan(o).any() for o in out)
+
+
+def test_minus_inf_emissions_at_masked_or_forbidden_positions_keep_gradients_finite():
+    e = torch.randn(2, 4, 3, dtype=torch.float64)
+    e[1, 3] = float("-inf")            # padding
+    e[:, :, 2] = float("-inf")         # a label never allowed
+    e.requires_grad_(True)
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    for model in (LinearChainCRF(3), RegCCRF(["O", "B", "I"], "O* (B I* O*)*")):
+        loss = model.nll(e, TAGS, mask)
+        loss.backward()
+        assert torch.isfinite(loss) and not torch.isnan(e.grad).any()
+        assert not any(torch.isnan(p.grad).any() for p in model.parameters())
+        e.grad = None
