@@ -418,15 +418,19 @@ def entropy(chain: Chain) -> Tensor:
 def _compact_score(c: _Compact, y: Tensor) -> Tensor:
     """score of compact state sequences y (B, T), states in [0, S) (anything past a length)."""
     steps = c.unary.shape[1]
-    valid = c.valid()
+    valid = None if c.full else c.valid()
     zero = c.unary.new_zeros(())
-    total = torch.where(valid, c.unary.gather(2, y.unsqueeze(-1)).squeeze(-1), zero).sum(-1)
+
+    def kept(x: Tensor, v: Tensor | None) -> Tensor:
+        return x if v is None else torch.where(v, x, zero)
+
+    total = kept(c.unary.gather(2, y.unsqueeze(-1)).squeeze(-1), valid).sum(-1)
     rows = torch.arange(y.shape[0], device=y.device)
     total = total + c.start[rows, y[:, 0]] + c.end[rows, y[rows, c.lengths - 1]]
     if steps > 1:
         r, s = c.sel(rows[:, None], torch.arange(1, steps, device=y.device))
         step = c.pairwise[r, s, y[:, :-1], y[:, 1:]]
-        total = total + torch.where(valid[:, 1:], step, zero).sum(-1)
+        total = total + kept(step, None if valid is None else valid[:, 1:]).sum(-1)
     return total
 
 
