@@ -231,9 +231,12 @@ class LinearEquation:
                 name: str | None = None) -> LinearEquation:
         """The equations x[index] == values on R^dim (values (r,) or batched (*batch, r))."""
         try:
-            idx = torch.as_tensor(index, dtype=torch.long).reshape(-1)
+            raw = torch.as_tensor(index)
         except (TypeError, ValueError, RuntimeError) as err:
             raise ValidationError(f"observed indices must be integers, got {index!r}") from err
+        if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+            raise ValidationError(f"observed indices must be integers, got {raw.dtype} {index!r}")
+        idx = raw.to(torch.long).reshape(-1)
         v = _tensor(values, None, "the observed values")
         if v.ndim == 0 or v.shape[-1] != idx.numel():
             v = v.reshape(-1)
@@ -463,6 +466,12 @@ class LinearGaussian(Morphism):
     def expand(self, batch_shape: Sequence[int]) -> LinearGaussian:
         """The same kernel repeated over `batch_shape` (views, no copies)."""
         bs = tuple(batch_shape)
+        try:
+            ok = all(isinstance(k, int) and k >= 0 for k in bs) and _bshape(bs, self._batch) == bs
+        except ValidationError:
+            ok = False
+        if not ok:
+            raise ValidationError(f"cannot expand a batch of shape {self._batch} to {bs!r}")
         lazy = {} if self._cov is not None else {
             "base": self._base.expand(*bs, *self._base.shape[-2:]),  # type: ignore[union-attr]
             "down": self._down.expand(*bs, *self._down.shape[-2:])}  # type: ignore[union-attr]
