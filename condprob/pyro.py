@@ -35,7 +35,7 @@ from condprob.dsl.posterior import Mixture
 from condprob.dsl.variables import Gauss, NonAffineError, _as_gauss
 from condprob.errors import ValidationError
 from condprob.finite import State
-from condprob.gaussian import Gaussian
+from condprob.gaussian import Gaussian, _bshape
 from condprob.protocol import Morphism, law_at
 
 __all__ = ["Gaussian", "State", "exact", "from_pyro", "to_pyro"]
@@ -119,8 +119,15 @@ class _ExactMessenger(Messenger):
         table = torch.stack([1 - probs, probs], -1) if isinstance(base, dist.Bernoulli) else probs
         flat = table.reshape(-1, table.shape[-1])
         if obs is not None:
-            idx = obs.reshape(-1).long().expand(flat.shape[0])
-            mass = flat.gather(1, idx[:, None]).prod()
+            try:
+                shape = _bshape(table.shape[:-1], obs.shape)
+            except ValidationError:
+                raise ValidationError(f"site {name!r}: an observed value of shape "
+                                      f"{tuple(obs.shape)} does not broadcast with the site's "
+                                      f"batch shape {tuple(table.shape[:-1])}") from None
+            rows = table.expand(*shape, table.shape[-1]).reshape(-1, table.shape[-1])
+            idx = obs.expand(shape).reshape(-1).long()
+            mass = rows.gather(1, idx[:, None]).prod()
             if float(mass) == 0:
                 run.condition(False)
             run.weight = run.weight * float(mass)

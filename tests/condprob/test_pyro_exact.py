@@ -212,3 +212,19 @@ def test_observations_outside_the_support_name_the_site(site, value, message):
         pyro.sample("s", site(), obs=torch.tensor(value, dtype=T))
     with pytest.raises(cp.ValidationError, match=f"site 's': .*{message}"):
         exact(model)()
+
+
+def test_discrete_observations_broadcast_against_the_site():
+    def model(data):
+        p = pyro.sample("p", dist.Bernoulli(torch.tensor(0.5, dtype=T)))
+        pyro.sample("x", dist.Bernoulli(torch.tensor([0.2, 0.9], dtype=T)[p.long()]), obs=data)
+    post = exact(model)(torch.tensor([1.0, 1.0, 0.0], dtype=T))
+    # P(p = 1 | data) from 0.9 * 0.9 * 0.1 against 0.2 * 0.2 * 0.8
+    assert abs(float(post.as_dict()[1.0]) - 0.081 / (0.081 + 0.032)) < 1e-12
+
+    def mismatch():
+        with pyro.plate("n", 2):
+            pyro.sample("x", dist.Bernoulli(torch.tensor(0.5, dtype=T)),
+                        obs=torch.ones(3, dtype=T))
+    with pytest.raises(cp.ValidationError, match="site 'x': an observed value of shape"):
+        exact(mismatch)()
