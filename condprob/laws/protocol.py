@@ -29,6 +29,7 @@ import torch
 from hypothesis import strategies as st
 
 from condprob.conditioning import invert
+from condprob.errors import ValidationError
 from condprob.finite import Kernel, State
 from condprob.gaussian import LinearGaussian
 from condprob.laws.finite import assert_same
@@ -37,7 +38,7 @@ from condprob.protocol import Morphism, law_at, log_prob_at, sample_at
 from condprob.spaces import Space
 from condprob.tabulation import tabulate
 
-__all__ = ["bigram_tables", "emissions", "law_call_matches_log_prob",
+__all__ = ["bigram_tables", "emissions", "g_test", "law_call_matches_log_prob",
            "law_composition_associative", "law_sampling_matches_density",
            "law_sampling_matches_log_prob", "law_tabulated_inversion", "prefixes"]
 
@@ -68,6 +69,26 @@ def law_call_matches_log_prob(k: Morphism, x: Any, y: Any, atol: float = ATOL) -
                              f"by {float(err.max()):.3g} > {atol:g}")
 
 
+def g_test(counts: torch.Tensor | np.ndarray | Sequence[float],
+           probs: torch.Tensor | np.ndarray | Sequence[float]) -> float:
+    """p-value of the G-test of observed `counts` (n,) against the law `probs` (n,):
+    G = 2 sum_i c_i log(c_i / (N p_i)) over the support, chi-squared with (support - 1) degrees
+    of freedom. A count outside the support gives 0; a support of one outcome gives 1."""
+    c = np.asarray(torch.as_tensor(counts).detach().cpu(), dtype=np.float64).reshape(-1)
+    p = np.asarray(torch.as_tensor(probs).detach().cpu(), dtype=np.float64).reshape(-1)
+    if c.shape != p.shape:
+        raise ValidationError(f"g_test: {c.size} counts for a law on {p.size} outcomes")
+    keep = p > 0
+    if bool((c[~keep] > 0).any()):
+        return 0.0
+    df = int(keep.sum()) - 1
+    if df <= 0:
+        return 1.0
+    obs, expected = c[keep], c.sum() * p[keep]
+    stat = 2 * float((obs * np.log(np.where(obs > 0, obs / expected, 1))).sum())
+    return float(scipy.stats.chi2.sf(stat, df))
+
+
 def _key(value: Any) -> tuple:
     return tuple(torch.as_tensor(value).reshape(-1).tolist())
 
@@ -90,12 +111,7 @@ def law_sampling_matches_log_prob(k: Morphism, x: Any, outputs: Sequence[Any], n
         counts[index[key]] += 1
     if abs(probs.sum() - 1) > 1e-8:
         raise AssertionError(f"the outputs carry probability {probs.sum():.6g}, not 1")
-    if bool(((probs == 0) & (counts > 0)).any()):
-        return 0.0
-    keep = probs > 0
-    stat = 2 * float((counts[keep] * np.log(np.where(counts[keep] > 0,
-                                                      counts[keep] / (n * probs[keep]), 1))).sum())
-    pvalue = float(scipy.stats.chi2.sf(stat, max(int(keep.sum()) - 1, 1)))
+    pvalue = g_test(counts, probs)
     if target is k and pvalue < alpha:
         raise AssertionError(f"{type(k).__name__}: draws do not follow log_prob (G-test "
                              f"p = {pvalue:.3g} < {alpha:g})")

@@ -9,10 +9,12 @@ does not support.
 from __future__ import annotations
 
 import itertools
+import math
 
 import pyro
 import pyro.distributions as pdist
 import pytest
+import scipy.stats
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -171,6 +173,22 @@ def test_tabulation_errors_name_the_problem():
         cp.tabulate(k, [(0, "z")])
     with pytest.raises(ValidationError, match="state is already its own law"):
         cp.tabulate(cp.State([1.0], ["u"]))
+
+
+def test_g_test_statistic_support_and_power():
+    # G = 2 (30 log(30/25) + 20 log(20/25)) = 2.0136..., chi-squared with 1 degree of freedom
+    g = 2 * (30 * math.log(30 / 25) + 20 * math.log(20 / 25))
+    assert laws.g_test([30, 20], [0.5, 0.5]) == pytest.approx(scipy.stats.chi2.sf(g, 1), rel=1e-12)
+    assert laws.g_test([10, 0, 5], [0.5, 0.0, 0.5]) > 0.05
+    assert laws.g_test([10, 1, 5], [0.5, 0.0, 0.5]) == 0.0
+    assert laws.g_test([7, 0], [1.0, 0.0]) == 1.0
+    draws = torch.multinomial(torch.tensor([0.2, 0.3, 0.5]), 5000, replacement=True,
+                              generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=3)
+    assert laws.g_test(counts, [0.2, 0.3, 0.5]) > 1e-3
+    assert laws.g_test(counts, [0.25, 0.3, 0.45]) < 1e-6
+    with pytest.raises(ValidationError, match="3 counts for a law on 2"):
+        laws.g_test([1, 2, 3], [0.5, 0.5])
 
 
 class _NaNKernel(cp.Kernel):

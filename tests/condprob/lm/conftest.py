@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from condprob import laws
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.models import BigramLM
 
@@ -12,17 +13,7 @@ from condprob.lm.models import BigramLM
 def g_test(samples: torch.Tensor, probs: torch.Tensor) -> float:
     """p-value of the G-test of samples (ints in [0, n)) against the law `probs` (n,)."""
     probs = torch.as_tensor(probs, dtype=torch.float64)
-    counts = torch.bincount(samples.reshape(-1), minlength=probs.numel()).double()
-    if (counts[probs <= 0] > 0).any():
-        return 0.0
-    support = probs > 0
-    expected = probs[support] * counts.sum()
-    obs = counts[support]
-    g = 2 * torch.where(obs > 0, obs * torch.log(obs / expected), 0.0).sum()
-    df = int(support.sum()) - 1
-    if df == 0:
-        return 1.0
-    return float(torch.special.gammaincc(torch.tensor(df / 2.0, dtype=torch.float64), g / 2))
+    return laws.g_test(torch.bincount(samples.reshape(-1), minlength=probs.numel()), probs)
 
 
 @pytest.fixture
