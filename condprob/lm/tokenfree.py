@@ -39,6 +39,7 @@ from condprob.lm.kernel import TokenKernel
 from condprob.lm.scores import prefix_log_probs
 from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
 from condprob.spaces import FiniteSpace, SequenceSpace
+from condprob.tolerance import check_probabilities
 
 END = "<end>"
 
@@ -261,7 +262,7 @@ class PushforwardLM(torch.nn.Module):
 
 
 
-def _chain(transition: torch.Tensor, initial: torch.Tensor, chars: str
+def _chain(transition: torch.Tensor, initial: torch.Tensor, chars: str, length: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.as_tensor(transition, dtype=torch.float64)
     init = torch.as_tensor(initial, dtype=torch.float64)
@@ -269,6 +270,10 @@ def _chain(transition: torch.Tensor, initial: torch.Tensor, chars: str
     if t.shape != (c, c) or init.shape != (c,):
         raise ValidationError(f"expected a ({c}, {c}) transition matrix and a ({c},) initial "
                               f"law for the characters {chars!r}")
+    check_probabilities(t, "transition (each row)")
+    check_probabilities(init, "initial")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValidationError(f"length must be a positive integer, got {length!r}")
     return t, init
 
 
@@ -276,7 +281,7 @@ def chain_texts(transition: torch.Tensor, initial: torch.Tensor, chars: str, len
                 ) -> dict[str, float]:
     """Every text of `length` characters of the Markov chain (initial, transition) over `chars`
     with its probability (exact; at most 2^16 texts)."""
-    t, init = _chain(transition, initial, chars)
+    t, init = _chain(transition, initial, chars, length)
     if len(chars) ** length > 2**16:
         raise ValidationError(f"{len(chars)}^{length} texts are too many to enumerate")
     texts = {c: float(init[i]) for i, c in enumerate(chars)}
@@ -289,7 +294,7 @@ def chain_texts(transition: torch.Tensor, initial: torch.Tensor, chars: str, len
 def sample_chain(transition: torch.Tensor, initial: torch.Tensor, chars: str, length: int,
                  n: int, generator: torch.Generator | None = None) -> list[str]:
     """n texts of `length` characters drawn from the Markov chain."""
-    t, init = _chain(transition, initial, chars)
+    t, init = _chain(transition, initial, chars, length)
     state = torch.multinomial(init.expand(n, -1), 1, generator=generator).squeeze(-1)
     out = [state]
     for _ in range(length - 1):

@@ -158,6 +158,12 @@ def test_bad_input_raises_house_errors(tokenizers):
         CharacterKernel(TokenKernel(lambda p: torch.zeros(p.shape[0], 3), 3), tokenizers["mpe"])
     with pytest.raises(ValidationError, match="transition"):
         chain_texts(T[:1], INIT, "AB", 3)
+    with pytest.raises(ValidationError, match=r"transition \(each row\) must sum to 1"):
+        chain_texts(T * 0.9, INIT, "AB", 3)
+    with pytest.raises(ValidationError, match="initial has a negative probability"):
+        sample_chain(T, torch.tensor([1.5, -0.5]), "AB", 3, 4)
+    with pytest.raises(ValidationError, match="length must be a positive integer"):
+        chain_texts(T, INIT, "AB", 0)
     with pytest.raises(ValidationError, match="probability zero"):
         ck.probs("B" * (LENGTH + 2))
 
