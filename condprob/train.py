@@ -445,6 +445,9 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
                 history.setdefault(name, []).append(float(value))
         bar.set_postfix({k: f"{v[-1]:.4f}" for k, v in history.items()})
         state.epoch = epoch + 1
+        if monitor != "valid" and monitor not in history:
+            raise ValidationError(f"monitor={monitor!r} is not among the metrics reported: "
+                                  f"{sorted(history)}")
         if monitor in history:
             value = sign * history[monitor][-1]
             if value < state.best - min_delta:

@@ -137,6 +137,8 @@ def test_errors(tmp_path):
                           ({"monitor": "f1"}, "needs `metrics`"), ({"max_steps": 0}, "max_steps")]:
         with pytest.raises(ValidationError, match=match):
             fit(m, obj, data, progress=False, **kwargs)
+    with pytest.raises(ValidationError, match="monitor='f1' is not among the metrics"):
+        fit(m, obj, data, progress=False, monitor="f1", patience=1, metrics=lambda _: {"F1": 1.0})
     with pytest.raises(ValidationError, match="non-finite training loss"):
         fit(m, lambda model, b: Loss(obj(model, b).total * math.inf, 1), data, progress=False)
     with pytest.raises(ValidationError, match="count of a batch must be > 0"):
