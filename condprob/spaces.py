@@ -319,13 +319,13 @@ def product(*spaces: Space) -> Space:
     return p.factors[0] if len(p.factors) == 1 else p
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _split(space: Space, keys: tuple[FactorKey, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """`Space.split`, remembered: spaces never change, and hot operations split the same ones."""
     return space._split(keys)
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=64)
 def _select(space: Space, keys: tuple[FactorKey, ...]) -> Space:
     """`Space.select`, remembered."""
     return space._select(keys)
