@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from condprob.errors import ValidationError
+from condprob.protocol import rng
 
 __all__ = ["Dataset", "FileRecords", "Loss", "Objective", "Records", "ShardedBatches", "TensorData",
            "all_reduce_sum", "evaluate", "fit", "init_distributed", "world"]
@@ -244,8 +245,7 @@ class ShardedBatches:
     def __iter__(self) -> Iterator[tuple[list[int], int]]:
         """(this process's indices, the first index of the global batch) per global batch."""
         if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed + self.epoch)
-            order = torch.randperm(self.n, generator=g).tolist()
+            order = torch.randperm(self.n, generator=rng(self.seed + self.epoch)).tolist()
         else:
             order = list(range(self.n))
         for start in range(0, self.n, self.batch_size):
@@ -369,6 +369,7 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
         raise ValidationError(f"max_steps must be >= 1, got {max_steps}")
     if mode not in ("min", "max"):
         raise ValidationError(f"mode must be 'min' or 'max', got {mode!r}")
+    rng(seed)  # the core's seed check, before any work
     if monitor != "valid" and metrics is None:
         raise ValidationError(f"monitor={monitor!r} needs `metrics` that report it")
     if monitor == "valid" and valid is None and patience is not None:

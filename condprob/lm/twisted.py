@@ -34,6 +34,7 @@ from condprob.errors import ValidationError
 from condprob.lm.attributes import AttributeKernel
 from condprob.lm.charlm import CharGRU
 from condprob.lm.kernel import TokenKernel, as_prefix
+from condprob.protocol import rng
 from condprob.train import Loss, TensorData, fit
 
 
@@ -163,7 +164,7 @@ class ValueTwist(AttributeKernel):
 def _rollouts(lm: TokenKernel, verifier: AttributeKernel, target: int, prefix: Sequence[int],
               max_len: int, num_samples: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     start = as_prefix([list(prefix)] * num_samples, lm.vocab_size)
-    seqs = lm.steps(max_len).sample(start, generator=torch.Generator().manual_seed(seed))
+    seqs = lm.steps(max_len).sample(start, generator=rng(seed))
     return seqs, verifier.probs(seqs)[:, target].double()
 
 

@@ -134,7 +134,8 @@ def test_errors(tmp_path):
     for kwargs, match in [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"),
                           ({"lr": 0.0}, "lr"), ({"patience": 2}, "needs `valid`"),
                           ({"resume": True}, "checkpoint_dir"), ({"mode": "up"}, "mode"),
-                          ({"monitor": "f1"}, "needs `metrics`"), ({"max_steps": 0}, "max_steps")]:
+                          ({"monitor": "f1"}, "needs `metrics`"), ({"max_steps": 0}, "max_steps"),
+                          ({"seed": 0.5}, "seed must be an integer")]:
         with pytest.raises(ValidationError, match=match):
             fit(m, obj, data, progress=False, **kwargs)
     with pytest.raises(ValidationError, match="monitor='f1' is not among the metrics"):
