@@ -46,7 +46,7 @@ from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, SpaceMismatchError, ValidationError
 from condprob.protocol import Morphism, SampleShape, as_sample_shape, check_composable
 from condprob.spaces import Euclidean, FactorKey, Space, Unit, product
-from condprob.tolerance import SLACK, eps
+from condprob.tolerance import relative
 
 Tensorish = torch.Tensor | Sequence[Any] | float | int
 
@@ -140,8 +140,7 @@ _Z = 4.0  # a value may sit this many of its own standard deviations off a dropp
 def _tol(dtype: torch.dtype, scale: Any, condition: Any = 1.0) -> Any:
     """`condprob.tolerance.tolerance` (the core's one policy) for per-batch-entry tensors of
     scales and condition numbers: min(SLACK eps, sqrt eps) * scale * condition."""
-    e = eps(dtype)
-    return min(SLACK * e, math.sqrt(e)) * scale * condition
+    return relative(dtype) * scale * condition
 
 
 def _zero_variance(lam: torch.Tensor) -> torch.Tensor:

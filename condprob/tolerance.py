@@ -52,17 +52,23 @@ def eps(dtype: Any) -> float:
     return float(np.finfo(dt).eps) if dt.kind in "fc" else 0.0
 
 
+def relative(dtype: Any) -> float:
+    """The tolerance per unit of scale and condition: min(SLACK * eps, sqrt(eps)) (0.0 when
+    exact). Checks on tensors of per-batch scales multiply it by them (as `condprob.gaussian`)."""
+    e = eps(dtype)
+    return min(SLACK * e, math.sqrt(e))
+
+
 def tolerance(dtype: Any, scale: float = 1.0, condition: float = 1.0) -> float:
     """The tolerance of a check: min(SLACK * eps, sqrt(eps)) * scale * condition (0.0 when exact).
 
     `dtype` is the dtype (or a tensor/array) the compared numbers are held in, `scale` their
     magnitude and `condition` the condition number of the computation that produced them.
     """
-    e = eps(dtype)
     if not (math.isfinite(scale) and scale >= 0 and math.isfinite(condition) and condition >= 1):
         raise ValidationError(f"tolerance needs a finite scale >= 0 and condition >= 1, got scale "
                               f"{scale!r}, condition {condition!r}")
-    return min(SLACK * e, math.sqrt(e)) * scale * condition
+    return relative(dtype) * scale * condition
 
 
 def within(error: float, dtype: Any, scale: float = 1.0, condition: float = 1.0) -> bool:

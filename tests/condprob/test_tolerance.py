@@ -18,6 +18,8 @@ def test_rule_and_constants():
     assert tolerance.tolerance(torch.float32, scale=3.0, condition=10.0) == tolerance.SLACK * e32 * 30
     assert tolerance.tolerance(torch.float16) == math.sqrt(torch.finfo(torch.float16).eps)
     assert tolerance.tolerance(np.dtype(object)) == 0.0
+    assert tolerance.relative(torch.float64) == tolerance.SLACK * e64
+    assert tolerance.relative(torch.bfloat16) == math.sqrt(torch.finfo(torch.bfloat16).eps)
     assert tolerance.eps(np.zeros(2, dtype=np.float32)) == e32
     assert tolerance.eps(torch.zeros(2, dtype=torch.long)) == 0.0
     assert tolerance.within(1e-14, torch.float64) and not tolerance.within(1e-12, torch.float64)
