@@ -27,8 +27,9 @@ covariance is symmetric and positive semi-definite. The latter costs one O(n^3) 
 runs at construction for n <= 128, and for larger covariances when a computation first uses the
 whole matrix (composition, sampling, densities, `cov`, ...), reusing the factorisation that
 computation needs anyway. Conditioning checks only what it uses (the block A cov A', by the
-factorisation it computes, the cross-covariance's symmetry and the posterior variances) and hands
-the rest of the check on to the posterior: the prior is PSD iff that block and the posterior are.
+factorisation it computes; the cross-covariance's symmetry and the bound |Q_ij|^2 <= Q_ii Q_jj
+on it; the posterior variances when read) and hands the rest of the check on to the posterior:
+the prior is PSD iff that block and the posterior are.
 A GP conditioned on observations therefore pays O(n m^2), not O(n^3), for its guard.
 """
 
@@ -776,10 +777,10 @@ class Gaussian(LinearGaussian):
             ca = q[..., :, eq.index]                               # (*batch, n, r)
             s = ca[..., eq.index, :]
             if self._pending:
-                self._check_cross(ca, q[..., eq.index, :])
+                self._check_cross(ca, q[..., eq.index, :], eq.index)
         else:
             if self._pending:
-                self._check_cross(q, q.mT)
+                self._check_cross(q, q.mT, None)
             am = _mv(a, self.mean)
             ca = q @ a.mT
             s = a @ ca
@@ -831,14 +832,27 @@ class Gaussian(LinearGaussian):
                               base=q, down=g)
         return post, logp.expand(batch), (r - rank).expand(batch)  # type: ignore[return-value]
 
-    def _check_cross(self, cols: torch.Tensor, rows: torch.Tensor) -> None:
-        """Pending check of the part of the covariance a condition reads: Q[:, o] == Q[o, :]'."""
-        tol = _tol(self.dtype, _amax(_diag(self._q()), 1))
+    def _check_cross(self, cols: torch.Tensor, rows: torch.Tensor,
+                     index: torch.Tensor | None) -> None:
+        """Pending check of the part of the covariance a condition reads, C = Q[:, o]: symmetric
+        (C == Q[o, :]') and within the PSD bound C_ij^2 <= Q_ii Q_jj (o all coordinates when
+        `index` is None)."""
+        d = _diag(self._q())
+        tol = _tol(self.dtype, _amax(d, 1))
         asym = _amax(cols - rows.mT, 2)
         if bool((asym > tol).any()):
             raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
                                   f" exceeds the tolerance {float(tol.max()):.3g})"
                                   f"{_where(self._batch, asym > tol)}")
+        do = d if index is None else d[..., index]
+        # |C_ij| <= sqrt(Q_ii Q_jj) + tol, squared: C_ij^2 - Q_ii Q_jj <= 2 tol max(Q_ii) + tol^2
+        slack = (2 * _amax(d, 1) + tol) * tol
+        excess = cols * cols - d[..., :, None] * do[..., None, :]
+        bad = _amax(excess.clamp(min=0), 2) > slack
+        if bool(bad.any()):
+            raise ValidationError(f"covariance is not positive semi-definite: a covariance exceeds "
+                                  f"the product of the standard deviations (|Q_ij| > "
+                                  f"sqrt(Q_ii Q_jj)){_where(self._batch, bad)}")
 
     def _check_block(self, lam: torch.Tensor) -> None:
         """Pending PSD check of the block A Q A' a condition factors (its eigenvalues)."""

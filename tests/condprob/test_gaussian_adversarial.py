@@ -210,8 +210,12 @@ def test_a_large_non_psd_prior_is_caught_at_first_full_use():
             use()
     # a posterior inherits the pending check: the prior is PSD iff the observed block and the
     # posterior are
-    post = Gaussian(torch.zeros(300, dtype=T), bad).condition_linear(
-        LinearEquation.observe([0, 100, 200], [0.1, 0.2, 0.3], 300))
+    w = torch.zeros(300, dtype=T)
+    w[150:] = 1 / math.sqrt(150)
+    hidden = k - 3.0 * torch.outer(w, w)        # indefinite only among unobserved coordinates
+    post = Gaussian(torch.zeros(300, dtype=T), hidden).condition_linear(
+        LinearEquation.observe([0, 50, 100], [0.1, 0.2, 0.3], 300))
+    assert post.mean.shape == (300,)
     with pytest.raises(cp.ValidationError, match="not positive semi-definite"):
         post.sample()
     good = Gaussian(torch.zeros(300, dtype=T), k)
@@ -225,15 +229,21 @@ def test_a_large_prior_is_checked_where_conditioning_reads_it():
     with pytest.raises(cp.ValidationError, match="not symmetric"):
         Gaussian(torch.zeros(300, dtype=T), asym).condition_linear(
             LinearEquation.observe([0], [1.0], 300))
+    corr = k.clone()
+    corr[0, 150] = corr[150, 0] = 1.5           # a correlation above 1 in the block read
+    with pytest.raises(cp.ValidationError, match=r"sqrt\(Q_ii Q_jj\)"):
+        Gaussian(torch.zeros(300, dtype=T), corr).condition_linear(
+            LinearEquation.observe([0], [1.0], 300))
     block = k.clone()
-    block[0, 1] = block[1, 0] = 2.0             # the observed 2 x 2 block is indefinite
+    block[0, 1] = block[1, 0] = 0.99 * math.sqrt(block[0, 0] * block[1, 1])
+    block[0, 2] = block[2, 0] = -0.99 * math.sqrt(block[0, 0] * block[2, 2])  # indefinite 3 x 3
     with pytest.raises(cp.ValidationError, match="conditioned block"):
         Gaussian(torch.zeros(300, dtype=T), block).condition_linear(
-            LinearEquation.observe([0, 1], [1.0, 1.0], 300))
+            LinearEquation.observe([0, 1, 2], [1.0, 1.0, 1.0], 300))
     var = k.clone()
-    var[7, 7] = 0.5                             # below what observing x6 explains
+    var[7, 7] -= 1e-4                           # below what observing x5 and x6 explains
     post = Gaussian(torch.zeros(300, dtype=T), var).condition_linear(
-        LinearEquation.observe([6], [1.0], 300))
+        LinearEquation.observe([5, 6], [1.0, 1.0], 300))
     with pytest.raises(cp.ValidationError, match="a variance is"):
         _ = post.variance
     with pytest.raises(cp.ValidationError, match="a variance is"):
