@@ -80,6 +80,9 @@ class _Heartbeat:
     def flush(self) -> None:
         self.stream.flush()
 
+    def __getattr__(self, name: str) -> object:  # isatty, fileno, encoding, buffer, ...
+        return getattr(self.stream, name)
+
     def _beat(self) -> None:
         while not self.done.wait(1.0):
             now = time.monotonic()

@@ -94,8 +94,15 @@ def test_silent_sections_print_progress(tmp_path, monkeypatch, capsys):
         time.sleep(2.5)
         return "done"
 
+    def uses_the_stream(out):
+        import sys
+
+        sys.stdout.isatty()
+        return str(sys.stdout.encoding)
+
     monkeypatch.setattr(cli, "HEARTBEAT_SECONDS", 1.0)
-    monkeypatch.setattr(cli, "tour_sections", _sections(("core", slow)))
+    monkeypatch.setattr(cli, "tour_sections",
+                        _sections(("core", slow), ("crf", lambda: uses_the_stream)))
     assert cli.tour(tmp_path) == 0
     assert "[tour] core: still running (" in capsys.readouterr().out
 
