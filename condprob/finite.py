@@ -21,7 +21,7 @@ import torch
 from condprob import backend as B
 from condprob.conditioning import Disintegration
 from condprob.errors import ConditioningError, CondprobError, SpaceMismatchError, ValidationError
-from condprob.protocol import Morphism, SampleShape, as_sample_shape, check_composable, num_draws
+from condprob.protocol import Morphism, SampleShape, categorical_draws, check_composable
 from condprob.spaces import FactorKey, FiniteSpace, Space, Unit, product
 from condprob.tolerance import check_probabilities
 
@@ -393,12 +393,8 @@ class State(Kernel):
     def sample(self, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Indices drawn from the state, shape sample_shape + batch_shape."""
-        shape = as_sample_shape(sample_shape)
-        probs = B.to_float(self.probs).detach()
-        flat = probs.reshape(-1, probs.shape[-1])
-        draws = torch.multinomial(flat, num_draws(shape), replacement=True,
-                                  generator=generator)  # (B, n)
-        return draws.T.reshape(*shape, *self.batch_shape)
+        return categorical_draws(B.to_float(self.probs).detach(), sample_shape,
+                                 generator=generator)
 
     def sample_labels(self, n: int, *, generator: torch.Generator | None = None) -> list[Hashable]:
         """n labels drawn from an unbatched state."""

@@ -212,6 +212,19 @@ def num_draws(sample_shape: tuple[int, ...]) -> int:
     return math.prod(sample_shape)
 
 
+def categorical_draws(probs: torch.Tensor, sample_shape: SampleShape = (), *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Indices drawn from each law of `probs` (*batch, N), i ~ Cat(probs[b]): shape
+    sample_shape + batch (empty when sample_shape has a zero)."""
+    shape = as_sample_shape(sample_shape)
+    n, batch = num_draws(shape), probs.shape[:-1]
+    if n == 0:
+        return torch.empty((*shape, *batch), dtype=torch.long, device=probs.device)
+    draws = torch.multinomial(probs.reshape(-1, probs.shape[-1]), n, replacement=True,
+                              generator=generator)  # (prod(batch), n)
+    return draws.T.reshape((*shape, *batch))
+
+
 def check_composable(f: Morphism, g: Morphism) -> None:
     """Raise `SpaceMismatchError` naming both spaces unless f's codomain is g's domain."""
     if f.cod != g.dom:

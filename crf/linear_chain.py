@@ -186,7 +186,10 @@ class LinearChainCRF(nn.Module):
                mask: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """Exact samples, shape sample_shape + (*batch, T), -1 at masked positions."""
         shape = as_sample_shape(sample_shape)
-        draws = self._to_labels(ch.sample(self.chain(emissions, mask), num_draws(shape), generator))
+        chain = self.chain(emissions, mask)
+        if num_draws(shape) == 0:
+            return torch.empty((*shape, *torch.as_tensor(emissions).shape[:-1]), dtype=torch.long)
+        draws = self._to_labels(ch.sample(chain, num_draws(shape), generator))
         return draws.reshape(*shape, *draws.shape[1:])
 
     def entropy(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -117,6 +117,11 @@ class NextEvent(Morphism):
                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """Draws (tau, mark) of shape sample_shape + (B,) (+ (d,) for continuous marks)."""
         shape = as_sample_shape(sample_shape)
+        if num_draws(shape) == 0:
+            width = (self.marks.dim,) if isinstance(self.marks, Euclidean) else ()
+            return (torch.empty(*shape, self._batch, dtype=torch.float64),
+                    torch.empty(*shape, self._batch, *width,
+                                dtype=torch.float64 if width else torch.long))
         tau, mark = self._sample_fn(num_draws(shape), generator)
         return (tau.reshape(*shape, self._batch),
                 mark.reshape(*shape, self._batch, *mark.shape[2:]))

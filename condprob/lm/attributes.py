@@ -36,7 +36,7 @@ from condprob.errors import ConditioningError, ValidationError
 from condprob.finite import Kernel, State
 from condprob.lm.kernel import TokenKernel, as_prefix, gather_log_probs
 from condprob.lm.regex import ConditionedLM
-from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.protocol import Morphism, SampleShape, categorical_draws
 from condprob.spaces import FiniteSpace, SequenceSpace
 from condprob.tolerance import check_probabilities
 
@@ -86,11 +86,7 @@ class AttributeKernel(Morphism):
     def sample(self, sequences: torch.Tensor | Sequence, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Attribute indices drawn for each sequence: sample_shape + (B,)."""
-        shape = as_sample_shape(sample_shape)
-        p = self.probs(sequences)
-        n = num_draws(shape)
-        return torch.multinomial(p, n, replacement=True, generator=generator).T.reshape(
-            *shape, p.shape[0])
+        return categorical_draws(self.probs(sequences), sample_shape, generator=generator)
 
     def log_prob(self, sequences: torch.Tensor | Sequence,
                  attribute: torch.Tensor | Sequence[int]) -> torch.Tensor:

@@ -20,7 +20,14 @@ from pyro.distributions import constraints
 from condprob.errors import ValidationError
 from condprob.finite import Kernel
 from condprob.lm.filters import Filter, check_logits, entropy
-from condprob.protocol import Law, Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.protocol import (
+    Law,
+    Morphism,
+    SampleShape,
+    as_sample_shape,
+    categorical_draws,
+    num_draws,
+)
 from condprob.spaces import FiniteSpace, SequenceSpace, Space
 from condprob.tabulation import tabulate
 
@@ -140,11 +147,7 @@ class TokenKernel(Morphism):
     def sample(self, prefix: torch.Tensor | Sequence, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Next tokens drawn after each prefix, shape sample_shape + (B,)."""
-        shape = as_sample_shape(sample_shape)
-        probs = self.logits(prefix).exp()
-        n = num_draws(shape)
-        draws = torch.multinomial(probs, n, replacement=n > 1, generator=generator)  # (B, n)
-        return draws.T.reshape(*shape, probs.shape[0])
+        return categorical_draws(self.logits(prefix).exp(), sample_shape, generator=generator)
 
     def log_prob(self, prefix: torch.Tensor | Sequence,
                  token: torch.Tensor | Sequence[int]) -> torch.Tensor:

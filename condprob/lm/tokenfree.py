@@ -37,7 +37,7 @@ import torch
 from condprob.errors import ValidationError
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.scores import prefix_log_probs
-from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
+from condprob.protocol import Morphism, SampleShape, categorical_draws
 from condprob.spaces import FiniteSpace, SequenceSpace
 from condprob.tolerance import check_probabilities
 
@@ -216,10 +216,7 @@ class CharacterKernel(Morphism):
     def sample(self, prefix: str, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> torch.Tensor:
         """Indices into `outcomes` of next characters (or `END`), shape sample_shape."""
-        shape = as_sample_shape(sample_shape)
-        n = num_draws(shape)
-        draws = torch.multinomial(self.probs(prefix), n, replacement=True, generator=generator)
-        return draws.reshape(shape)
+        return categorical_draws(self.probs(prefix), sample_shape, generator=generator)
 
     def generate(self, prefix: str, n: int, generator: torch.Generator | None = None) -> str:
         """Extend `prefix` by up to n characters, character by character (stops at `END`)."""

@@ -26,7 +26,7 @@ from condprob.bffg import NonlinearGaussian, SDEKernel
 from condprob.errors import SpaceMismatchError, ValidationError
 from condprob.lm.kernel import SequenceKernel, TokenKernel
 from condprob.lm.models import BigramLM
-from condprob.protocol import Law
+from condprob.protocol import Law, sample_at
 from condprob.pyro import to_pyro
 from condprob.spaces import Euclidean, FiniteSpace, SequenceSpace
 from tpp import EventBatch, HomogeneousPoisson, NextEventKernel, history_space
@@ -343,6 +343,27 @@ def test_sde_kernel_samples_but_has_no_density():
                                                                                              11, 1)
     with pytest.raises(TypeError, match="intractable"):
         law.log_prob(torch.zeros(2, 1, dtype=F64))
+
+
+# Empty sample shapes ---------------------------------------------------------------------------------
+def test_a_zero_in_sample_shape_gives_no_draws_for_every_kind():
+    """sample_shape (2, 0) is a valid shape (nonnegative ints): every kind returns an empty
+    tensor of shape (2, 0) + batch + event, no RuntimeError from torch.multinomial."""
+    g = torch.Generator().manual_seed(0)
+    k = fixed_bigram(0)
+    emb = torch.zeros(1, 2, 3, dtype=F64)
+    hp = NextEventKernel(HomogeneousPoisson(torch.tensor([1.0], dtype=F64)))
+    cases = [(cp.Kernel(torch.full((2, 2), 0.5, dtype=F64), ["p", "q"], ["a", "b"]), "p", ()),
+             (cp.State([0.5, 0.5], ["a", "b"]), None, ()),
+             (k, [[0], [1]], (2,)), (k.steps(2), [[0]], (1, 3)),
+             (crf_model("crf").kernel(), emb, (1, 2)),
+             (cp.Gaussian(torch.zeros(2, dtype=F64), torch.eye(2, dtype=F64)), None, (2,)),
+             (nonlinear(), torch.tensor([0.7], dtype=F64), (1,))]
+    for kern, x, tail in cases:
+        draws = sample_at(kern, x, (2, 0), generator=g)
+        assert draws.shape == (2, 0, *tail), type(kern).__name__
+    tau, mark = hp.sample(history([0.5]), (2, 0), generator=g)
+    assert tau.shape == mark.shape == (2, 0, 1) and mark.dtype == torch.long
 
 
 # Errors that say what works ------------------------------------------------------------------------
