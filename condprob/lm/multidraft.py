@@ -123,10 +123,17 @@ class Selection:
     def sample(self, drafts: torch.Tensor, generator: torch.Generator | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
         """Output tokens (B,) and whether each was a draft (B,), for drafted tuples (B, K)."""
-        x = torch.as_tensor(drafts, dtype=torch.long)
+        x = torch.as_tensor(drafts)
+        if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+            raise ValidationError(f"drafts are integer token ids, got dtype {x.dtype}")
+        x = x.long()
         if x.ndim != 2 or x.shape[1] != self.drafts.shape[0]:
             raise ValidationError(f"drafts must be (B, {self.drafts.shape[0]}), got "
                                   f"{tuple(x.shape)}")
+        v = self.tuples.vocab_size
+        if x.numel() and (int(x.min()) < 0 or int(x.max()) >= v):
+            raise ValidationError(f"draft token ids must lie in [0, {v}), got ids in "
+                                  f"[{int(x.min())}, {int(x.max())}]")
         rows = self.tuples.index(x.numpy())
         if (rows < 0).any():
             raise ValidationError("a draft tuple has probability zero under the draft laws")

@@ -119,6 +119,10 @@ def test_bad_input_raises_house_errors():
         sel.sample(torch.tensor([[0, 3]]))
     with pytest.raises(ValidationError, match="drafts must be"):
         sel.sample(torch.tensor([0, 1]))
+    with pytest.raises(ValidationError, match=r"draft token ids must lie in \[0, 4\)"):
+        sel.sample(torch.tensor([[0, 4]]))
+    with pytest.raises(ValidationError, match="integer token ids"):
+        sel.sample(torch.tensor([[0.0, 1.7]]))                      # was truncated to [0, 1]
 
 
 @pytest.mark.parametrize("seed", range(4))
