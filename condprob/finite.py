@@ -383,7 +383,15 @@ class State(Kernel):
         """log probability of outcomes: index tensors (as in torch.distributions) or a label."""
         if isinstance(value, torch.Tensor):
             probs = B.to_float(self.probs)
+            n = probs.shape[-1]
+            if value.is_complex() or (value.is_floating_point()
+                                      and bool((value != value.round()).any())):
+                raise ValidationError(f"outcome indices must be whole numbers, got {value.dtype} "
+                                      "values that are not (NaN or a fraction)")
             idx = value.long()
+            if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n):
+                raise ValidationError(f"outcome indices must lie in [0, {n}), got indices in "
+                                      f"[{int(idx.min())}, {int(idx.max())}]")
             batch = torch.broadcast_shapes(idx.shape, probs.shape[:-1])
             p = probs.expand(*batch, probs.shape[-1]).gather(-1, idx.expand(batch)[..., None])
             return torch.log(p[..., 0])

@@ -300,3 +300,14 @@ def test_symbolic_states_cannot_be_sampled_until_substituted():
         s.sample(3, generator=cp.rng(0))
     with pytest.raises(ValueError, match="substitute"):
         s.to_float()
+
+
+def test_log_prob_of_index_tensors_checks_the_indices():
+    s = cp.State([0.2, 0.3, 0.5], ["a", "b", "c"])
+    assert float(s.log_prob(torch.tensor(2.0))) == math.log(0.5)
+    with pytest.raises(ValidationError, match="whole numbers"):
+        s.log_prob(torch.tensor(1.5))                                 # was read as index 1
+    with pytest.raises(ValidationError, match="whole numbers"):
+        s.log_prob(torch.tensor(float("nan")))
+    with pytest.raises(ValidationError, match=r"must lie in \[0, 3\), got indices in \[-1, 3\]"):
+        s.log_prob(torch.tensor([-1, 3]))
