@@ -25,6 +25,7 @@ w = 0: the base model).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import pyro.distributions as pdist
@@ -238,8 +239,10 @@ def guide(lm: TokenKernel, attribute: AttributeKernel, target: str | int,
     attribute kernel (tempered: c(target | prefix, v)^strength) against P(v | prefix)."""
     if attribute.vocab != lm.vocab:
         raise ValidationError("the attribute kernel must read the model's vocabulary")
-    if not isinstance(strength, int | float) or isinstance(strength, bool) or strength < 0:
-        raise ValidationError(f"the guidance strength must be a number >= 0, got {strength!r}")
+    if not isinstance(strength, int | float) or isinstance(strength, bool) or \
+            not 0 <= strength < math.inf:
+        raise ValidationError(f"the guidance strength must be a finite number >= 0, got "
+                              f"{strength!r}")
     t = attribute.index(target)
     binary = FiniteSpace(["target", "other"], name="attribute")
 

@@ -38,11 +38,12 @@ def as_prefix(prefix: torch.Tensor | Sequence[int] | Sequence[Sequence[int]],
               vocab_size: int) -> torch.Tensor:
     """A (B, T) LongTensor of token ids in [0, V), from a tensor or (nested) lists."""
     try:
-        t = prefix if isinstance(prefix, torch.Tensor) else torch.as_tensor(prefix,
-                                                                            dtype=torch.long)
-    except (TypeError, ValueError) as err:
+        t = prefix if isinstance(prefix, torch.Tensor) else torch.as_tensor(prefix)
+    except (TypeError, ValueError, RuntimeError) as err:
         raise ValidationError(f"a prefix batch is a (B, T) array of token ids with rows of one "
                               f"length: {err}") from err
+    if t.numel() == 0:
+        t = t.long()
     if t.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValidationError(f"a prefix holds integer token ids, got dtype {t.dtype}")
     if t.ndim == 1:

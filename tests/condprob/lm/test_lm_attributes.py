@@ -108,8 +108,11 @@ def test_unreachable_target_and_bad_arguments_raise(make_bigram):
     _, attribute = regular(lm)
     with pytest.raises(ConditioningError, match="probability zero"):
         guide(lm, attribute, "accept").logits([[1, 3]])
-    with pytest.raises(ValidationError, match="strength"):
-        guide(lm, attribute, "accept", -1.0)
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValidationError, match="strength"):
+            guide(lm, attribute, "accept", bad)
+    with pytest.raises(ValidationError, match="integer token ids"):
+        guide(lm, attribute, "accept").logits([[0.0, 1.7]])          # was truncated to [0, 1]
     with pytest.raises(ValidationError, match="unknown label"):
         guide(lm, attribute, "maybe")
     with pytest.raises(ValidationError, match="vocabulary"):
