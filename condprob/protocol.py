@@ -226,7 +226,12 @@ def categorical_draws(probs: torch.Tensor, sample_shape: SampleShape = (), *,
 
 
 def check_composable(f: Morphism, g: Morphism) -> None:
-    """Raise `SpaceMismatchError` naming both spaces unless f's codomain is g's domain."""
+    """Raise `SpaceMismatchError` naming both spaces unless f's codomain is g's domain (and a
+    `TypeError` when either is not a kernel)."""
+    for k in (f, g):
+        if not isinstance(k, Morphism):
+            raise TypeError(f"composition needs kernels (condprob Morphisms), got "
+                            f"{type(k).__name__}")
     if f.cod != g.dom:
         raise SpaceMismatchError(
             f"cannot compose {type(f).__name__} into {type(g).__name__}: codomain does not match "

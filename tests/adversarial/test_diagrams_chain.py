@@ -63,3 +63,14 @@ def test_forbidden_paths_are_minus_inf_and_all_forbidden_is_an_error(clear_error
     c = ch.Chain(u, torch.zeros(3, 3, dtype=torch.float64))
     assert ch.log_partition(c).item() == float("-inf")
     clear_error(lambda: ch.log_prob(c, torch.zeros(1, 3, dtype=torch.long)), "weight zero")
+
+
+@pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
+def test_law_suite_strategies_and_laws_name_misuse(clear_error):
+    from condprob import laws
+
+    clear_error(lambda: laws.states(5).example(), "space")
+    clear_error(lambda: laws.kernels("x", D).example(), "dom")
+    clear_error(lambda: laws.predicates(3.5).example(), "space")
+    clear_error(lambda: laws.distributions(0).example(), "n >= 1")
+    clear_error(lambda: laws.law_inversion(5, 6), "kernels")
