@@ -42,13 +42,13 @@ class CRFDistribution(TorchDistribution):
         return em, mask
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """log p(y | x) for label sequences (*sample, *batch, T)."""
+        """log p(y | x) for label sequences (*sample, *batch, T); labels are checked by the
+        model (integers in [0, L) at unmasked positions: a sample's -1 at masked positions is
+        accepted)."""
         if not isinstance(value, Tensor) or value.shape[-1:] != self.event_shape:
             raise ValidationError(f"value must be label sequences (*sample, *batch, "
                                   f"{self.event_shape[0]}), got "
                                   f"{tuple(value.shape) if isinstance(value, Tensor) else value!r}")
-        if self._validate_args:
-            self._validate_sample(value)
         em, mask = self._expand_to(value)
         return self.model.log_prob(em, value, mask)
 

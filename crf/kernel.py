@@ -49,9 +49,10 @@ class CRFKernel(Morphism):
         return x, None
 
     def __call__(self, x: Emissions) -> CRFDistribution:
-        """p(y | emissions) as a Pyro distribution: batch (*batch,), event (T,)."""
+        """p(y | emissions) as a Pyro distribution: batch (*batch,), event (T,); its inputs are
+        checked by the model (ValidationError), not by torch's argument validation."""
         emissions, mask = self._split(x)
-        return CRFDistribution(self.model, emissions, mask)
+        return CRFDistribution(self.model, emissions, mask, validate_args=False)
 
     def sample(self, x: Emissions, sample_shape: SampleShape = (), *,
                generator: torch.Generator | None = None) -> Tensor:

@@ -230,6 +230,27 @@ def test_crf_kernel_sampling_follows_log_prob_with_power(kind):
     assert k.sample(em, (4, 5), generator=cp.rng(2)).shape == (4, 5, 1, 3)
 
 
+def test_masked_crf_samples_have_a_log_prob():
+    """A sample holds -1 at masked positions; k(x).log_prob and the distribution read it (the
+    support check of torch's validation refused it), and bad labels give ValidationError."""
+    model = crf_model("crf")
+    k = model.kernel()
+    em = torch.randn(2, 3, 3, generator=cp.rng(4), dtype=F64)
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    draws = k.sample((em, mask), (5,), generator=cp.rng(5))
+    assert bool((draws[:, 1, 2] == -1).all())
+    want = model.log_prob(em.expand(5, -1, -1, -1), draws, mask.expand(5, -1, -1))
+    torch.testing.assert_close(k((em, mask)).log_prob(draws), want, rtol=0, atol=0)
+    torch.testing.assert_close(model.distribution(em, mask).log_prob(draws), want, rtol=0, atol=0)
+    laws.law_call_matches_log_prob(k, (em, mask), draws)
+    with pytest.raises(ValidationError, match="integer tensor"):
+        k(em).log_prob(torch.tensor([[0.5, 1.0, 2.0]] * 2))
+    with pytest.raises(ValidationError, match=r"tags must lie in \[0, 3\)"):
+        k(em).log_prob(torch.tensor([[0, 5, 1]] * 2))
+    with pytest.raises(ValidationError, match="NaN"):
+        k(torch.full((1, 2, 3), float("nan"), dtype=F64)).log_prob(torch.tensor([[0, 1]]))
+
+
 def test_crf_is_the_likelihood_of_a_pyro_sample():
     k = crf_model("reg").kernel()
     em = torch.randn(2, 4, 3, generator=cp.rng(3), dtype=F64)
