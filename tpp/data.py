@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from condprob.errors import ValidationError
+from condprob.tolerance import within
 
 __all__ = ["EventBatch"]
 
@@ -248,7 +249,7 @@ class EventBatch:
     def split(self, fractions: Sequence[float] = (0.6, 0.2, 0.2),
               seed: int | None = 0) -> tuple[EventBatch, ...]:
         """Random split of the sequences by the given fractions (a seed of None keeps order)."""
-        if any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-9:
+        if any(f < 0 for f in fractions) or not within(math.fsum(fractions) - 1, torch.float64):
             raise ValidationError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
         B = len(self)
         order = (torch.arange(B) if seed is None
