@@ -29,6 +29,8 @@ def _batched(x: object, dim: int, what: str) -> tuple[torch.Tensor, bool]:
     t = torch.as_tensor(x, dtype=torch.float64)
     if t.shape[-1:] != (dim,):
         raise SpaceMismatchError(what, (dim,), tuple(t.shape))
+    if not bool(torch.isfinite(t).all()):
+        raise ValidationError(f"{what} has non-finite entries (NaN or inf)")
     return (t, False) if t.ndim > 1 else (t[None], True)
 
 
@@ -74,6 +76,8 @@ class NonlinearGaussian(Morphism):
         if m.shape != (x.shape[0], self.cod.dim):
             raise ValidationError(f"mean function returned shape {tuple(m.shape)}; expected "
                                   f"({x.shape[0]}, {self.cod.dim})")
+        if not bool(torch.isfinite(m).all()):
+            raise ValidationError("mean function returned non-finite values (NaN or inf)")
         return m
 
     def cov(self, x: torch.Tensor) -> torch.Tensor:
@@ -122,6 +126,8 @@ class NonlinearGaussian(Morphism):
         if yt.shape[-1:] != (self.cod.dim,) or (not single and yt.shape[-2:-1] != xt.shape[:1]):
             raise SpaceMismatchError("value", (*(() if single else xt.shape[:1]), self.cod.dim),
                                      tuple(yt.shape))
+        if not bool(torch.isfinite(yt).all()):
+            raise ValidationError("value has non-finite entries (NaN or inf)")
         chol = psd_cholesky(self.cov(xt), "covariance (for a density)")
         diff = yt - self.mean(xt)
         chol = chol.expand(*diff.shape[:-1], self.cod.dim, self.cod.dim)

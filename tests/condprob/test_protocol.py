@@ -355,6 +355,17 @@ def test_nonlinear_gaussian_sampling_follows_density_with_power():
                                              target=shifted) < 1e-6
 
 
+def test_nonlinear_gaussian_refuses_non_finite_points():
+    k, nan = nonlinear(), float("nan")
+    with pytest.raises(ValidationError, match="value has non-finite"):
+        k.log_prob(torch.tensor([0.5], dtype=F64), torch.tensor([nan], dtype=F64))
+    with pytest.raises(ValidationError, match="input point has non-finite"):
+        k.sample(torch.tensor([nan], dtype=F64))
+    broken = NonlinearGaussian(lambda x: x / 0 * 0, torch.tensor([[0.3]], dtype=F64), 1, 1)
+    with pytest.raises(ValidationError, match="mean function returned non-finite"):
+        broken(torch.tensor([0.5], dtype=F64))
+
+
 def test_sde_kernel_samples_but_has_no_density():
     k = SDEKernel(lambda t, x: -x, torch.eye(1, dtype=F64), torch.linspace(0, 1, 11), 1)
     x0 = torch.tensor([[0.5], [1.0]], dtype=F64)
