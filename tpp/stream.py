@@ -61,13 +61,24 @@ class EventFiles(FileRecords):
         super().__init__(paths, self._from_csv, group=lambda line: line.split(",")[seq],
                          header=True)
 
+    def _row(self, line: str) -> tuple[float, int]:
+        r = line.split(",")
+        try:
+            return float(r[self._time]), int(r[self._mark]) if self._mark is not None else 0
+        except (IndexError, ValueError) as err:
+            raise ValidationError(f"malformed CSV row {line!r} ({err})") from None
+
     def _from_csv(self, records: list[list[str]]) -> EventBatch:
-        rows = [[line.split(",") for line in rec] for rec in records]
-        times = [[float(r[self._time]) for r in rec] for rec in rows]
-        marks = [[int(r[self._mark]) if self._mark is not None else 0 for r in rec]
-                 for rec in rows]
-        return EventBatch.from_sequences(times, marks, self.T, self.num_marks)
+        rows = [[self._row(line) for line in rec] for rec in records]
+        return EventBatch.from_sequences([[t for t, _ in rec] for rec in rows],
+                                         [[m for _, m in rec] for rec in rows], self.T,
+                                         self.num_marks)
 
     def _from_json(self, records: list[list[str]]) -> EventBatch:
-        return EventBatch.from_dicts([json.loads(rec[0]) for rec in records], self.T,
-                                     self.num_marks)
+        dicts = []
+        for rec in records:
+            try:
+                dicts.append(json.loads(rec[0]))
+            except json.JSONDecodeError as err:
+                raise ValidationError(f"malformed JSON line {rec[0][:80]!r} ({err})") from None
+        return EventBatch.from_dicts(dicts, self.T, self.num_marks)

@@ -78,3 +78,15 @@ def test_errors(tmp_path):
     for fmt in ("csv", "jsonl"):
         with pytest.raises(ValidationError, match="no such file"):
             EventFiles([tmp_path / "missing"], 2, format=fmt)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("seq_id,time,mark\na,1.0,0\nb,oops,1\nc,2.0\n")
+    files = EventFiles([bad], 2)
+    with pytest.raises(ValidationError, match="malformed CSV row 'b,oops,1'"):
+        files[[1]]
+    with pytest.raises(ValidationError, match="malformed CSV row 'c,2.0'"):
+        files[[2]]
+    assert files[[0]].num_events == 1
+    broken = tmp_path / "bad.jsonl"
+    broken.write_text('{"times": [1.0], "marks": [0]}\n{"times": [1.0\n')
+    with pytest.raises(ValidationError, match="malformed JSON line"):
+        EventFiles([broken], 2, format="jsonl")[[1]]
