@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from pyro.distributions import constraints
 
+from condprob.bffg.kernels import _batched
 from condprob.bffg.messages import GaussianMessage, PointMessage
 from condprob.bffg.rules import pullback_linear
 from condprob.errors import ValidationError
@@ -107,6 +108,7 @@ class SDEKernel(Morphism):
     def __call__(self, x0: object) -> Law:
         """The law of X_T from x0 (B, d) (or one x0 (d,)) as a Pyro distribution: it samples by
         Euler-Maruyama; its log_prob raises, the transition density being intractable."""
+        _batched(x0, self.dim, "x0")
         x = torch.as_tensor(x0, dtype=torch.float64)
         return Law(self, x, tuple(x.shape[:-1]), (self.dim,), constraints.real_vector)
 
@@ -117,6 +119,7 @@ class SDEKernel(Morphism):
         (B, d), or the whole paths, sample_shape + (B, N+1, d). `noise` (draws, N, m) gives the
         standard normal increments (draws = number of samples times B)."""
         shape = as_sample_shape(sample_shape)
+        _batched(x0, self.dim, "x0")
         x = torch.as_tensor(x0, dtype=torch.float64)
         lead = tuple(x.shape[:-1])
         x = x.reshape(-1, self.dim).repeat(num_draws(shape), 1)

@@ -375,6 +375,10 @@ def test_sde_kernel_samples_but_has_no_density():
                                                                                              11, 1)
     with pytest.raises(TypeError, match="intractable"):
         law.log_prob(torch.zeros(2, 1, dtype=F64))
+    with pytest.raises(ValidationError, match="x0 has non-finite"):
+        k.sample(torch.tensor([float("nan")], dtype=F64))             # gave a NaN path
+    with pytest.raises(SpaceMismatchError, match="x0"):
+        k(torch.zeros(2, 3, dtype=F64))
 
 
 # Empty sample shapes ---------------------------------------------------------------------------------
