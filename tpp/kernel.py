@@ -111,6 +111,8 @@ class NextEvent(Morphism):
             mark = mark.long().expand(tau.shape)
         elif mark.shape[-1:] != (self.marks.dim,):
             raise ValidationError(f"continuous marks must end in dimension {self.marks.dim}")
+        elif not bool(torch.isfinite(mark).all()):
+            raise ValidationError("continuous marks must be finite (no NaN or inf)")
         return self._log_prob_fn(tau, mark)
 
     def sample(self, sample_shape: SampleShape = (), *,

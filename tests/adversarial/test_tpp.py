@@ -9,6 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from condprob.errors import ValidationError
 from tpp import (
     EventBatch,
     Hawkes,
@@ -17,6 +18,7 @@ from tpp import (
     Renewal,
     SelfCorrecting,
 )
+from tpp.kernel import NextEvent, mark_space
 
 H = Hawkes([0.5, 0.3], [[0.2, 0.1], [0.3, 0.4]], 1.5)
 B2 = EventBatch.from_sequences([[1.0, 2.0]], [[0, 1]], T=3.0, num_marks=2)
@@ -140,3 +142,11 @@ def test_bad_models_and_arguments(make, word, clear_error):
 
 def test_renewal_needs_a_distribution(clear_error):
     clear_error(lambda: Renewal("x"), "interval")
+
+
+def test_non_finite_continuous_marks_are_refused():
+    law = NextEvent(mark_space(None, 2), 1, lambda tau, mark: -tau - (mark**2).sum(-1),
+                    lambda n, g: (torch.ones(n, 1), torch.zeros(n, 1, 2)))
+    assert float(law.log_prob((torch.tensor([1.0]), torch.zeros(1, 2)))) == -1.0
+    with pytest.raises(ValidationError, match="continuous marks must be finite"):
+        law.log_prob((torch.tensor([1.0]), torch.tensor([[0.0, math.nan]])))     # was NaN
