@@ -191,6 +191,17 @@ def test_g_test_statistic_support_and_power():
         laws.g_test([1, 2, 3], [0.5, 0.5])
 
 
+def test_sampling_law_reads_a_float32_kernel_at_its_precision():
+    """A float32 table's outputs sum to 1 only within float32 rounding (here off by 2.8e-8):
+    the law checks the sum by the tolerance policy at the law's dtype, not at a fixed 1e-8."""
+    p = torch.softmax(torch.randn(2, 7, generator=cp.rng(1)), -1)
+    k = cp.Kernel(p, ["p", "q"], list("abcdefg"))
+    outputs = [torch.tensor(i) for i in range(7)]
+    assert laws.law_sampling_matches_log_prob(k, "p", outputs, generator=cp.rng(0)) > 1e-3
+    with pytest.raises(AssertionError, match="carry probability"):
+        laws.law_sampling_matches_log_prob(k, "p", outputs[:6], generator=cp.rng(0))
+
+
 class _NaNKernel(cp.Kernel):
     """A finite kernel whose log_prob is NaN at one input (a broken user kernel)."""
 
