@@ -839,16 +839,17 @@ class Gaussian(LinearGaussian):
         `index` is None)."""
         d = _diag(self._q())
         tol = _tol(self.dtype, _amax(d, 1))
-        asym = _amax(cols - rows.mT, 2)
-        if bool((asym > tol).any()):
-            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
-                                  f" exceeds the tolerance {float(tol.max()):.3g})"
-                                  f"{_where(self._batch, asym > tol)}")
+        if not torch.equal(cols, rows.mT):                     # exact symmetry: the usual case
+            asym = _amax(cols - rows.mT, 2)
+            if bool((asym > tol).any()):
+                raise ValidationError(f"covariance is not symmetric (|Q - Q'| = "
+                                      f"{float(asym.max()):.3g} exceeds the tolerance "
+                                      f"{float(tol.max()):.3g}){_where(self._batch, asym > tol)}")
         do = d if index is None else d[..., index]
         # |C_ij| <= sqrt(Q_ii Q_jj) + tol, squared: C_ij^2 - Q_ii Q_jj <= 2 tol max(Q_ii) + tol^2
         slack = (2 * _amax(d, 1) + tol) * tol
-        excess = cols * cols - d[..., :, None] * do[..., None, :]
-        bad = _amax(excess.clamp(min=0), 2) > slack
+        excess = torch.addcmul(cols.square(), d[..., :, None], do[..., None, :], value=-1)
+        bad = excess.flatten(-2).amax(-1) > slack
         if bool(bad.any()):
             raise ValidationError(f"covariance is not positive semi-definite: a covariance exceeds "
                                   f"the product of the standard deviations (|Q_ij| > "
