@@ -30,3 +30,11 @@ class SpaceMismatchError(CondprobError, TypeError):
 
 class ValidationError(CondprobError, ValueError):
     """An argument is malformed (not a distribution, wrong shape, unknown label, ...)."""
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """`value` when it is an int >= 1 (a bool is not); else `ValidationError` "{name} must be a
+    positive integer, got {value!r}"."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    return value

@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.protocol import rng
 
 __all__ = ["Dataset", "FileRecords", "Loss", "Objective", "Records", "ShardedBatches", "TensorData",
@@ -358,9 +358,8 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
     The torch, Python and NumPy random generators are seeded with seed + rank; the order of the
     data depends on (seed, epoch) only.
     """
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(v, int) or v < 1:
-            raise ValidationError(f"{name} must be a positive integer, got {v!r}")
+    check_positive_int(epochs, "epochs")
+    check_positive_int(batch_size, "batch_size")
     if not lr > 0:
         raise ValidationError(f"lr must be > 0, got {lr}")
     if patience is not None and patience < 1:

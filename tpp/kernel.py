@@ -18,7 +18,7 @@ import torch
 from pyro.distributions import TorchDistribution, constraints
 from torch import Tensor
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.protocol import Morphism, SampleShape, as_sample_shape, num_draws
 from condprob.spaces import Euclidean, FiniteSpace, SequenceSpace, Space, Unit
 
@@ -135,8 +135,7 @@ class NextEvent(Morphism):
     def mean_time(self, num_samples: int = 2000, *,
                   generator: torch.Generator | None = None) -> Tensor:
         """Monte Carlo estimate of E[tau] per history (models with a closed form override it)."""
-        if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-            raise ValidationError(f"num_samples must be a positive integer, got {num_samples!r}")
+        check_positive_int(num_samples, "num_samples")
         return self.sample((num_samples,), generator=generator)[0].mean(0)
 
 

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from tpp.data import EventBatch
 from tpp.kernel import NextEvent, mark_space
 from tpp.process import PointProcess
@@ -139,8 +139,7 @@ class _MixtureTPP(_Neural):
     def __init__(self, num_marks: int, hidden: int = 32, components: int = 8,
                  per_mark: bool = False):
         super().__init__(num_marks, None, hidden)
-        if isinstance(components, bool) or not isinstance(components, int) or components < 1:
-            raise ValidationError(f"components must be a positive integer, got {components!r}")
+        check_positive_int(components, "components")
         self.per_mark, self.C = per_mark, components
         self.mark_head = nn.Linear(hidden, num_marks, dtype=F64)
         self.time_head = nn.Linear(hidden, (num_marks if per_mark else 1) * 3 * components,
@@ -249,8 +248,7 @@ class ConditionalGenerator(_Neural):
         super().__init__(num_marks, mark_dim, hidden)
         for name, v in (("latent", latent), ("num_particles", num_particles),
                         ("train_particles", train_particles)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValidationError(f"{name} must be a positive integer, got {v!r}")
+            check_positive_int(v, name)
         self.latent, self.K, self.train_particles = latent, num_particles, train_particles
         width = num_marks or mark_dim or 0
         self.recognition = _mlp(hidden + 1 + width, 2 * latent, hidden)

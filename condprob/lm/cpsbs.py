@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.lm.filters import NEG_INF
 from condprob.lm.gumbel import _step_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -104,8 +104,7 @@ def cp_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Tensor, k:
     seqs = as_prefix(prefix, kernel.vocab_size)
     if seqs.shape[0] != 1:
         raise ValidationError("beam search starts from a single prefix")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValidationError(f"beam size k must be a positive integer, got {k!r}")
+    check_positive_int(k, "beam size k")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
     logp = torch.zeros(1, dtype=torch.float64)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.lm.filters import NEG_INF, check_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
 
@@ -159,8 +159,7 @@ def stochastic_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Te
     root = as_prefix(prefix, kernel.vocab_size)
     if root.shape[0] != 1:
         raise ValidationError("stochastic beam search starts from a single prefix")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValidationError(f"beam size k must be a positive integer, got {k!r}")
+    check_positive_int(k, "beam size k")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
     seqs, logp = root, torch.zeros(1, dtype=torch.float64)

@@ -17,7 +17,7 @@ import pyro.distributions as pdist
 import torch
 from pyro.distributions import constraints
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.finite import Kernel
 from condprob.lm.filters import Filter, check_logits, entropy
 from condprob.protocol import (
@@ -250,8 +250,7 @@ class SequenceKernel(Morphism):
     """
 
     def __init__(self, step: TokenKernel, n: int):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValidationError(f"the number of steps must be a positive integer, got {n!r}")
+        check_positive_int(n, "the number of steps")
         self.step = step
         self.n = n
         self.dom = step.dom

@@ -32,7 +32,7 @@ import scipy.optimize
 import scipy.sparse
 import torch
 
-from condprob.errors import CondprobError, ValidationError
+from condprob.errors import CondprobError, ValidationError, check_positive_int
 from condprob.lm.speculative import _check_probs, _residual
 
 MAX_TUPLES = 250_000
@@ -229,8 +229,7 @@ def optimal_acceptance(target: torch.Tensor, drafts: torch.Tensor | Sequence[tor
 def identical_drafts_acceptance(target: torch.Tensor, draft: torch.Tensor, k: int = 2) -> float:
     """Optimal acceptance for k identical drafts q: 1 + min_j (p(S_j) - q(S_j)^k), S_j the j
     tokens of smallest p/q (j = 0..V)."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValidationError(f"the number of drafts k must be a positive integer, got {k!r}")
+    check_positive_int(k, "the number of drafts k")
     p, q = _laws(target, torch.as_tensor(draft).unsqueeze(0))
     q = q[0]
     ratio = torch.where(q > 0, p / torch.where(q > 0, q, 1.0), torch.inf)

@@ -33,7 +33,7 @@ import torch
 from condprob.automata import DFA, NO_STATE, pattern_symbols
 from condprob.bffg.inference import backward_filter
 from condprob.bffg.structured import TokenAutomatonKernel, automaton_chain
-from condprob.errors import ConditioningError, ValidationError
+from condprob.errors import ConditioningError, ValidationError, check_positive_int
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
 from condprob.lm.models import HMMLM, BigramLM
@@ -280,8 +280,7 @@ class ConditionedLM:
                             "kernel); for other models use condprob.lm.regex.smc")
         if index.vocab_size != kernel.vocab_size or index.eos != kernel.eos:
             raise ValidationError("the index must share the kernel's vocabulary and eos")
-        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-            raise ValidationError(f"max_len must be a positive integer, got {max_len!r}")
+        check_positive_int(max_len, "max_len")
         self.base, self.index, self.max_len = kernel, index, max_len
         self.model: BigramLM | HMMLM = kernel.model
         states = kernel.vocab if isinstance(self.model, BigramLM) else None
@@ -362,8 +361,7 @@ def smc(kernel: TokenKernel, index: TokenIndex, prefix: Sequence[int], max_len: 
         raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
                               f"{kernel.vocab_size}")
     for name, n in (("num_particles", num_particles), ("max_len", max_len)):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValidationError(f"{name} must be a positive integer, got {n!r}")
+        check_positive_int(n, name)
     allowed = index.allowed()
     s = index.num_states
     if index.eos is not None:

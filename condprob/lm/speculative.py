@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 
 from condprob.accel import gpu_available
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.lm.kernel import TokenKernel, as_prefix
 from condprob.tolerance import check_probabilities
 
@@ -132,8 +132,7 @@ def speculative_generate(target: TokenKernel, draft: TokenKernel,
     if target.vocab_size != draft.vocab_size:
         raise ValidationError("target and draft models must share the vocabulary")
     for name, value in (("n_tokens", n_tokens), ("n_draft", n_draft), ("num_drafts", num_drafts)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_int(value, name)
     seq = as_prefix(prefix, target.vocab_size)
     if seq.shape[0] != 1:
         raise ValidationError("speculative generation extends a single prefix")

@@ -34,7 +34,7 @@ from typing import Protocol
 import pyro.distributions as pdist
 import torch
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.lm.kernel import TokenKernel
 from condprob.lm.scores import prefix_log_probs
 from condprob.protocol import Morphism, SampleShape, categorical_draws
@@ -269,8 +269,7 @@ def _chain(transition: torch.Tensor, initial: torch.Tensor, chars: str, length: 
                               f"law for the characters {chars!r}")
     check_probabilities(t, "transition (each row)")
     check_probabilities(init, "initial")
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise ValidationError(f"length must be a positive integer, got {length!r}")
+    check_positive_int(length, "length")
     return t, init
 
 

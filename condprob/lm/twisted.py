@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.lm.attributes import AttributeKernel
 from condprob.lm.charlm import CharGRU
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -86,10 +86,8 @@ def twisted_smc(lm: TokenKernel, verifier: AttributeKernel, target: str | int,
     `target`."""
     if verifier.vocab != lm.vocab or (twist is not None and twist.vocab != lm.vocab):
         raise ValidationError("the verifier and the twist must read the model's vocabulary")
-    if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1:
-        raise ValidationError(f"max_len must be a positive integer, got {max_len!r}")
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
-        raise ValidationError(f"num_particles must be a positive integer, got {num_particles!r}")
+    check_positive_int(max_len, "max_len")
+    check_positive_int(num_particles, "num_particles")
     if not 0 <= ess_threshold <= 1:
         raise ValidationError(f"ess_threshold must lie in [0, 1], got {ess_threshold}")
     vt = verifier.index(target)
