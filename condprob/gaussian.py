@@ -144,6 +144,18 @@ def _tol(dtype: torch.dtype, scale: Any, condition: Any = 1.0) -> Any:
     return relative(dtype) * scale * condition
 
 
+def _check_not_negative(values: torch.Tensor, scale: Any, batch: tuple[int, ...],
+                        what: str) -> None:
+    """The PSD check of variances or eigenvalues `values` (..., n): none below -tol(dtype,
+    scale); `ValidationError` says `what` the worst one is and where in the batch."""
+    tol = _tol(values.dtype, scale)
+    bad = values.amin(-1) < -tol
+    if bool(bad.any()):
+        raise ValidationError(f"covariance is not positive semi-definite: {what} "
+                              f"{float(values.amin()):.3g}, below -{float(tol.max()):.3g}"
+                              f"{_where(batch, bad)}")
+
+
 def _zero_variance(lam: torch.Tensor) -> torch.Tensor:
     """Eigenvalues (last axis) that count as zero: at most tol(dtype, largest eigenvalue)."""
     if not lam.shape[-1]:
@@ -345,12 +357,7 @@ class LinearGaussian(Morphism):
             self._resolve()
             return
         d = _diag(q)
-        tol = _tol(q.dtype, _amax(d, 1))
-        bad = d.amin(-1) < -tol
-        if bool(bad.any()):
-            raise ValidationError(f"covariance is not positive semi-definite: a variance is "
-                                  f"{float(d.amin()):.3g}, below -{float(tol.max()):.3g}"
-                                  f"{_where(self._batch, bad)}")
+        _check_not_negative(d, _amax(d, 1), self._batch, "a variance is")
         self._pending = True
 
     def _resolve(self) -> None:
@@ -431,13 +438,7 @@ class LinearGaussian(Morphism):
         else:
             base = var = _diag(self._cov).clone()
         if self._pending:
-            tol = _tol(var.dtype, _amax(base, 1))
-            bad = var.amin(-1) < -tol
-            if bool(bad.any()):
-                raise ValidationError(
-                    f"covariance is not positive semi-definite: a variance is "
-                    f"{float(var.amin()):.3g}, below -{float(tol.max()):.3g}"
-                    f"{_where(self._batch, bad)}")
+            _check_not_negative(var, _amax(base, 1), self._batch, "a variance is")
         return var.expand(*self._batch, var.shape[-1])
 
     def _pd_factor(self) -> torch.Tensor | None:
@@ -857,12 +858,8 @@ class Gaussian(LinearGaussian):
 
     def _check_block(self, lam: torch.Tensor) -> None:
         """Pending PSD check of the block A Q A' a condition factors (its eigenvalues)."""
-        tol = _tol(lam.dtype, _amax(lam, 1))
-        bad = lam.amin(-1) < -tol
-        if bool(bad.any()):
-            raise ValidationError(f"covariance is not positive semi-definite: the conditioned "
-                                  f"block A Q A' has an eigenvalue {float(lam.amin()):.3g}, below "
-                                  f"-{float(tol.max()):.3g}{_where(self._batch, bad)}")
+        _check_not_negative(lam, _amax(lam, 1), self._batch,
+                            "the conditioned block A Q A' has an eigenvalue")
 
     def _disintegrate(self, along: Any) -> Disintegration:
         """joint on X @ Y -> (marginal on X, kernel x -> N(my + Syx Sxx^+ (x - mx), Schur)).
