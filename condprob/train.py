@@ -74,12 +74,20 @@ class TensorData:
         return self.tensors[0].shape[0]
 
     def __getitem__(self, indices: list[int]) -> tuple[Tensor, ...]:
-        idx = torch.as_tensor(indices, dtype=torch.long)
-        n = len(self)
-        if idx.numel() and not bool(((idx >= -n) & (idx < n)).all()):
-            raise ValidationError(f"record indices must lie in [-{n}, {n}), got "
-                                  f"{idx[(idx < -n) | (idx >= n)][:5].tolist()}")
+        idx = torch.as_tensor(_check_indices(indices, len(self)), dtype=torch.long)
         return tuple(t[idx] for t in self.tensors)
+
+
+def _check_indices(indices: Sequence[int] | Tensor, n: int) -> list[int]:
+    """`indices` as a list of ints in [-n, n); else `ValidationError` naming the bad ones."""
+    idx = torch.as_tensor(indices)
+    if idx.numel() and (idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool):
+        raise ValidationError(f"record indices must be integers, got dtype {idx.dtype}")
+    out = idx.reshape(-1).long().tolist()
+    bad = [i for i in out if not -n <= i < n]
+    if bad:
+        raise ValidationError(f"record indices must lie in [-{n}, {n}), got {bad[:5]}")
+    return out
 
 
 class Records:
@@ -92,7 +100,7 @@ class Records:
         return len(self.records)
 
     def __getitem__(self, indices: list[int]) -> Any:
-        return self.collate([self.records[i] for i in indices])
+        return self.collate([self.records[i] for i in _check_indices(indices, len(self))])
 
 
 class FileRecords:
@@ -166,6 +174,7 @@ class FileRecords:
         return len(self._start)
 
     def __getitem__(self, indices: list[int]) -> Any:
+        indices = [i % len(self) for i in _check_indices(indices, len(self))]
         records: list[list[str]] = [[] for _ in indices]
         by_place = sorted(range(len(indices)), key=lambda i: (self._file[indices[i]],
                                                               self._start[indices[i]]))

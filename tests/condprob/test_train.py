@@ -154,3 +154,10 @@ def test_errors(tmp_path):
         TensorData(torch.zeros(3), torch.zeros(4))
     with pytest.raises(ValidationError, match="empty"):
         ShardedBatches(0, 4)
+    records = Records(["a", "b", "c"], list)
+    assert records[[0, -1]] == ["a", "c"] and TensorData(torch.arange(3))[[2]][0].tolist() == [2]
+    for data in (records, TensorData(torch.arange(3))):
+        with pytest.raises(ValidationError, match=r"record indices must lie in \[-3, 3\)"):
+            data[[1, 5]]                                    # Records raised a bare IndexError
+        with pytest.raises(ValidationError, match="must be integers"):
+            data[[0.5]]

@@ -85,7 +85,9 @@ def test_errors(tmp_path):
         files[[1]]
     with pytest.raises(ValidationError, match="malformed CSV row 'c,2.0'"):
         files[[2]]
-    assert files[[0]].num_events == 1
+    assert files[[0]].num_events == 1 and files[[-3]].num_events == 1
+    with pytest.raises(ValidationError, match="record indices must lie in"):
+        files[[3]]                                          # was a bare IndexError
     broken = tmp_path / "bad.jsonl"
     broken.write_text('{"times": [1.0], "marks": [0]}\n{"times": [1.0\n')
     with pytest.raises(ValidationError, match="malformed JSON line"):
