@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import numba
 import numpy as np
@@ -618,14 +617,14 @@ _COMPILING: list[threading.Thread] = []
 
 def _compiled_pass_ready() -> bool:
     """Whether `_exp_pass` runs now without compiling: compiled in this process, or in numba's
-    on-disk cache and not older than this file. If not, it is compiled in a background thread
-    (once per process) and this call takes the scan path (the same likelihood and gradient by
-    torch), so that no first call waits seconds for the compiler."""
+    on-disk cache for this source (numba's own index check: the source's content hash). If not,
+    it is compiled in a background thread (once per process) and this call takes the scan path
+    (the same likelihood and gradient by torch), so that no first call waits seconds for the
+    compiler."""
     if _exp_pass.signatures:
         return True
     try:
-        index = Path(_exp_pass._cache._cache_file._index_path)
-        if index.exists() and index.stat().st_mtime >= Path(__file__).stat().st_mtime:
+        if _exp_pass._cache._cache_file._load_index():
             return True
     except (AttributeError, OSError):  # another numba's cache layout: compile in the background
         pass
