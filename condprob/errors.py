@@ -35,6 +35,16 @@ class ValidationError(CondprobError, ValueError):
 def check_positive_int(value: object, name: str) -> int:
     """`value` when it is an int >= 1 (a bool is not); else `ValidationError` "{name} must be a
     positive integer, got {value!r}"."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValidationError(f"{name} must be a positive integer, got {value!r}")
+    return _check_int(value, name, 1, "a positive integer")
+
+
+def check_nonnegative_int(value: object, name: str) -> int:
+    """`value` when it is an int >= 0 (a bool is not); else `ValidationError` "{name} must be a
+    non-negative integer, got {value!r}"."""
+    return _check_int(value, name, 0, "a non-negative integer")
+
+
+def _check_int(value: object, name: str, low: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValidationError(f"{name} must be {what}, got {value!r}")
     return value

@@ -33,7 +33,7 @@ import torch
 
 from condprob.automata import NO_STATE
 from condprob.conditioning import invert
-from condprob.errors import ConditioningError, ValidationError
+from condprob.errors import ConditioningError, ValidationError, check_nonnegative_int
 from condprob.finite import Kernel, State
 from condprob.lm.kernel import TokenKernel, as_prefix, gather_log_probs
 from condprob.lm.regex import ConditionedLM
@@ -116,7 +116,7 @@ class ClassConditional(AttributeKernel):
                                   f"{tuple(p.shape)}")
         check_probabilities(p, "the attribute prior")
         self.prior = p
-        self.prefix_len = prefix_len
+        self.prefix_len = check_nonnegative_int(prefix_len, "prefix_len")
 
     def _scores(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """log p(a) + log p_a(seq[prefix_len:] | seq[:prefix_len]) (B, A) and the next-token
@@ -149,7 +149,7 @@ class TextClassifier(AttributeKernel):
     def __init__(self, fn: Callable[[list[str]], torch.Tensor], attributes: Sequence[str],
                  vocab: FiniteSpace, prefix_len: int = 0):
         super().__init__(attributes, vocab)
-        self.fn, self.prefix_len = fn, prefix_len
+        self.fn, self.prefix_len = fn, check_nonnegative_int(prefix_len, "prefix_len")
         self.calls = 0
 
     def decode(self, sequences: torch.Tensor | Sequence) -> list[str]:
@@ -203,7 +203,8 @@ class RegularAttribute(AttributeKernel):
 
     def __init__(self, conditioned: ConditionedLM, prefix_len: int):
         super().__init__(["reject", "accept"], conditioned.base.vocab)
-        self.conditioned, self.prefix_len = conditioned, prefix_len
+        self.conditioned = conditioned
+        self.prefix_len = check_nonnegative_int(prefix_len, "prefix_len")
 
     def _accept_next(self, seq: torch.Tensor) -> torch.Tensor:
         c = self.conditioned

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import torch
 
-from condprob.errors import ValidationError, check_positive_int
+from condprob.errors import ValidationError, check_nonnegative_int, check_positive_int
 from condprob.lm.filters import NEG_INF
 from condprob.lm.gumbel import _step_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -105,8 +105,7 @@ def cp_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Tensor, k:
     if seqs.shape[0] != 1:
         raise ValidationError("beam search starts from a single prefix")
     check_positive_int(k, "beam size k")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
+    check_nonnegative_int(steps, "steps")
     logp = torch.zeros(1, dtype=torch.float64)
     log_incl = torch.zeros(1, dtype=torch.float64)
     for _ in range(steps):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import torch
 
-from condprob.errors import ValidationError, check_positive_int
+from condprob.errors import ValidationError, check_nonnegative_int, check_positive_int
 from condprob.lm.filters import NEG_INF, check_logits
 from condprob.lm.kernel import TokenKernel, as_prefix
 
@@ -160,8 +160,7 @@ def stochastic_beam_search(kernel: TokenKernel, prefix: Sequence[int] | torch.Te
     if root.shape[0] != 1:
         raise ValidationError("stochastic beam search starts from a single prefix")
     check_positive_int(k, "beam size k")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValidationError(f"steps must be a non-negative integer, got {steps!r}")
+    check_nonnegative_int(steps, "steps")
     seqs, logp = root, torch.zeros(1, dtype=torch.float64)
     keys = gumbel_noise((1,), generator)
     threshold = torch.tensor(NEG_INF, dtype=torch.float64)

@@ -33,7 +33,12 @@ import torch
 from condprob.automata import DFA, NO_STATE, pattern_symbols
 from condprob.bffg.inference import backward_filter
 from condprob.bffg.structured import TokenAutomatonKernel, automaton_chain
-from condprob.errors import ConditioningError, ValidationError, check_positive_int
+from condprob.errors import (
+    ConditioningError,
+    ValidationError,
+    check_nonnegative_int,
+    check_positive_int,
+)
 from condprob.lm.filters import NEG_INF
 from condprob.lm.kernel import TokenKernel, as_prefix
 from condprob.lm.models import HMMLM, BigramLM
@@ -244,6 +249,7 @@ def unpack_bits(words: torch.Tensor, size: int) -> torch.Tensor:
 def constrain(kernel: TokenKernel, index: TokenIndex, prefix_len: int = 0) -> TokenKernel:
     """Masked decoding: the kernel's law restricted to the tokens the index allows after the
     tokens generated past the first `prefix_len` ones (the given prefix), renormalised."""
+    check_nonnegative_int(prefix_len, "prefix_len")
     if index.vocab_size != kernel.vocab_size:
         raise ValidationError(f"index over {index.vocab_size} tokens for a kernel over "
                               f"{kernel.vocab_size}")
@@ -308,6 +314,7 @@ class ConditionedLM:
     def kernel(self, prefix_len: int = 1) -> TokenKernel:
         """The conditioned next-token kernel for texts generated after a prefix of `prefix_len`
         tokens (defined for up to max_len generated tokens)."""
+        check_nonnegative_int(prefix_len, "prefix_len")
         idx = self.index
 
         def model(prefix: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from condprob.errors import ValidationError, check_positive_int
+from condprob.errors import ValidationError, check_nonnegative_int, check_positive_int
 from condprob.lm.attributes import AttributeKernel
 from condprob.lm.charlm import CharGRU
 from condprob.lm.kernel import TokenKernel, as_prefix
@@ -140,7 +140,7 @@ class ValueTwist(AttributeKernel):
 
     def __init__(self, model: CharGRU, vocab, prefix_len: int):
         super().__init__(["reject", "accept"], vocab)
-        self.model, self.prefix_len = model, prefix_len
+        self.model, self.prefix_len = model, check_nonnegative_int(prefix_len, "prefix_len")
 
     def _values(self, seq: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -236,7 +236,9 @@ class GradientTwist(AttributeKernel):
     def __init__(self, lm: TokenKernel, verifier_logit: Callable[[torch.Tensor], torch.Tensor],
                  max_len: int, prefix_len: int, embedding: torch.Tensor | None = None):
         super().__init__(["reject", "accept"], lm.vocab)
-        self.lm, self.f, self.max_len, self.prefix_len = lm, verifier_logit, max_len, prefix_len
+        self.lm, self.f = lm, verifier_logit
+        self.max_len = check_positive_int(max_len, "max_len")
+        self.prefix_len = check_nonnegative_int(prefix_len, "prefix_len")
         self.embedding = (torch.eye(lm.vocab_size, dtype=torch.float64) if embedding is None
                           else torch.as_tensor(embedding, dtype=torch.float64))
         if self.embedding.ndim != 2 or self.embedding.shape[0] != lm.vocab_size:

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import condprob as cp
-from condprob.errors import ValidationError, check_positive_int
+from condprob.errors import ValidationError, check_nonnegative_int, check_positive_int
 
 D = cp.FiniteSpace(["a", "b"], "d")
 S = cp.State([0.5, 0.5], D)
@@ -181,6 +181,9 @@ def test_valid_inputs_never_give_nan(n, m, zeros, tiny, seed, dtype):
 
 @pytest.mark.parametrize("bad", [0, -3, True, 2.0, "2", None])
 def test_positive_int_check_names_the_argument(bad):
-    assert check_positive_int(5, "n") == 5
+    assert check_positive_int(5, "n") == 5 and check_nonnegative_int(0, "n") == 0
     with pytest.raises(ValidationError, match=r"num_particles must be a positive integer, got "):
         check_positive_int(bad, "num_particles")
+    if bad != 0:
+        with pytest.raises(ValidationError, match=r"steps must be a non-negative integer, got "):
+            check_nonnegative_int(bad, "steps")

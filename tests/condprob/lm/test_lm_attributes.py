@@ -133,6 +133,11 @@ def test_unreachable_target_and_bad_arguments_raise(make_bigram):
         cc.log_prob([[0, 1]], [2])
     with pytest.raises(ValidationError, match="attributes are integer ids"):
         cc.log_prob([[0, 1]], [0.5])
+    with pytest.raises(ValidationError, match="prefix_len must be a non-negative integer"):
+        TextClassifier(lambda texts: torch.full((len(texts), 2), 0.5), ["x", "y"], lm.vocab,
+                       prefix_len=-2)                       # decoded the last two tokens
+    with pytest.raises(ValidationError, match="prefix_len must be a non-negative integer"):
+        ClassConditional({"a": make_bigram(4), "b": make_bigram(4)}, prefix_len=1.5)
 
 
 def test_real_verifiers_read_decoded_text():
