@@ -78,11 +78,15 @@ class LinearChainCRF(nn.Module):
         if tags.shape != emissions.shape[:-1]:
             raise ValidationError(f"tags must have shape {tuple(emissions.shape[:-1])}, got "
                                   f"{tuple(tags.shape)}")
-        keep = torch.ones_like(tags, dtype=torch.bool) if mask is None else mask
-        bad = keep & ((tags < 0) | (tags >= self.num_labels))
-        if bool(bad.any()):
+        tags = tags.long()
+        if mask is None:  # one reduction over the tags
+            low, high = tags.aminmax() if tags.numel() else (0, 0)
+            bad = int(low) < 0 or int(high) >= self.num_labels
+        else:
+            bad = bool((mask & ((tags < 0) | (tags >= self.num_labels))).any())
+        if bad:
             raise ValidationError(f"tags must lie in [0, {self.num_labels}) at unmasked positions")
-        return tags.long()
+        return tags
 
     def label_chain(self, emissions: Tensor, mask: Tensor | None = None) -> ch.Chain:
         """The chain over labels (no constraint)."""
@@ -100,6 +104,13 @@ class LinearChainCRF(nn.Module):
             return c
         return ch.Chain(emissions.masked_fill(~allowed, float("-inf")), c.pairwise, c.start,
                         c.end, mask)
+
+    def _chains(self, emissions: Tensor, mask: Tensor | None) -> tuple[ch.Chain, ch.Chain]:
+        """(label_chain, chain) of the emissions, built once when they are the same chain."""
+        labels = self.label_chain(emissions, mask)
+        if type(self).chain is LinearChainCRF.chain:  # no constraint: chain is label_chain
+            return labels, labels
+        return labels, self.chain(emissions, mask)
 
     def _to_labels(self, states: Tensor) -> Tensor:
         return states
@@ -119,13 +130,25 @@ class LinearChainCRF(nn.Module):
     def score(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
         """The unnormalised log-score of label sequences (*batch, T); -inf if not allowed."""
         tags = self._check_tags(emissions, tags, mask)
-        s = ch.score(self.label_chain(emissions, mask), tags)
-        return s.masked_fill(self._outside(tags, mask), float("-inf"))
+        return self._score(self.label_chain(emissions, mask), tags, self._outside(tags, mask))
+
+    @staticmethod
+    def _score(labels: ch.Chain, tags: Tensor, outside: Tensor) -> Tensor:
+        """score on the label chain for tags that `_check_tags` returned, with `outside` their
+        `_outside` mask."""
+        return ch.score(labels, tags).masked_fill(outside, float("-inf"))
 
     def log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
         """log p(tags | x), shape (*batch,); exactly -inf for impossible sequences. Raises
         ConditioningError where x allows no sequence at all (e.g. every label -inf at a position)."""
-        return self.score(emissions, tags, mask) - ch.log_normaliser(self.chain(emissions, mask))
+        tags = self._check_tags(emissions, tags, mask)
+        return self._log_prob(emissions, tags, mask, self._outside(tags, mask))
+
+    def _log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None,
+                  outside: Tensor) -> Tensor:
+        """log_prob for tags that `_check_tags` returned, with `outside` their `_outside` mask."""
+        labels, model = self._chains(emissions, mask)
+        return self._score(labels, tags, outside) - ch.log_normaliser(model)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None,
             reduction: str = "mean") -> Tensor:
@@ -142,7 +165,7 @@ class LinearChainCRF(nn.Module):
                 f"gold sequence(s) at flattened batch index "
                 f"{outside.reshape(-1).nonzero().flatten().tolist()} lie outside the model's "
                 "language (probability zero); fix the data or the constraint")
-        loss = -self.log_prob(emissions, tags, mask)
+        loss = -self._log_prob(emissions, tags, mask, outside)
         if reduction == "none":
             return loss
         if reduction == "sum":
