@@ -183,7 +183,7 @@ class Kernel(Morphism):
         if isinstance(other, _Graph):
             # f >> <id, c> : w -> (x, y) with weight f(w)(x) c(x)(y), without the |X|^2 |Y| matrix
             a, b = self._coerce(other.inner)
-            out = a[..., :, :, None] * b[..., None, :, :]
+            out = B.unsqueeze(a, -1) * B.unsqueeze(b, -3)
             return self._make(out.reshape(*out.shape[:-2], other.cod.size), self.dom, other.cod)
         a, b = self._coerce(other)
         return self._make(a @ b, self.dom, other.cod, self._sharp and other._sharp)
