@@ -27,9 +27,10 @@ covariance is symmetric and positive semi-definite. The latter costs one O(n^3) 
 runs at construction for n <= 128, and for larger covariances when a computation first uses the
 whole matrix (composition, sampling, densities, `cov`, ...), reusing the factorisation that
 computation needs anyway. Conditioning checks only what it uses (the block A cov A', by the
-factorisation it computes; the cross-covariance's symmetry and the bound |Q_ij|^2 <= Q_ii Q_jj
-on it; the posterior variances when read) and hands the rest of the check on to the posterior:
-the prior is PSD iff that block and the posterior are.
+factorisation it computes; for observed coordinates o it reads the rows Q[o, :] only: the block
+Q[o, o] is checked symmetric and every entry read against |Q_ij|^2 <= Q_ii Q_jj; the posterior
+variances when read) and hands the rest of the check (full symmetry included) on to the
+posterior: the prior is PSD iff that block and the posterior are.
 A GP conditioned on observations therefore pays O(n m^2), not O(n^3), for its guard.
 """
 
@@ -775,13 +776,14 @@ class Gaussian(LinearGaussian):
         q = self._q()
         if eq.index is not None:
             am = self.mean[..., eq.index]
-            ca = q[..., :, eq.index]                               # (*batch, n, r)
-            s = ca[..., eq.index, :]
+            rows = q[..., eq.index, :]                             # Q[o, :], read row by row
             if self._pending:
-                self._check_cross(ca, q[..., eq.index, :], eq.index)
+                self._check_read(rows, eq.index)
+            ca = rows.mT.contiguous()                              # Q[:, o], (*batch, n, r)
+            s = rows[..., :, eq.index]
         else:
             if self._pending:
-                self._check_cross(q, q.mT, None)
+                self._check_read(q, None)
             am = _mv(a, self.mean)
             ca = q @ a.mT
             s = a @ ca
@@ -833,23 +835,22 @@ class Gaussian(LinearGaussian):
                               base=q, down=g)
         return post, logp.expand(batch), (r - rank).expand(batch)  # type: ignore[return-value]
 
-    def _check_cross(self, cols: torch.Tensor, rows: torch.Tensor,
-                     index: torch.Tensor | None) -> None:
-        """Pending check of the part of the covariance a condition reads, C = Q[:, o]: symmetric
-        (C == Q[o, :]') and within the PSD bound C_ij^2 <= Q_ii Q_jj (o all coordinates when
-        `index` is None)."""
+    def _check_read(self, rows: torch.Tensor, index: torch.Tensor | None) -> None:
+        """Pending check of the rows R = Q[o, :] of the covariance a condition reads (o all
+        coordinates when `index` is None): the block Q[o, o] symmetric, and the PSD bound
+        R_ij^2 <= Q_oo Q_jj on every entry read."""
         d = _diag(self._q())
         tol = _tol(self.dtype, _amax(d, 1))
-        if not torch.equal(cols, rows.mT):                     # exact symmetry: the usual case
-            asym = _amax(cols - rows.mT, 2)
-            if bool((asym > tol).any()):
-                raise ValidationError(f"covariance is not symmetric (|Q - Q'| = "
-                                      f"{float(asym.max()):.3g} exceeds the tolerance "
-                                      f"{float(tol.max()):.3g}){_where(self._batch, asym > tol)}")
+        block = rows if index is None else rows[..., :, index]
+        asym = _amax(block - block.mT, 2)
+        if bool((asym > tol).any()):
+            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
+                                  f" exceeds the tolerance {float(tol.max()):.3g})"
+                                  f"{_where(self._batch, asym > tol)}")
         do = d if index is None else d[..., index]
-        # |C_ij| <= sqrt(Q_ii Q_jj) + tol, squared: C_ij^2 - Q_ii Q_jj <= 2 tol max(Q_ii) + tol^2
+        # |R_ij| <= sqrt(Q_oo Q_jj) + tol, squared: R_ij^2 - Q_oo Q_jj <= 2 tol max(Q_ii) + tol^2
         slack = (2 * _amax(d, 1) + tol) * tol
-        excess = torch.addcmul(cols.square(), d[..., :, None], do[..., None, :], value=-1)
+        excess = torch.addcmul(rows.square(), do[..., :, None], d[..., None, :], value=-1)
         bad = excess.flatten(-2).amax(-1) > slack
         if bool(bad.any()):
             raise ValidationError(f"covariance is not positive semi-definite: a covariance exceeds "

@@ -225,10 +225,15 @@ def test_a_large_non_psd_prior_is_caught_at_first_full_use():
 def test_a_large_prior_is_checked_where_conditioning_reads_it():
     k = _big()
     asym = k.clone()
-    asym[5, 0] += 1e-3                          # Q[:, o] != Q[o, :]' for o = 0
+    asym[5, 0] += 1e-3                          # the observed block Q[o, o] is not symmetric
     with pytest.raises(cp.ValidationError, match="not symmetric"):
         Gaussian(torch.zeros(300, dtype=T), asym).condition_linear(
-            LinearEquation.observe([0], [1.0], 300))
+            LinearEquation.observe([0, 5], [1.0, 1.0], 300))
+    # outside the rows read, the asymmetry is found at the first use of the whole posterior
+    post = Gaussian(torch.zeros(300, dtype=T), asym).condition_linear(
+        LinearEquation.observe([0], [1.0], 300))
+    with pytest.raises(cp.ValidationError, match="not symmetric"):
+        post.sample()
     corr = k.clone()
     corr[0, 150] = corr[150, 0] = 1.5           # a correlation above 1 in the block read
     with pytest.raises(cp.ValidationError, match=r"sqrt\(Q_ii Q_jj\)"):
