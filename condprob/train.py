@@ -353,7 +353,10 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
 
     Each step takes a global batch of `batch_size` sequences (split between the processes under
     `torchrun`), computes L = sum total / sum count and takes an optimiser step (default
-    Adam(lr)) after optional gradient-norm clipping. After each epoch: the validation loss on
+    Adam(lr)) after optional gradient-norm clipping. A global batch whose count is 0 (e.g.
+    sequences without events) takes no step and does not count towards `max_steps` (every
+    process runs a zero-weight backward, so the gradient reductions stay matched); its total
+    still enters the epoch's training loss, sum total / sum count over the epoch. After each epoch: the validation loss on
     `valid` (the same ratio, no gradients), `metrics(model)`, early stopping after `patience`
     epochs without an improvement of `monitor` by `min_delta`, and with `checkpoint_dir`
     the files `last.pt` (everything needed to resume: weights, optimiser, epoch, history, random
@@ -428,21 +431,27 @@ def fit(model: nn.Module, objective: Objective, data: Dataset, *, valid: Dataset
             if not torch.isfinite(sums[0]):
                 raise ValidationError(f"non-finite training loss {sums[0].item()} at step "
                                       f"{state.step}; lower the learning rate")
-            if sums[1] <= 0:
-                raise ValidationError(f"the objective's count of a batch must be > 0, got "
+            if sums[1] < 0:
+                raise ValidationError(f"the objective's count of a batch must be >= 0, got "
                                       f"{sums[1].item()}")
+            total_loss += float(sums[0])
+            total_count += float(sums[1])
             opt.zero_grad()
+            if sums[1] == 0:  # nothing to normalise by: a zero-weight backward, no step
+                (total * 0).backward()
+                continue
             (total * (size / sums[1].to(total.dtype))).backward()
             if clip_grad_norm is not None:
                 nn.utils.clip_grad_norm_(params, clip_grad_norm)
             opt.step()
             state.step += 1
-            total_loss += float(sums[0])
-            total_count += float(sums[1])
             if on_step_end is not None:
                 on_step_end(state.step, float(sums[0] / sums[1]))
             if max_steps is not None and state.step >= max_steps:
                 break
+        if total_count == 0:
+            raise ValidationError(f"the objective's count is 0 in every batch of epoch {epoch} "
+                                  "(e.g. no events at all): there is nothing to train on")
         history = state.history
         history["train"].append(total_loss / total_count)
         model.eval()
@@ -499,4 +508,7 @@ def evaluate(model: nn.Module, objective: Objective, data: Dataset, batch_size: 
             total, count = _shard_sums(model, objective, data, indices, first, device)
             sums += torch.stack([total.to(torch.float64), count])
     sums = all_reduce_sum(sums)
+    if not sums[1] > 0:
+        raise ValidationError(f"the objective's count over the evaluated data must be > 0, got "
+                              f"{sums[1].item()}")
     return float(sums[0] / sums[1])

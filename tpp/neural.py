@@ -114,6 +114,9 @@ class _Neural(PointProcess, nn.Module):
     def fit_scaling(self, batch: EventBatch) -> None:
         """Standardise log tau with the mean and std of a training batch."""
         lt = self._log_tau(batch)[batch.mask]
+        if not lt.numel():
+            raise ValidationError("fit_scaling needs a batch with at least one event, got "
+                                  f"{len(batch.lengths)} sequences without any")
         self.log_tau_mean.fill_(float(lt.mean()))
         self.log_tau_std.fill_(float(lt.std()) if lt.numel() > 1 else 1.0)
 

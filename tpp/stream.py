@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from condprob.errors import ValidationError
+from condprob.errors import ValidationError, check_positive_int
 from condprob.train import FileRecords
 from tpp.data import EventBatch
 
@@ -38,7 +38,9 @@ class EventFiles(FileRecords):
             raise ValidationError(f"format must be 'csv' or 'jsonl', got {format!r}")
         if num_marks is None and (format == "jsonl" or mark_col is not None):
             raise ValidationError("give num_marks: a streamed batch cannot see every mark")
-        self.num_marks, self.T = num_marks or 1, T
+        if num_marks is not None:
+            check_positive_int(num_marks, "num_marks")
+        self.num_marks, self.T = 1 if num_marks is None else num_marks, T
         if format == "jsonl":
             super().__init__(paths, self._from_json)
             return

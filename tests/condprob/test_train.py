@@ -69,6 +69,14 @@ def test_two_processes_follow_the_single_process_trajectory(ddp):
         assert hist2[k] == pytest.approx(hist[k], rel=1e-9)
 
 
+def test_two_processes_skip_a_batch_with_count_zero_like_one(ddp):
+    params, hist = job.empty_batch_run()
+    params2, hist2 = ddp[0]["empty"]
+    for a, b in zip(params2, params, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-8)
+    assert hist2["train"] == pytest.approx(hist["train"], rel=1e-9)
+
+
 def test_resumed_two_process_run_is_bit_exact(ddp):
     result, out = ddp
     uninterrupted, resumed = result["run"], result["resumed"]
@@ -129,6 +137,23 @@ def test_records_and_max_steps():
     assert len(hist["train"]) == 2                                   # 2 steps, then 1 step
 
 
+def test_a_batch_with_count_zero_takes_no_step():
+    # the first global batch has no predicted tokens (length-1 sequences): the run is exactly the
+    # run on the data without it, in steps, parameters and per-token losses
+    tokens, lengths = job.dataset().tensors
+    empty = TensorData(tokens, torch.where(torch.arange(33) < 8, 1, lengths))
+    runs = []
+    for data in (empty, TensorData(tokens[8:], lengths[8:])):
+        model, steps = job.fresh(), []
+        hist = fit(model, job.objective, data, epochs=2, batch_size=8, lr=0.05, shuffle=False,
+                   progress=False, on_step_end=lambda step, _, steps=steps: steps.append(step))
+        runs.append((job.params(model), hist, steps))
+    (p1, h1, s1), (p2, h2, s2) = runs
+    assert s1 == s2 == list(range(1, 9))
+    assert all(torch.equal(a, b) for a, b in zip(p1, p2, strict=True))
+    assert h1 == h2
+
+
 def test_errors(tmp_path):
     m, obj, data = job.fresh(), job.objective, job.dataset()
     for kwargs, match in [({"epochs": 0}, "epochs"), ({"batch_size": 0}, "batch_size"),
@@ -142,8 +167,12 @@ def test_errors(tmp_path):
         fit(m, obj, data, progress=False, monitor="f1", patience=1, metrics=lambda _: {"F1": 1.0})
     with pytest.raises(ValidationError, match="non-finite training loss"):
         fit(m, lambda model, b: Loss(obj(model, b).total * math.inf, 1), data, progress=False)
-    with pytest.raises(ValidationError, match="count of a batch must be > 0"):
+    with pytest.raises(ValidationError, match="count of a batch must be >= 0, got -1"):
+        fit(m, lambda model, b: Loss(obj(model, b).total, -1), data, progress=False)
+    with pytest.raises(ValidationError, match="count is 0 in every batch of epoch 0"):
         fit(m, lambda model, b: Loss(obj(model, b).total, 0), data, progress=False)
+    with pytest.raises(ValidationError, match="count over the evaluated data must be > 0"):
+        evaluate(m, lambda model, b: Loss(obj(model, b).total, 0), data)
     with pytest.raises(ValidationError, match="must return Loss"):
         fit(m, lambda model, b: obj(model, b).total, data, progress=False)
     with pytest.raises(ValidationError, match="scalar tensor"):

@@ -68,6 +68,15 @@ def short_run(out: Path | None = None, epochs: int = 4, resume: bool = False,
     return params(model), hist
 
 
+def empty_batch_run() -> tuple[list[torch.Tensor], dict]:
+    """Two epochs on data whose first global batch (of 8) has no predicted tokens: count 0."""
+    tokens, lengths = dataset().tensors
+    model = fresh()
+    hist = fit(model, objective, TensorData(tokens, torch.where(torch.arange(33) < 8, 1, lengths)),
+               epochs=2, batch_size=8, lr=0.05, shuffle=False, progress=False)
+    return params(model), hist
+
+
 def kill_after_epoch_1(epoch: int, history: dict) -> None:
     if epoch == 1:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -77,7 +86,7 @@ def main(mode: str, out: Path) -> None:
     torch.set_num_threads(1)
     rank, size = init_distributed()
     if mode == "ddp":
-        result = {"grads": one_step_grads(), "run": short_run()}
+        result = {"grads": one_step_grads(), "run": short_run(), "empty": empty_batch_run()}
         result["interrupted"] = short_run(out / "ck", epochs=2)
         result["resumed"] = short_run(out / "ck", epochs=4, resume=True)
         if rank == 0:

@@ -99,6 +99,31 @@ def test_training_lowers_nll_seeded_early_stopping_and_checkpoint(data, tmp_path
     assert h1 == h2
 
 
+def test_batches_without_events_take_no_step():
+    # two whole batches of empty sequences: no optimiser step on them, so the weights are exactly
+    # those of training without them; their compensator still enters the epoch's loss per event
+    full = DEP.simulate(100.0, 12, seed=0)
+    seqs = [(full.times[b, :n].tolist(), full.marks[b, :n].tolist())
+            for b, n in enumerate(full.lengths.tolist())]
+    empty = [([], [])] * 8
+    runs = []
+    for part in (empty + seqs, seqs):
+        batch = EventBatch.from_sequences([t for t, _ in part], [m for _, m in part], T=100.0,
+                                          num_marks=2)
+        torch.manual_seed(0)
+        model, steps = IntensityFree(2, hidden=4, components=2), []
+        hist = train(model, batch, epochs=2, batch_size=4, seed=0, progress=False, shuffle=False,
+                     on_step_end=lambda step, _, steps=steps: steps.append(step))
+        runs.append((model, hist, steps))
+    (m1, h1, s1), (m2, h2, s2) = runs
+    assert s1 == s2 == list(range(1, 7))
+    assert all(torch.equal(a, b) for a, b in zip(m1.parameters(), m2.parameters(), strict=True))
+    assert all(a > b for a, b in zip(h1["train"], h2["train"], strict=True))
+    nothing = EventBatch.from_sequences([[]] * 4, T=10.0, num_marks=2)
+    with pytest.raises(ValidationError, match="at least one event, got 4 sequences without"):
+        train(IntensityFree(2, hidden=4), nothing, epochs=1, progress=False)
+
+
 def test_errors(data):
     tr = data[0]
     with pytest.raises(ValidationError, match="exactly one"):

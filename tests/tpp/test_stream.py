@@ -63,6 +63,9 @@ def test_errors(tmp_path):
     csvs, _, _ = write(tmp_path)
     with pytest.raises(ValidationError, match="num_marks"):
         EventFiles(csvs)
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValidationError, match="num_marks must be a positive integer"):
+            EventFiles(csvs, bad)
     with pytest.raises(ValidationError, match="format"):
         EventFiles(csvs, 2, format="parquet")
     with pytest.raises(ValidationError, match="missing column"):
