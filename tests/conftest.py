@@ -3,6 +3,7 @@ Triton's interpreter on machines without a GPU (it is read when kernels are defi
 set here, before any test module imports triton), and `torchrun` for multi-process tests."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,11 @@ settings.register_profile("dev", max_examples=20, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+# torchrun picks a free port for the workers' store, then binds it; another torchrun started in
+# between (pytest-xdist runs two) can take it. Only that clash is retried, never a failed check.
+PORT_CLASH = re.compile(r"EADDRINUSE|address already in use", re.IGNORECASE)
+
+
 @pytest.fixture(scope="session")
 def torchrun():
     """torchrun(script, *args, nproc=2): run `script` under `torchrun --standalone` on CPU (gloo),
@@ -37,8 +43,12 @@ def torchrun():
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                f"--nproc_per_node={nproc}", str(script), *args]
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+        for _ in range(3):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+            if done.returncode == 0:
+                return
+            if not PORT_CLASH.search(done.stdout + done.stderr):
+                break
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
 
     return run
