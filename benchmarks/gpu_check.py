@@ -380,16 +380,10 @@ def check_chains(report: Report) -> None:
 
 def exact_law(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
               top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
-    """The filtered, tempered law of each row (float64), the filters of `condprob.lm.filters`."""
-    from condprob.lm.filters import MinP, TopK, TopP
+    """The filtered, tempered law of each row in float64 (`condprob.lm.filters.filtered_probs`)."""
+    from condprob.lm.filters import filtered_probs
 
-    scaled = logits.double() / temperature
-    keep = torch.ones_like(scaled, dtype=torch.bool)
-    for f in (TopK(top_k) if top_k else None, TopP(top_p) if top_p else None,
-              MinP(min_p) if min_p else None):
-        if f is not None:
-            keep &= f.keep(scaled)
-    return torch.softmax(scaled.masked_fill(~keep, float("-inf")), -1)
+    return filtered_probs(logits.double(), temperature, top_k, top_p, min_p)
 
 
 def g_test(draws: torch.Tensor, law: torch.Tensor, bins: int) -> float:

@@ -220,3 +220,17 @@ class Epsilon(Filter):
 
     def keep(self, logits: torch.Tensor) -> torch.Tensor:
         return _at_least(torch.softmax(logits, -1), self.eps)
+
+
+def filtered_probs(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
+                   top_p: float | None = None, min_p: float | None = None) -> torch.Tensor:
+    """The law `sample_filtered` draws from: softmax(F(logits / t)), F keeping the intersection
+    of the top-k, top-p and min-p sets of the tempered logits (in the dtype of `logits`)."""
+    scaled = temper(logits, temperature)
+    keep = torch.ones_like(scaled, dtype=torch.bool)
+    for f in (TopK(top_k) if top_k is not None else None,
+              TopP(top_p) if top_p is not None else None,
+              MinP(min_p) if min_p is not None else None):
+        if f is not None:
+            keep &= f.keep(scaled)
+    return torch.softmax(scaled.masked_fill(~keep, NEG_INF), -1)

@@ -10,7 +10,17 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from condprob.errors import ValidationError
-from condprob.lm.filters import Epsilon, Eta, MinP, Temperature, TopK, TopP, Typical, entropy
+from condprob.lm.filters import (
+    Epsilon,
+    Eta,
+    MinP,
+    Temperature,
+    TopK,
+    TopP,
+    Typical,
+    entropy,
+    filtered_probs,
+)
 from condprob.lm.sampling import sample_filtered, sample_sorted
 
 
@@ -119,18 +129,9 @@ def test_non_tensor_logits_are_rejected():
         TopK(2)([1.0, 2.0])
 
 
-def filtered_law(logits, t=1.0, top_k=None, top_p=None, min_p=None):
-    scaled = logits / t
-    keep = torch.ones_like(scaled, dtype=torch.bool)
-    for f in (TopK(top_k) if top_k else None, TopP(top_p) if top_p else None,
-              MinP(min_p) if min_p else None):
-        if f is not None:
-            keep &= f.keep(scaled)
-    return torch.softmax(scaled.masked_fill(~keep, float("-inf")), -1)
-
-
-SETTINGS = [dict(top_p=0.8), dict(top_k=3), dict(min_p=0.2), dict(t=0.7, top_k=4, top_p=0.9),
-            dict(t=1.5, top_p=0.6, min_p=0.1), dict()]
+SETTINGS = [dict(top_p=0.8), dict(top_k=3), dict(min_p=0.2),
+            dict(temperature=0.7, top_k=4, top_p=0.9),
+            dict(temperature=1.5, top_p=0.6, min_p=0.1), dict()]
 
 
 @pytest.mark.slow
@@ -138,9 +139,8 @@ SETTINGS = [dict(top_p=0.8), dict(top_k=3), dict(min_p=0.2), dict(t=0.7, top_k=4
 def test_sort_free_sampler_law(kw, gtest):
     g = torch.Generator().manual_seed(7)
     logits = torch.randn(8, generator=g, dtype=torch.float64) * 1.5
-    law = filtered_law(logits, **kw)
-    args = {("temperature" if k == "t" else k): v for k, v in kw.items()}
-    draws = sample_filtered(logits.expand(20000, -1), generator=g, **args)
+    law = filtered_probs(logits, **kw)
+    draws = sample_filtered(logits.expand(20000, -1), generator=g, **kw)
     assert gtest(draws, law) > 1e-3
     wrong = torch.softmax(logits, -1) if kw else torch.softmax(logits / 1.2, -1)
     assert gtest(draws, wrong) < 1e-6
@@ -149,7 +149,7 @@ def test_sort_free_sampler_law(kw, gtest):
 def test_sort_free_and_sorted_samplers_share_the_law(gtest):
     g = torch.Generator().manual_seed(3)
     logits = torch.randn(2, 6, generator=g, dtype=torch.float64)
-    law = filtered_law(logits, t=0.8, top_k=4, top_p=0.7)
+    law = filtered_probs(logits, 0.8, top_k=4, top_p=0.7)
     draws = sample_sorted(logits.repeat(4000, 1), 0.8, 4, 0.7, generator=g).reshape(4000, 2)
     for row in range(2):
         assert gtest(draws[:, row], law[row]) > 1e-3
@@ -203,5 +203,5 @@ def test_sampler_accepts_half_precision():
 def test_sort_free_draws_always_lie_in_the_kept_set(values, k, p, m, t):
     logits = torch.tensor(values, dtype=torch.float64).expand(8, -1)
     draws = sample_filtered(logits, t, k, p, m, generator=torch.Generator().manual_seed(0))
-    law = filtered_law(logits[0], t, k, p, m)
+    law = filtered_probs(logits[0], t, k, p, m)
     assert (law[draws] > 0).all()

@@ -17,17 +17,11 @@ else:
     ts = importlib.import_module("condprob.accel.sampling")
 
 from condprob.errors import ValidationError  # noqa: E402
-from condprob.lm.filters import MinP, TopK, TopP  # noqa: E402
+from condprob.lm.filters import TopK, TopP, filtered_probs  # noqa: E402
 
 
 def law(logits, t=1.0, top_k=None, top_p=None, min_p=None):
-    scaled = logits.double() / t
-    keep = torch.ones_like(scaled, dtype=torch.bool)
-    for f in (TopK(top_k) if top_k else None, TopP(top_p) if top_p else None,
-              MinP(min_p) if min_p else None):
-        if f is not None:
-            keep &= f.keep(scaled)
-    return torch.softmax(scaled.masked_fill(~keep, float("-inf")), -1)
+    return filtered_probs(logits.double(), t, top_k, top_p, min_p)
 
 
 LOGITS = torch.tensor([1.0, 0.2, -0.5, 2.0, 0.0, -1.0, 0.7, float("-inf")])
