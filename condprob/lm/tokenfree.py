@@ -237,9 +237,23 @@ class PushforwardLM(torch.nn.Module):
     def __init__(self, texts: dict[str, float], tokenizer: Tokenizer, eos: int):
         super().__init__()
         self.vocab_size = len(tokenizer.tokens)
+        if not isinstance(texts, dict) or not texts:
+            raise ValidationError("texts must be a non-empty mapping text -> probability")
+        if any(not isinstance(text, str) for text in texts):
+            raise ValidationError("texts must map strings to probabilities")
+        if isinstance(eos, bool) or not isinstance(eos, int) or not 0 <= eos < self.vocab_size:
+            raise ValidationError(f"eos must be a token id in [0, {self.vocab_size}), got {eos!r}")
+        try:
+            probs = torch.tensor([float(v) for v in texts.values()], dtype=torch.float64)
+        except (TypeError, ValueError) as err:
+            raise ValidationError(f"text probabilities must be numbers: {err}") from None
+        check_probabilities(probs, "text probabilities")
         self.mass: dict[tuple[int, ...], torch.Tensor] = {}
         for text, p in texts.items():
-            seq = (*tokenizer.encode(text), eos)
+            body = tokenizer.encode(text)
+            if eos in body:
+                raise ValidationError(f"text {text!r} encodes to a sequence holding eos ({eos})")
+            seq = (*body, eos)
             for t in range(len(seq)):
                 row = self.mass.setdefault(seq[:t], torch.zeros(self.vocab_size,
                                                                 dtype=torch.float64))

@@ -179,3 +179,30 @@ def test_protocol_laws(tokenizers):
                                         eos=tok.eos), tok)
     assert law_sampling_matches_log_prob(ck, "ABB", outputs, target=wrong,
                                          generator=torch.Generator().manual_seed(1)) < 1e-3
+
+
+@pytest.mark.parametrize("texts, match", [
+    ({}, "non-empty"),
+    ({"AB": 0.5, "BA": 0.4}, "text probabilities"),
+    ({"AB": 1.2, "BA": -0.2}, "negative"),
+    ({"AB": float("nan"), "BA": 0.5}, "non-finite"),
+    ({"AB": "half", "BA": 0.5}, "numbers"),
+    ({("A",): 1.0}, "strings"),
+])
+def test_pushforward_rejects_texts_that_are_not_a_law(tokenizers, texts, match):
+    tok = tokenizers["mpe"]
+    with pytest.raises(ValidationError, match=match):
+        PushforwardLM(texts, tok, tok.eos)
+
+
+@pytest.mark.parametrize("eos", [-1, 6, 2.0, True, None])
+def test_pushforward_rejects_an_eos_outside_the_vocabulary(tokenizers, eos):
+    tok = tokenizers["mpe"]
+    with pytest.raises(ValidationError, match="eos"):
+        PushforwardLM({"AB": 1.0}, tok, eos)
+
+
+def test_pushforward_rejects_a_text_holding_eos(tokenizers):
+    tok = tokenizers["mpe"]
+    with pytest.raises(ValidationError, match="holding eos"):
+        PushforwardLM({"BA": 1.0}, tok, 0)
