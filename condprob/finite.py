@@ -88,7 +88,7 @@ class Kernel(Morphism):
     @classmethod
     def _make(cls, array: Array, dom: Space, cod: Space, sharp: bool = False) -> Kernel:
         """Build without validation (for results of operations that preserve stochasticity)."""
-        obj = State.__new__(State) if dom == Unit else Kernel.__new__(Kernel)
+        obj = Kernel.__new__(Kernel) if dom.factors else State.__new__(State)  # State: dom Unit
         obj.dom, obj.cod, obj.array, obj._sharp = dom, cod, array, sharp
         return obj
 
@@ -161,16 +161,17 @@ class Kernel(Morphism):
     def _coerce(self, other: Kernel) -> tuple[Array, Array]:
         """Bring two kernels to one backend: structural (0/1) kernels adopt the other's."""
         a, b = self.array, other.array
-        if B.is_exact(a) != B.is_exact(b):
+        exact = B.is_exact(a)
+        if exact != B.is_exact(b):
             if other._sharp:
-                b = B.to_exact(b) if B.is_exact(a) else B.to_float(b, a.dtype)
+                b = B.to_exact(b) if exact else B.to_float(b, a.dtype)
             elif self._sharp:
-                a = B.to_exact(a) if B.is_exact(b) else B.to_float(a, b.dtype)
+                a = B.to_float(a, b.dtype) if exact else B.to_exact(a)
             else:
                 raise TypeError(
                     "cannot mix exact and float kernels; convert one with .to_exact() or "
                     ".to_float()")
-        elif not B.is_exact(a) and a.dtype != b.dtype:
+        elif not exact and a.dtype != b.dtype:
             dt = torch.promote_types(a.dtype, b.dtype)
             a, b = a.to(dt), b.to(dt)
         return a, b
@@ -183,8 +184,10 @@ class Kernel(Morphism):
         if isinstance(other, _Graph):
             # f >> <id, c> : w -> (x, y) with weight f(w)(x) c(x)(y), without the |X|^2 |Y| matrix
             a, b = self._coerce(other.inner)
-            out = B.unsqueeze(a, -1) * B.unsqueeze(b, -3)
-            return self._make(out.reshape(*out.shape[:-2], other.cod.size), self.dom, other.cod)
+            # (*batch, W, X, 1) * (*batch, 1, X, Y): an unbatched c broadcasts as it is
+            out = B.unsqueeze(a, -1) * (b if b.ndim == 2 else B.unsqueeze(b, -3))
+            return self._make(out.reshape(*out.shape[:-2], out.shape[-2] * out.shape[-1]),
+                              self.dom, other.cod)
         a, b = self._coerce(other)
         return self._make(a @ b, self.dom, other.cod, self._sharp and other._sharp)
 
@@ -270,7 +273,7 @@ class Kernel(Morphism):
         p, c = prior._coerce(self)
         joint = B.swap_last(p) * c                      # (*b, X, Y)
         py = p @ c                                      # (*b, 1, Y): one matrix-vector product
-        dagger = B.swap_last(B.safe_divide(joint, py, lambda: B.swap_last(p)))
+        dagger = B.swap_last(B.safe_divide(joint, py, lambda: B.swap_last(p), in_place=True))
         return self._make(dagger, self.cod, self.dom)
 
     def inverse(self, prior: State) -> Kernel:
@@ -466,21 +469,19 @@ class State(Kernel):
 
     def _disintegrate(self, along: Any) -> Disintegration:
         """joint on X @ Y -> (marginal on X, kernel X -> Y); null rows get the Y-marginal."""
-        xs, ys = self.cod.split(along)
-        xspace, yspace = self.cod.select(xs), self.cod.select(ys)
-        batch = self.batch_shape
-        nb = len(batch)
-        a = self.probs
-        if xs + ys != tuple(range(self.cod.ndim)):
-            a = a.reshape(*batch, *self.cod.shape)
-            a = B.permute(a, tuple(range(nb)) + tuple(nb + i for i in xs + ys))
+        order, xspace, yspace = self.cod._split_plan(along)
+        a = self.array
+        batch = a.shape[:-2]
+        if order is not None:
+            nb = len(batch)
+            a = B.permute(a.reshape(*batch, *self.cod.shape),
+                          tuple(range(nb)) + tuple(nb + i for i in order))
         joint = a.reshape(*batch, xspace.size, yspace.size)
-        mx = B.total(joint, -1)
-        null = B.zero_mask(mx)
-        cond = B.safe_divide(joint, B.unsqueeze(mx, -1),
-                             lambda: B.expand(B.total(joint, -2)[..., None, :], joint.shape),
-                             zero=B.unsqueeze(null, -1))
-        marginal = self._make(B.unsqueeze(mx, -2), Unit, xspace)
+        mx = B.total(joint, -1, keepdim=True)           # (*b, X, 1)
+        null = B.zero_mask(B.squeeze(mx, -1))
+        cond = B.safe_divide(joint, mx, lambda: B.expand(B.total(joint, -2, keepdim=True),
+                                                         joint.shape))
+        marginal = self._make(B.swap_last(mx), Unit, xspace)
         kernel = self._make(cond, xspace, yspace)
         return Disintegration(marginal, kernel, null)
 
@@ -699,6 +700,6 @@ class _Graph(Kernel):
 
 def graph(c: Kernel) -> Kernel:
     """The graph `<id, c> : X -> X @ Y` of a kernel, `x -> delta_x (x) c(x)`."""
-    if c.dom == Unit:
+    if not c.dom.factors:  # a state (c.dom is Unit)
         return pair(identity(c.dom), c)
     return _Graph(c)

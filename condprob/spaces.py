@@ -80,6 +80,13 @@ class Space:
         """The sub-product of the given factors, in the given order."""
         return _select(self, self._keys(keys))
 
+    def _split_plan(self, keys: FactorKey | Iterable[FactorKey]
+                    ) -> tuple[tuple[int, ...] | None, Space, Space]:
+        """What disintegration along `keys` needs, in one remembered look-up: the order of the
+        factors that puts those of `keys` first (None when it is the present order), and the
+        sub-products of both sides of `split(keys)`."""
+        return _split_plan(self, self._keys(keys))
+
     def _keys(self, keys: FactorKey | Iterable[FactorKey]) -> tuple[FactorKey, ...]:
         keys = (keys,) if isinstance(keys, int | str) else tuple(keys)
         for k in keys:
@@ -300,6 +307,12 @@ class ProductSpace(Space):
             flat.extend(f.factors)
         self.factors = tuple(flat)
         self.name = None
+        self._hash: int | None = None
+
+    def __hash__(self) -> int:
+        if self._hash is None:  # computed once, when first asked (the factors never change)
+            self._hash = hash(self.factors)
+        return self._hash
 
     # The factors never change, so the sizes are computed once (hot operations ask for them).
     @cached_property
@@ -323,6 +336,16 @@ def product(*spaces: Space) -> Space:
 def _split(space: Space, keys: tuple[FactorKey, ...]) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """`Space.split`, remembered: spaces never change, and hot operations split the same ones."""
     return space._split(keys)
+
+
+@lru_cache(maxsize=64)
+def _split_plan(space: Space, keys: tuple[FactorKey, ...]
+                ) -> tuple[tuple[int, ...] | None, Space, Space]:
+    """`Space._split_plan`, remembered."""
+    xs, ys = _split(space, keys)
+    order = xs + ys
+    return (None if order == tuple(range(space.ndim)) else order,
+            _select(space, xs), _select(space, ys))
 
 
 @lru_cache(maxsize=64)
