@@ -549,67 +549,111 @@ class Hawkes(PointProcess):
 
 
 
+# The argument types of `_exp_pass`: it is compiled for these only (on the first call, or in the
+# background, see `_compiled_pass_ready`; never at import).
+_PASS_SIGNATURE = ("void(f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], f8[::1], f8[:, ::1], f8, "
+                   "f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1])")
+
+
 @numba.njit(cache=True)
-def _exp_pass(times, marks, lengths, T, mu, alpha, beta):  # pragma: no cover (compiled)
+def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
+              ll, g_mu, g_alpha, g_beta, work):  # pragma: no cover (compiled)
     """One pass over each sequence: log-likelihood and its gradient per sequence, for
-    phi_kj(t) = alpha_kj beta e^{-beta t}. S_j = sum_{l < i, m_l = j} e^{-beta (t_i - t_l)} and
-    W_j = sum (t_i - t_l) e^{-beta (t_i - t_l)} give d lambda / d beta = sum_j alpha (S - beta W)."""
+    phi_kj(t) = alpha_kj beta e^{-beta t}, written into ll (B,), g_mu (B, D) and g_alpha
+    (B, D, D) (both zero on entry) and g_beta (B,); work is (5, D) scratch.
+
+    S_j = sum_{l: t_l < t_i, m_l = j} e^{-beta (t_i - t_l)} and W_j = sum (t_i - t_l) e^{...}
+    give d lambda / d beta = sum_j alpha (S - beta W). One exp per event: the compensator's
+    e^{-beta (T - t_i)} is taken only where it is not below half an ulp of 1 (beta (T - t_i) <
+    40 > 56 log 2: beyond, expm1 returns -1 exactly), and the logs of the intensities are summed
+    as the log of their product, rescaled before it leaves [1e-200, 1e200]."""
     B = times.shape[0]
     D = mu.shape[0]
-    ll = np.zeros(B)
-    g_mu = np.zeros((B, D))
-    g_alpha = np.zeros((B, D, D))
-    g_beta = np.zeros(B)
-    col = alpha.sum(0)
-    S = np.zeros(D)
-    W = np.zeros(D)
-    tied = np.zeros(D)  # events at the current time: they count from the next later time on
-    tail = np.zeros(D)
+    S, W, tied, tail, col = work[0], work[1], work[2], work[3], work[4]
+    mu_sum = 0.0
+    for k in range(D):
+        mu_sum += mu[k]
+        c = 0.0
+        for j in range(D):
+            c += alpha[j, k]
+        col[k] = c  # sum_k alpha_kj: the children of a type-j event
     for b in range(B):
-        S[:] = 0.0
-        W[:] = 0.0
-        tied[:] = 0.0
-        tail[:] = 0.0
-        prev_t = 0.0
-        for i in range(lengths[b]):
+        for j in range(D):
+            S[j] = 0.0
+            W[j] = 0.0
+            tied[j] = 0.0
+            tail[j] = 0.0
+        n, Tb = lengths[b], T[b]
+        log_sum, prod, gb, g_comp = 0.0, 1.0, 0.0, 0.0
+        n_tied, prev_t = 0, 0.0
+        for i in range(n):
             t, m = times[b, i], marks[b, i]
             dt = t - prev_t
             a = math.exp(-beta * dt)
-            if dt > 0:
-                for j in range(D):
-                    S[j] += tied[j]
-                    tied[j] = 0.0
-            lam, dlam = mu[m], 0.0
+            aS, aW = 0.0, 0.0
             for j in range(D):
-                W[j] = a * (W[j] + dt * S[j])
-                S[j] = a * S[j]
-                lam += beta * alpha[m, j] * S[j]
-                dlam += alpha[m, j] * (S[j] - beta * W[j])
-            ll[b] += math.log(lam)
+                s = S[j]
+                w = a * (W[j] + dt * s)
+                s = a * s
+                W[j] = w
+                S[j] = s
+                aS += alpha[m, j] * s
+                aW += alpha[m, j] * w
+            lam = mu[m] + beta * aS
+            if 1e-100 < lam < 1e100:
+                prod *= lam
+                if not 1e-200 < prod < 1e200:
+                    log_sum += math.log(prod)
+                    prod = 1.0
+            else:
+                log_sum += math.log(lam)
             inv = 1.0 / lam
             g_mu[b, m] += inv
             for j in range(D):
-                g_alpha[b, m, j] += inv * beta * S[j]
-            g_beta[b] += inv * dlam
-            r = T[b] - t
-            em1 = math.expm1(-beta * r)  # once: e^{-beta r} - 1, and e^{-beta r} from it
-            ll[b] += col[m] * em1
-            tail[m] += em1  # d/d alpha_km of the compensator, the same for every k
-            g_beta[b] -= col[m] * r * (em1 + 1.0)
-            tied[m] += 1.0
+                g_alpha[b, m, j] += inv * S[j]
+            gb += inv * (aS - beta * aW)
+            r = Tb - t
+            if beta * r < 40.0:
+                em1 = math.expm1(-beta * r)  # e^{-beta r} - 1, and e^{-beta r} from it
+                tail[m] += em1  # d/d alpha_km of the compensator, the same for every k
+                g_comp += col[m] * r * (em1 + 1.0)
+            else:
+                tail[m] -= 1.0
+            if i + 1 < n and times[b, i + 1] == t:
+                tied[m] += 1.0  # events at one time count from the next later time on
+                n_tied += 1
+            else:
+                S[m] += 1.0
+                if n_tied:
+                    for j in range(D):
+                        S[j] += tied[j]
+                        tied[j] = 0.0
+                    n_tied = 0
             prev_t = t
-        ll[b] -= T[b] * mu.sum()
+        comp = 0.0
+        for j in range(D):
+            comp += col[j] * tail[j]
+        ll[b] = log_sum + math.log(prod) + comp - Tb * mu_sum
+        g_beta[b] = gb - g_comp
         for k in range(D):
-            g_mu[b, k] -= T[b]
+            g_mu[b, k] -= Tb
             for j in range(D):
-                g_alpha[b, k, j] += tail[j]
-    return ll, g_mu, g_alpha, g_beta
+                g_alpha[b, k, j] = beta * g_alpha[b, k, j] + tail[j]
 
 
 def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch):
-    return _exp_pass(batch.times.detach().numpy(), batch.marks.numpy(), batch.lengths.numpy(),
-                     batch.T.detach().numpy(), mu.detach().numpy(), alpha.detach().numpy(),
-                     float(beta))
+    """(ll (B,), g_mu (B, D), g_alpha (B, D, D), g_beta (B,)) by `_exp_pass`."""
+    B, D = len(batch), mu.shape[0]
+    ll, g_mu, g_alpha, g_beta = np.empty(B), np.zeros((B, D)), np.zeros((B, D, D)), np.empty(B)
+
+    def array(x: Tensor, dtype: type) -> np.ndarray:
+        return np.ascontiguousarray(x.detach().numpy(), dtype=dtype)
+
+    _exp_pass(array(batch.times, np.float64), array(batch.marks, np.int64),
+              array(batch.lengths, np.int64), array(batch.T, np.float64),
+              array(mu, np.float64), array(alpha, np.float64), float(beta.detach()),
+              ll, g_mu, g_alpha, g_beta, np.empty((5, D)))
+    return ll, g_mu, g_alpha, g_beta
 
 
 _COMPILING: list[threading.Thread] = []
@@ -635,10 +679,8 @@ def _compiled_pass_ready() -> bool:
 
 
 def _compile_pass() -> None:
-    """Compile (and cache) `_exp_pass` for the argument types `_ExpLogLik` passes."""
-    one = torch.ones(1, dtype=torch.float64)
-    batch = EventBatch.from_sequences([[0.5]], [[0]], T=1.0, num_marks=1)
-    _run_pass(one, one.reshape(1, 1), one[0], batch)
+    """Compile (and cache) `_exp_pass` for the argument types `_run_pass` passes."""
+    _exp_pass.compile(_PASS_SIGNATURE)
 
 
 class _ExpLogLik(torch.autograd.Function):
