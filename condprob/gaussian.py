@@ -91,8 +91,8 @@ def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
         t = t.to(dtype)
     # a finite sum means finite entries (NaN and inf propagate); else look closer, since a sum
     # of finite entries may overflow
-    if t.numel() and not bool(torch.isfinite(t.sum())) and not (
-            bool(torch.isfinite(t.amax())) and bool(torch.isfinite(t.amin()))):
+    if t.numel() and not math.isfinite(t.sum().item()) and not (
+            math.isfinite(t.amax().item()) and math.isfinite(t.amin().item())):
         raise ValidationError(f"{what} has non-finite entries")
     return t
 
@@ -191,6 +191,25 @@ def _psd_within(q: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
     return torch.linalg.cholesky_ex(shifted)[1] == 0
 
 
+def _pivots_above_floor(q: torch.Tensor, chol: torch.Tensor) -> bool:
+    """Whether q = L L' (factored) is numerically positive definite in every batch entry:
+    each pivot L_ii^2 above tol(dtype, max_i q_ii)."""
+    if not q.shape[-1]:
+        return True
+    floor = _tol(q.dtype, _diag(q).amax(-1, keepdim=True))  # q_ii > 0 where q = L L'
+    return bool((_diag(chol).square() > floor).all())
+
+
+def _check_symmetric(q: torch.Tensor, tol: Any, batch: tuple[int, ...]) -> None:
+    """max |q - q'| within tol per batch entry, else a `ValidationError` saying by how much
+    and where."""
+    asym = _amax(q - q.mT, 2)
+    if bool((asym > tol).any()):
+        raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
+                              f" exceeds the tolerance {float(tol.max()):.3g})"
+                              f"{_where(batch, asym > tol)}")
+
+
 def _factor_slices(space: Space) -> list[slice]:
     out, start = [], 0
     for f in space.factors:
@@ -218,7 +237,8 @@ class LinearEquation:
 
     `matrix` is (r, n) or batched (*batch, r, n), `rhs` (r,) or (*batch, r).
     `LinearEquation.observe(index, values)` is the special case x[index] == values, which
-    conditioning handles by indexing instead of matrix products.
+    conditioning handles by indexing instead of matrix products (its `matrix`, the rows of the
+    identity at `index`, is only formed when read).
     """
 
     def __init__(self, matrix: Tensorish, rhs: Tensorish, name: str | None = None,
@@ -234,10 +254,17 @@ class LinearEquation:
                 f"an equation A x = b needs A of shape (r, n) and b of shape (r,) (with optional "
                 f"leading batch dimensions), got {tuple(a.shape)} and {tuple(b.shape)}")
         _bshape(a.shape[:-2], b.shape[:-1])
-        self.matrix, self.rhs = a, b
+        self._matrix, self.rhs, self._dim = a, b, a.shape[-1]
         self.index: torch.Tensor | None = None
         r = a.shape[-2]
         self.name = name or f"A x == b ({r} equation{'s' * (r != 1)})"
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The matrix A of A x == b, (*batch, r, n)."""
+        if self._matrix is None:
+            self._matrix = torch.eye(self._dim, dtype=self.rhs.dtype)[self.index]
+        return self._matrix
 
     @classmethod
     def observe(cls, index: Sequence[int] | torch.Tensor, values: Tensorish, dim: int,
@@ -259,7 +286,7 @@ class LinearEquation:
             raise ValidationError(f"observed indices must lie in [0, {dim}), got "
                                   f"{int(idx.min())}..{int(idx.max())}")
         eq = object.__new__(cls)
-        eq.matrix, eq.rhs, eq.index = v.new_zeros(len(idx), dim), v, idx
+        eq._matrix, eq.rhs, eq.index, eq._dim = None, v, idx, dim
         eq.name = name or f"x[index] == values ({len(idx)} observations)"
         return eq
 
@@ -324,7 +351,8 @@ class LinearGaussian(Morphism):
         self.dom, self.cod = dom, cod
         self._cov, self._base, self._down = q, base, down
         self._factor: torch.Tensor | None = None
-        self._chol: tuple[torch.Tensor, bool, bool] | None = None
+        self._chol: tuple[torch.Tensor, bool] | None = None
+        self._pd: bool | None = None
         self._pending = pending
         if not internal:
             self._check_shapes()
@@ -363,18 +391,20 @@ class LinearGaussian(Morphism):
 
     def _resolve(self) -> None:
         """The pending symmetry and PSD check of the whole covariance, by the Cholesky
-        factorisation that densities and sampling use anyway (a shifted one if it fails)."""
+        factorisation that densities and sampling use anyway (a shifted one if it fails).
+
+        The tolerances scale with the largest entry of the matrix Q was computed from: Q itself,
+        or for a posterior Q = base - down down' the prior's `base` (its rounding is relative to
+        that, however small the posterior)."""
         if not self._pending:
             return
         q = self._q()
-        scale = _amax(q, 2)
-        tol = _tol(q.dtype, scale)
-        asym = _amax(q - q.mT, 2)
-        if bool((asym > tol).any()):
-            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
-                                  f" exceeds the tolerance {float(tol.max()):.3g})"
-                                  f"{_where(self._batch, asym > tol)}")
+        ref = q if self._base is None else self._base
+        if not torch.equal(q, q.mT):   # an exactly symmetric Q (the usual case) in one pass
+            _check_symmetric(q, _tol(q.dtype, _amax(ref, 2)), self._batch)
         if not self._cholesky()[1]:
+            scale = _amax(ref, 2)
+            tol = _tol(q.dtype, scale)
             ok = _psd_within(q, tol) | (scale == 0)
             if not bool(ok.all()):
                 raise ValidationError(f"covariance is not positive semi-definite (an eigenvalue "
@@ -382,15 +412,12 @@ class LinearGaussian(Morphism):
                                       f"{_where(self._batch, ~ok)}")
         self._pending = False
 
-    def _cholesky(self) -> tuple[torch.Tensor, bool, bool]:
-        """(L, factored, positive definite): Cholesky of Q, whether it succeeded in every batch
-        entry, and whether Q is numerically positive definite there (cached)."""
+    def _cholesky(self) -> tuple[torch.Tensor, bool]:
+        """(L, factored): Cholesky of Q and whether it succeeded in every batch entry
+        (cached)."""
         if self._chol is None:
-            q = self._q()
-            chol, info = torch.linalg.cholesky_ex(q)
-            done = bool((info == 0).all())
-            floor = _tol(q.dtype, _amax(_diag(q), 1))[..., None]
-            self._chol = (chol, done, done and bool((_diag(chol) ** 2 > floor).all()))
+            chol, info = torch.linalg.cholesky_ex(self._q())
+            self._chol = (chol, not bool(info.any()))
         return self._chol
 
     @classmethod
@@ -431,22 +458,26 @@ class LinearGaussian(Morphism):
         """diag(Q), computed without forming Q after a low-rank conditioning update.
 
         While the PSD check is pending (see the module docstring) the variances are checked
-        non-negative here, which is what they need.
+        non-negative here, which is what they need, with the tolerance of the matrix they were
+        computed from (for a posterior the prior's `base`, whether or not Q was formed).
         """
+        base = None if self._base is None else _diag(self._base)
         if self._cov is None:
-            base = _diag(self._base)  # type: ignore[arg-type]
             var = base - (self._down**2).sum(-1)  # type: ignore[operator]
         else:
-            base = var = _diag(self._cov).clone()
+            var = _diag(self._cov).clone()
         if self._pending:
-            _check_not_negative(var, _amax(base, 1), self._batch, "a variance is")
+            _check_not_negative(var, _amax(var if base is None else base, 1), self._batch,
+                                "a variance is")
         return var.expand(*self._batch, var.shape[-1])
 
     def _pd_factor(self) -> torch.Tensor | None:
         """The Cholesky factor of Q when Q is numerically positive definite, else None."""
         self._resolve()
-        chol, _, pd = self._cholesky()
-        return chol if pd else None
+        chol, done = self._cholesky()
+        if self._pd is None:
+            self._pd = done and _pivots_above_floor(self._q(), chol)
+        return chol if self._pd else None
 
     @property
     def factor(self) -> torch.Tensor:
@@ -742,8 +773,6 @@ class Gaussian(LinearGaussian):
         else:
             raise TypeError(f"cannot condition a Gaussian on {event!r}: give a LinearEquation, "
                             "an (A, b) pair or a {factor: value} mapping")
-        if eq.matrix.shape[-1] != self.cod.dim:
-            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, eq.matrix.shape[-1])
         return eq
 
     def condition_linear(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
@@ -755,7 +784,7 @@ class Gaussian(LinearGaussian):
         the residual tolerance described in the module docstring. Batched states, matrices and
         right-hand sides broadcast.
         """
-        return self.condition_evidence(matrix, rhs, name, tol)[0]
+        return self._conditioned(self._linear_equation(matrix, rhs, name), tol, False)[0]
 
     def condition_evidence(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None = None,
                            name: str | None = None, tol: float | None = None
@@ -767,36 +796,49 @@ class Gaussian(LinearGaussian):
         full R^r when S has full rank); `deficit` = r - rank(S) counts the equations that held
         with probability one. Hybrid programs weigh their branches by these two numbers.
         """
+        return self._conditioned(self._linear_equation(matrix, rhs, name), tol,  # type: ignore[return-value]
+                                 True)
+
+    def _linear_equation(self, matrix: Tensorish | LinearEquation, rhs: Tensorish | None,
+                         name: str | None) -> LinearEquation:
         eq = matrix if isinstance(matrix, LinearEquation) else \
             LinearEquation(matrix, rhs, name=name, dtype=self.dtype)
-        a, b = eq.matrix.to(self.dtype), eq.rhs.to(self.dtype)
-        if a.shape[-1] != self.cod.dim:
-            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, a.shape[-1])
-        r = a.shape[-2]
+        if eq._dim != self.cod.dim:
+            raise SpaceMismatchError(f"equation {eq.name}", self.cod.dim, eq._dim)
+        return eq
+
+    def _conditioned(self, eq: LinearEquation, tol: float | None, evidence: bool
+                     ) -> tuple[Gaussian, torch.Tensor | None, torch.Tensor | None]:
+        """The posterior given `eq`, and (log density, deficit) of `condition_evidence` when
+        `evidence` is set (else None, None)."""
+        b = eq.rhs.to(self.dtype)
+        r = b.shape[-1]
         q = self._q()
         if eq.index is not None:
-            am = self.mean[..., eq.index]
-            rows = q[..., eq.index, :]                             # Q[o, :], read row by row
+            am = self.mean.index_select(-1, eq.index)
+            rows = q.index_select(-2, eq.index)                # Q[o, :], read row by row
+            ca = rows.mT                                       # Q[:, o], (*batch, n, r)
+            s = rows.index_select(-1, eq.index)
+            exact = torch.equal(s, s.mT)                       # Q[o, o] exactly symmetric
             if self._pending:
-                self._check_read(rows, eq.index)
-            ca = rows.mT.contiguous()                              # Q[:, o], (*batch, n, r)
-            s = rows[..., :, eq.index]
+                self._check_read(rows, s, eq.index, exact)
         else:
+            a = eq.matrix.to(self.dtype)
             if self._pending:
-                self._check_read(q, None)
+                self._check_read(q, q, None, torch.equal(q, q.mT))
             am = _mv(a, self.mean)
             ca = q @ a.mT
             s = a @ ca
+            exact = False
+        if not exact:
+            s = (s + s.mT) / 2
         c = b - am
         batch = _bshape(self._batch, c.shape[:-1], s.shape[:-2])
-        s = (s + s.mT) / 2
         chol, info = torch.linalg.cholesky_ex(s)
-        floor = _tol(self.dtype, _amax(_diag(s), 1))[..., None]
-        if bool((info == 0).all()) and bool((_diag(chol) ** 2 > floor).all()):
+        full = not bool(info.any()) and _pivots_above_floor(s, chol)
+        if full:
             g = torch.linalg.solve_triangular(chol.mT, ca, upper=True, left=False)  # (*b, n, r)
             w = torch.linalg.solve_triangular(chol, c[..., None], upper=False)[..., 0]
-            logdet = 2 * _diag(chol).log().sum(-1)
-            rank = torch.tensor(r)
         else:
             lam, u = torch.linalg.eigh(s)
             if self._pending:
@@ -818,39 +860,42 @@ class Gaussian(LinearGaussian):
             isq = torch.where(zero, 0.0, lam_kept.rsqrt())
             g = (ca @ u) * isq[..., None, :]
             w = _mv(u.mT, c) * isq
-            logdet = lam_kept.log().sum(-1)
             rank = (~zero).sum(-1)
         mean = self.mean + _mv(g, w)
         # the posterior lives on {A x = b}: project the mean onto it (least-norm shift), which
         # removes the rounding left in directions of tiny or (numerically) zero variance
         if eq.index is not None:
             mean[..., eq.index] = b
-        elif bool((rank < r).any()):
+        elif not full and bool((rank < r).any()):
             fix = b - _mv(a, mean)
             shift = torch.linalg.lstsq(a.expand(*batch, *a.shape[-2:]), fix[..., None],
                                        driver="gelsd").solution[..., 0]
             mean = mean + shift
-        logp = -0.5 * ((w**2).sum(-1) + logdet + rank.to(w.dtype) * math.log(2 * math.pi))
         post = Gaussian._make(self.matrix, mean, None, Unit, self.cod, pending=self._pending,
                               base=q, down=g)
+        if not evidence:
+            return post, None, None  # type: ignore[return-value]
+        if full:
+            logdet, rank = 2 * _diag(chol).log().sum(-1), torch.tensor(r)
+        else:
+            logdet = lam_kept.log().sum(-1)
+        logp = -0.5 * ((w**2).sum(-1) + logdet + rank.to(w.dtype) * math.log(2 * math.pi))
         return post, logp.expand(batch), (r - rank).expand(batch)  # type: ignore[return-value]
 
-    def _check_read(self, rows: torch.Tensor, index: torch.Tensor | None) -> None:
+    def _check_read(self, rows: torch.Tensor, block: torch.Tensor, index: torch.Tensor | None,
+                    exact: bool) -> None:
         """Pending check of the rows R = Q[o, :] of the covariance a condition reads (o all
-        coordinates when `index` is None): the block Q[o, o] symmetric, and the PSD bound
-        R_ij^2 <= Q_oo Q_jj on every entry read."""
+        coordinates when `index` is None): the block Q[o, o] symmetric (no pass when it is
+        `exact`ly so), and the PSD bound R_ij^2 <= Q_oo Q_jj on every entry read."""
         d = _diag(self._q())
-        tol = _tol(self.dtype, _amax(d, 1))
-        block = rows if index is None else rows[..., :, index]
-        asym = _amax(block - block.mT, 2)
-        if bool((asym > tol).any()):
-            raise ValidationError(f"covariance is not symmetric (|Q - Q'| = {float(asym.max()):.3g}"
-                                  f" exceeds the tolerance {float(tol.max()):.3g})"
-                                  f"{_where(self._batch, asym > tol)}")
-        do = d if index is None else d[..., index]
+        top = _amax(d, 1)
+        tol = _tol(self.dtype, top)
+        if not exact:
+            _check_symmetric(block, tol, self._batch)
+        do = d if index is None else d.index_select(-1, index)
         # |R_ij| <= sqrt(Q_oo Q_jj) + tol, squared: R_ij^2 - Q_oo Q_jj <= 2 tol max(Q_ii) + tol^2
-        slack = (2 * _amax(d, 1) + tol) * tol
-        excess = torch.addcmul(rows.square(), do[..., :, None], d[..., None, :], value=-1)
+        slack = (2 * top + tol) * tol
+        excess = rows.square().addcmul_(do[..., :, None], d[..., None, :], value=-1)
         bad = excess.flatten(-2).amax(-1) > slack
         if bool(bad.any()):
             raise ValidationError(f"covariance is not positive semi-definite: a covariance exceeds "

@@ -255,6 +255,31 @@ def test_a_large_prior_is_checked_where_conditioning_reads_it():
         Gaussian(torch.zeros(300, dtype=T), k - 2 * torch.eye(300, dtype=T))
 
 
+def test_a_tiny_posterior_of_a_large_prior_passes_its_pending_checks():
+    # a smooth GP (l = 0.5) observed every 0.1: the posterior covariance is ~1e-8 while its
+    # rounding (base - down down') is relative to the prior's scale 1, so the posterior's pending
+    # checks use the prior's scale (they raised "not symmetric" at 3e-16 > 2e-21 from `cov`,
+    # and "a variance is -1e-15" from `variance` once the covariance had been formed)
+    s = torch.arange(1000, dtype=T) * 0.01
+    k = torch.exp(-0.5 * ((s[:, None] - s[None, :]) / 0.5) ** 2)
+    idx = torch.arange(0, 1000, 10)
+    lam, u = torch.linalg.eigh(k[idx][:, idx])
+    y = u @ (lam.clamp(min=0).sqrt() * torch.randn(100, generator=torch.Generator().manual_seed(0),
+                                                   dtype=T))
+    prior = Gaussian(torch.zeros(1000, dtype=T), k)
+    post = prior.condition_linear(LinearEquation.observe(idx, y, 1000))
+    cov = post.cov
+    assert float(cov.abs().max()) < 1e-6
+    torch.testing.assert_close(post.variance, cov.diagonal(), atol=1e-14, rtol=0)
+    # a genuinely indefinite prior is still caught on the posterior at that scale
+    w = torch.zeros(1000, dtype=T)
+    w[995:] = 1 / math.sqrt(5)
+    bad = Gaussian(torch.zeros(1000, dtype=T), k - 1e-3 * torch.outer(w, w)).condition_linear(
+        LinearEquation.observe(idx, y, 1000))
+    with pytest.raises(cp.ValidationError, match="not positive semi-definite"):
+        _ = bad.cov
+
+
 # The modelling language -------------------------------------------------------------------------
 def _in_model(build):
     def run():
