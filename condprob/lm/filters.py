@@ -64,12 +64,13 @@ def entropy(logits: torch.Tensor) -> torch.Tensor:
 def temper(logits: torch.Tensor, t: float) -> torch.Tensor:
     """logits / t, the logits of softmax(logits / t).
 
-    Where that overflows (t tiny, such as 1e-40, gives +inf or 0/0), the logits are first shifted
-    by their row maximum, which leaves the law unchanged: the maximal tokens get 0 and the others
-    a very negative number or -inf, the greedy limit t -> 0 with ties kept, never NaN.
+    Where that overflows (t tiny, such as 1e-40, gives +inf, 0/0, or -inf for a whole row of
+    negative logits), the logits are first shifted by their row maximum, which leaves the law
+    unchanged: the maximal tokens get 0 and the others a very negative number or -inf, the greedy
+    limit t -> 0 with ties kept, never NaN.
     """
     scaled = logits / t
-    if bool((scaled < math.inf).all()):  # False for +inf and NaN
+    if bool(torch.isfinite(scaled.amax(-1)).all()):  # False for +inf, NaN, all -inf
         return scaled
     wide = logits.double()
     return ((wide - wide.amax(-1, keepdim=True)) / t).to(logits.dtype)

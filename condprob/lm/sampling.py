@@ -11,6 +11,7 @@ Each round costs a few passes over the vocabulary; sorting costs O(V log V) per 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from condprob.accel import gpu_available
@@ -82,8 +83,47 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
         if top_k is None and top_p is None and min_p is None:
             return gumbel_max_sample(logits, temperature, seed=seed)
         return filtered_sample(logits, temperature, top_k, top_p, min_p, seed=seed)
+    if logits.device.type == "cpu":
+        return _sample_cpu(logits, temperature, top_k, top_p, min_p, generator)
     return sample_filtered_torch(logits, temperature, top_k, top_p, min_p, generator,
                                  check=True)
+
+
+_ROUNDS = 4
+"""Dual-pivot rounds per call of the compiled kernel (most rows accept their first draw)."""
+
+
+def _sample_cpu(logits: torch.Tensor, temperature: float, top_k: int | None,
+                top_p: float | None, min_p: float | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+    """The CPU path of `sample_filtered`: the compiled kernels of `condprob.lm.cpu_kernels`
+    (numba, imported here so that importing condprob.lm does not import it; compiled on the
+    first call of a process that finds no numba cache), which also check the logits' values."""
+    from condprob.lm import cpu_kernels
+
+    flat = logits.detach().reshape(-1, logits.shape[-1])
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # half precision: exact in float32
+    scaled = (flat if temperature == 1 else temper(flat, temperature)).contiguous()
+    rows, vocab = scaled.shape
+    out = np.full(rows, -1, dtype=np.int64)
+    if top_k is not None and top_k < vocab:
+        probs = scaled[:, :0] if top_p is None else torch.softmax(scaled, -1)
+        u = torch.rand(rows, generator=generator, dtype=torch.float64)
+        cpu_kernels.topk_draw(scaled.numpy(), top_k, 1.0 if top_p is None else top_p,
+                              min_p or 0.0, probs.numpy(), u.numpy(), out)
+        bad = out < 0
+    else:
+        probs = torch.softmax(scaled, -1).numpy()
+        low, high = np.zeros(rows), np.full(rows, -1.0)
+        while (out == -1).any():
+            u = torch.rand(rows, _ROUNDS, generator=generator, dtype=torch.float64)
+            cpu_kernels.nucleus_draw(probs, 1.0 if top_p is None else top_p, min_p or 0.0,
+                                     u.numpy(), low, high, out)
+        bad = out == -2
+    if bad.any():
+        check_logits(flat)  # the kernels flag a row only for a NaN, a +inf or no finite logit
+    return torch.from_numpy(out).reshape(logits.shape[:-1])
 
 
 def sample_filtered_torch(logits: torch.Tensor, temperature: float = 1.0,

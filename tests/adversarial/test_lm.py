@@ -69,6 +69,17 @@ def test_tiny_temperature_is_greedy_never_nan(t, dtype):
         assert sample_sorted(x, temperature=t, generator=g, **kw)[1].item() == 3
 
 
+def test_tiny_temperature_on_negative_rows_is_greedy():
+    # logits / 1e-40 overflows to -inf on the whole row: the law is the greedy one, not 0/0
+    x = torch.tensor([[-2.5, -3.0, -2.5], [-7.0, -1.0, -3.0]])
+    want = torch.tensor([[0.5, 0, 0.5], [0, 1.0, 0]])
+    assert torch.equal(torch.softmax(Temperature(1e-40)(x), -1), want)
+    g = torch.Generator().manual_seed(0)
+    for kw in ({}, {"top_k": 1}, {"top_p": 0.5}):
+        draws = sample_filtered(x[:, None].expand(2, 20, 3), 1e-40, generator=g, **kw)
+        assert set(draws[0].tolist()) == {0, 2} and set(draws[1].tolist()) == {1}
+
+
 BAD_PARAMS = [
     (lambda: Temperature(0), "temperature"), (lambda: Temperature(-1.0), "temperature"),
     (lambda: Temperature(float("nan")), "temperature"),

@@ -21,7 +21,7 @@ from condprob.lm.filters import (
     entropy,
     filtered_probs,
 )
-from condprob.lm.sampling import sample_filtered, sample_sorted
+from condprob.lm.sampling import sample_filtered, sample_filtered_torch, sample_sorted
 
 
 def kept(f, probs):
@@ -205,3 +205,30 @@ def test_sort_free_draws_always_lie_in_the_kept_set(values, k, p, m, t):
     draws = sample_filtered(logits, t, k, p, m, generator=torch.Generator().manual_seed(0))
     law = filtered_probs(logits[0], t, k, p, m)
     assert (law[draws] > 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kw", [dict(top_k=40), dict(top_k=40, top_p=0.6),
+                                dict(top_k=40, min_p=0.05, temperature=0.8),
+                                dict(top_p=0.5, min_p=0.02), dict(temperature=0.5)])
+def test_compiled_cpu_path_law_on_a_large_vocabulary(kw, gtest):
+    """V = 3000: the chunked top-k selection and the blocked inverse CDF of the CPU kernels are
+    in play; logits rounded to 0.1 put ties at the k-th and inside the nucleus."""
+    g = torch.Generator().manual_seed(11)
+    logits = (torch.randn(3000, generator=g) * 2).round(decimals=1)
+    law = filtered_probs(logits.double(), **kw)
+    draws = sample_filtered(logits.expand(20000, -1), generator=g, **kw)
+    assert gtest(draws, law) > 1e-3
+    t = kw.get("temperature", 1.0)
+    assert gtest(draws, filtered_probs(logits.double(), **{**kw, "temperature": 1.2 * t})) < 1e-6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kw", [dict(top_k=3, top_p=0.9), dict(top_p=0.8, min_p=0.1)])
+def test_torch_twin_shares_the_law(kw, gtest):
+    """`sample_filtered_torch`, the device-generic twin of the compiled CPU path."""
+    g = torch.Generator().manual_seed(9)
+    logits = torch.randn(8, generator=g, dtype=torch.float64) * 1.5
+    draws = sample_filtered_torch(logits.expand(20000, -1), generator=g, check=True, **kw)
+    assert gtest(draws, filtered_probs(logits, **kw)) > 1e-3
+    assert gtest(draws, torch.softmax(logits, -1)) < 1e-6
