@@ -434,10 +434,9 @@ def _compact_score(c: _Compact, y: Tensor) -> Tensor:
     return total
 
 
-def score(chain: Chain, states: Tensor) -> Tensor:
-    """score(y) of given state sequences (*batch, T) (entries at masked positions are ignored);
-    -inf where the sequence uses a forbidden state or step."""
-    c = _compact(chain)
+def _compact_states(c: _Compact, states: Tensor) -> Tensor:
+    """Given state sequences (*batch, T), checked, in the compact layout (B, T) (0 past each
+    length)."""
     steps, num = c.unary.shape[1], c.unary.shape[-1]
     if not isinstance(states, Tensor) or states.is_floating_point() or states.is_complex():
         raise ValidationError("states must be an integer tensor of state indices, got "
@@ -454,7 +453,14 @@ def score(chain: Chain, states: Tensor) -> Tensor:
     low, high = y.aminmax()
     if int(low) < 0 or int(high) >= num:
         raise ValidationError(f"states must lie in [0, {num}) at kept positions")
-    return _compact_score(c, y).reshape(c.batch_shape)
+    return y
+
+
+def score(chain: Chain, states: Tensor) -> Tensor:
+    """score(y) of given state sequences (*batch, T) (entries at masked positions are ignored);
+    -inf where the sequence uses a forbidden state or step."""
+    c = _compact(chain)
+    return _compact_score(c, _compact_states(c, states)).reshape(c.batch_shape)
 
 
 def sample(chain: Chain, num_samples: int = 1,
@@ -504,10 +510,11 @@ def _exp_shifted(x: Tensor, dims: tuple[int, ...], out: Tensor) -> Tensor:
 class _Scaled:
     logz: Tensor  # (B,)
     scaled_u: Tensor  # U_t / s_t (T, B, S)
-    pair: Tensor  # E, its last column all ones: (Bp, Tp, S, S + 1)
+    pair: Tensor  # E bordered by a last column of ones and a last row of zeros: (Bp, Tp, S+1, S+1)
     end: Tensor  # (B, S)
     alphas: Tensor  # (T, B, S), each normalised to sum 1: a view of
-    rows: Tensor  # (T, B, S + 1), contiguous; its last column is the previous step's sum
+    rows: Tensor  # (T, B, S + 1), contiguous; its last column is read by nothing but the pairwise
+    # gradient's GEMM (which drops it)
 
 
 def _scaled_forward(c: _Compact) -> _Scaled:
@@ -515,43 +522,51 @@ def _scaled_forward(c: _Compact) -> _Scaled:
 
     With x_0 = S0 * U_0 and x_t = (x_{t-1} @ E_t) * U_t / s_{t-1}, where s_t = sum_j x_t[j], the
     normalised forward vectors are alpha_t = x_t / s_t and log Z = sum_t log s_t
-    + log(alpha_n . exp(end)) (plus the shifts). A column of ones appended to E_t makes the GEMM
-    of step t return s_{t-1} as well.
+    + log(alpha_n . exp(end)) (plus the shifts). Every step works on whole contiguous rows of
+    S + 1 entries: E_t bordered by a column of ones (and a row of zeros) makes the GEMM of step t
+    return s_{t-1} beside x_{t-1} @ E_t, and U_t bordered by a column of ones makes
+    r_t = U_t / s_{t-1} keep 1 / s_{t-1} in its last column, the scale of step t - 1.
     """
     dt = _work_dtype(c.unary)
     steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
     dev = c.unary.device
-    u = torch.empty(steps, batch, states, dtype=dt, device=dev)
-    u.copy_(c.unary.transpose(0, 1))
-    ushift = _exp_shifted(u, (-1,), u)
+    u = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
+    uk = u[..., :states]
+    uk.copy_(c.unary.transpose(0, 1))
+    ushift = uk.amax(-1, keepdim=True)
+    ushift.masked_fill_(torch.isneginf(ushift), 0.0)
+    u[..., states:] = ushift
+    u.sub_(ushift).exp_()  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows: contiguous)
     pw = c.pairwise.to(dt)
-    e = torch.ones(*pw.shape[:-1], states + 1, dtype=dt, device=dev)
-    pshift = _exp_shifted(pw, (-2, -1), e[..., :states])
+    e = torch.zeros(*pw.shape[:-2], states + 1, states + 1, dtype=dt, device=dev)
+    e[..., :states, states] = 1.0
+    pshift = _exp_shifted(pw, (-2, -1), e[..., :states, :states])
     s0 = torch.empty(batch, states, dtype=dt, device=dev)
     sshift = _exp_shifted(c.start.to(dt), (-1,), s0)
     en = torch.empty(batch, states, dtype=dt, device=dev)
     eshift = _exp_shifted(c.end.to(dt), (-1,), en)
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
+    r = torch.empty_like(z)
     xp = _array_module(z)
-    za, ua, ea, s0a = _arrays(xp, z, u, e, s0)
-    xs, sums = za[..., :states], za[..., states:]
+    za, ua, ea, ra, s0a = _arrays(xp, z, u, e, r, s0)
     mats, gemm = _step_products(xp, ea, steps)
     mul, div = xp.multiply, xp.divide
-    mul(s0a, ua[0], out=xs[0])
-    sums[0] = 1.0  # read by nothing but the pairwise gradient's GEMM (which drops it)
+    mul(s0a, ua[0, :, :states], out=za[0, :, :states])
+    za[0, :, states] = 1.0
     with np.errstate(all="ignore"):  # a row that under- or overflows is recomputed in log space
         for t in range(1, steps):
-            gemm(xs[t - 1], mats[t], za[t])
-            x = xs[t]
-            mul(x, ua[t], out=x)
-            div(x, sums[t], out=x)
-    scale = torch.empty(steps, batch, dtype=dt, device=dev)
-    scale[:-1] = z[1:, :, states]
-    torch.sum(z[-1, :, :states], -1, out=scale[-1])
+            row = za[t]
+            gemm(za[t - 1], mats[t], row)
+            div(ua[t], row[:, states:], out=ra[t])
+            mul(row, ra[t], out=row)
+    inv = torch.empty(steps, batch, dtype=dt, device=dev)  # 1 / s_t
+    inv[:-1] = r[1:, :, states]
+    torch.sum(z[-1, :, :states], -1, out=inv[-1])
+    inv[-1].reciprocal_()
     alphas = z[..., :states]
-    alphas.div_(scale.unsqueeze(-1))
-    scaled_u = u.div_(scale.unsqueeze(-1))
-    logs = torch.log(scale).double() + ushift.squeeze(-1)  # summed in float64
+    alphas.mul_(inv.unsqueeze(-1))
+    scaled_u = torch.mul(uk, inv.unsqueeze(-1))
+    logs = ushift.squeeze(-1) - torch.log(inv).double()  # summed in float64
     bp, tp = pw.shape[:2]
     logs[1:] += pshift.reshape(bp, tp).t().expand(steps, batch)[1:]
     if not c.full:
@@ -562,9 +577,14 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     return _Scaled(logz, scaled_u, e, en, alphas, z)
 
 
-def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
+def _scaled_backward(c: _Compact, f: _Scaled,
+                     g: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Marginals M (B, T, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
-    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j].
+    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j]; both weighted
+    per chain by g (B,) when given (the gradient of sum_b g_b log Z_b), and zero at masked
+    positions. Also the unsettled rows (B,) bool: those whose scaled pass under- or overflowed
+    (their M and W are zero), found from the normalisers Z_t alone (M and W are finite where
+    every Z_t is finite and positive).
 
     The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
     and the end scores enter at each chain's last position (only the last step when every chain
@@ -574,7 +594,7 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
     betas = torch.empty_like(f.scaled_u)
     xp = _array_module(betas)
     bs, us, pair, v = _arrays(xp, betas, f.scaled_u, f.pair, torch.empty_like(f.end))
-    mats, gemm = _step_products(xp, pair[..., :states].swapaxes(-1, -2), steps)
+    mats, gemm = _step_products(xp, pair[..., :states, :states].swapaxes(-1, -2), steps)
     bs[-1] = _arrays(xp, f.end)[0]
     inj = None
     if not c.full:
@@ -591,21 +611,29 @@ def _scaled_backward(c: _Compact, f: _Scaled) -> tuple[Tensor, Tensor]:
                 bs[t] += inj[t]
     M = torch.empty(batch, steps, states, dtype=betas.dtype, device=betas.device)
     torch.mul(f.alphas.transpose(0, 1), betas.transpose(0, 1), out=M)  # in the caller's layout
-    norm = M.sum(-1, keepdim=True)
-    M.div_(norm)
-    W = betas.mul_(f.scaled_u).div_(norm.transpose(0, 1))
-    if not c.full:
-        invalid = ~c.valid().unsqueeze(-1)
-        M.masked_fill_(invalid, 0.0)
-        W.masked_fill_(invalid.transpose(0, 1), 0.0)
-    return M, W
+    norm = M.sum(-1)
+    invalid = None if c.full else ~c.valid()
+    if invalid is not None:
+        norm.masked_fill_(invalid, 1.0)
+    bad = ~torch.isfinite(f.logz + torch.log(norm).sum(1))
+    weight = norm.reciprocal_() if g is None else torch.div(g[:, None], norm)
+    M.mul_(weight.unsqueeze(-1))
+    W = betas.mul_(f.scaled_u).mul_(weight.t().unsqueeze(-1))
+    if invalid is not None:
+        M.masked_fill_(invalid.unsqueeze(-1), 0.0)
+        W.masked_fill_(invalid.t().unsqueeze(-1), 0.0)
+    if bool(bad.any()):
+        M.masked_fill_(bad[:, None, None], 0.0)
+        W.masked_fill_(bad[None, :, None], 0.0)
+    return M, W, bad
 
 
-def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
-    """d log Z / d pairwise (Bp, Tp, S, S), weighted per chain by g (B,): E[i, j] times the sum
-    of alphas[t-1, i] W[t, j] over the chains and steps that share the entry."""
+def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor) -> Tensor:
+    """d log Z / d pairwise (Bp, Tp, S, S) for the step weights W of `_scaled_backward` (weighted
+    as they are): E[i, j] times the sum of alphas[t-1, i] W[t, j] over the chains and steps that
+    share the entry."""
     bp, tp, states = *c.pairwise.shape[:2], c.pairwise.shape[-1]
-    prev, nxt = f.rows[:-1], W[1:] * g[None, :, None]  # contiguous rows: one GEMM, no copy
+    prev, nxt = f.rows[:-1], W[1:]  # contiguous rows: one GEMM, no copy
     if bp == tp == 1:
         grad = prev.reshape(-1, states + 1).t() @ nxt.reshape(-1, states)
     else:
@@ -614,16 +642,32 @@ def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, g: Tensor) -> Tensor:
     grad = grad[..., :states, :].reshape(bp, -1, states, states)
     if tp > 1:
         grad = torch.cat([torch.zeros_like(grad[:, :1]), grad], 1)
-    return grad.mul_(f.pair[..., :states])
+    return grad.mul_(f.pair[..., :states, :states])
 
 
-def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
+def _add_score_grads(c: _Compact, y: Tensor, g: Tensor, gu: Tensor, gp: Tensor) -> None:
+    """Add the gradient of sum_b g_b score_b(y_b) to the unary and pairwise gradients gu
+    (B, T, S) and gp (Bp, Tp, S, S), in place: g_b at each chain's states and steps (those of
+    start and end are gu's at the first and last position)."""
+    steps = y.shape[1]
+    w = g.to(gu.dtype)[:, None].expand(-1, steps)
+    if not c.full:
+        w = w.masked_fill(~c.valid(), 0.0)
+    gu.scatter_add_(2, y.unsqueeze(-1), w.unsqueeze(-1))
+    if steps > 1:
+        rows = torch.arange(y.shape[0], device=y.device)
+        r, s = c.sel(rows[:, None], torch.arange(1, steps, device=y.device))
+        idx = tuple(torch.as_tensor(i, device=y.device) for i in (r, s))
+        gp.index_put_((*idx, y[:, :-1], y[:, 1:]), w[:, 1:].to(gp.dtype), accumulate=True)
+
+
+def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
     """Gradients of sum_b g_b log Z_b over rows idx by autograd through the log-space recursion:
-    (unary rows, pairwise rows (see `_Compact.pair_rows`), start rows, end rows)."""
+    (unary rows, pairwise rows (see `_Compact.pair_rows`)); those of start and end are the
+    unary's at the first and last position."""
     sub = c.rows(idx)
-    leaves = [x.detach().requires_grad_(True)
-              for x in (sub.unary, sub.pairwise, sub.start, sub.end)]
-    sub = _Compact(*leaves, sub.lengths, None, sub.batch_shape)
+    leaves = [sub.unary.detach().requires_grad_(True), sub.pairwise.detach().requires_grad_(True)]
+    sub = _Compact(*leaves, sub.start, sub.end, sub.lengths, None, sub.batch_shape)
     with torch.enable_grad():
         ref = _recursion(sub, LogSemiring()).value[0]
         _raise_impossible(torch.zeros(c.unary.shape[0], dtype=torch.bool, device=idx.device)
@@ -631,51 +675,45 @@ def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, ...]:
         return torch.autograd.grad((ref * g[idx].to(ref.dtype)).sum(), leaves)
 
 
-def _unsettled(f: _Scaled, M: Tensor, W: Tensor) -> Tensor:
-    """Rows whose scaled pass under- or overflowed: (B,) bool (a NaN or inf anywhere in a row
-    makes its total non-finite)."""
-    return ~torch.isfinite(f.logz + M.sum((1, 2)) + W.sum((0, 2)))
-
-
 class _LogPartition(torch.autograd.Function):
-    """log Z by the scaled forward pass; its backward is the forward-backward marginals."""
+    """log Z by the scaled forward pass; its backward is the forward-backward marginals. Given
+    compact states y, it returns (log Z, score(y)), and its backward adds the score's gradient
+    to the same buffers (log p(y) = score - log Z costs one backward pass, not two)."""
 
     @staticmethod
-    def forward(ctx, unary, pairwise, start, end, c):  # noqa: D102
+    def forward(ctx, unary, pairwise, start, end, c, y):  # noqa: D102
         f = _scaled_forward(c)
-        ctx.c, ctx.f = c, f
-        return f.logz.to(unary.dtype)
+        ctx.c, ctx.f, ctx.y = c, f, y
+        logz = f.logz.to(unary.dtype)
+        return logz if y is None else (logz, _compact_score(c, y))
 
     @staticmethod
-    def backward(ctx, g):  # noqa: D102
+    def backward(ctx, g, *score_grad):  # noqa: D102
         c, f = ctx.c, ctx.f
-        M, W = _scaled_backward(c, f)
-        bad = _unsettled(f, M, W)
-        gw = g.to(f.alphas.dtype)
-        if bool(bad.any()):
-            M = M.masked_fill(bad[:, None, None], 0.0)
-            W = W.masked_fill(bad[None, :, None], 0.0)
-            gw = gw.masked_fill(bad, 0.0)
-        dt = c.unary.dtype
-        gu = M.mul_(gw[:, None, None]).to(dt)
-        gp = _pairwise_grad(c, f, W, gw).to(c.pairwise.dtype)
-        rows = torch.arange(c.unary.shape[0], device=g.device)
-        gs, ge = gu[:, 0], gu[rows, c.lengths - 1]
+        M, W, bad = _scaled_backward(c, f, g.to(f.alphas.dtype))
+        gu = M.to(c.unary.dtype)
+        gp = _pairwise_grad(c, f, W).to(c.pairwise.dtype)
         finite_bad = bad & torch.isfinite(f.logz)
         if bool(finite_bad.any()):
             idx = finite_bad.nonzero().flatten()
-            du, dp, ds, de = _generic_grads(c, idx, g)
-            gu, gs, ge = gu.index_put((idx,), du), gs.index_put((idx,), ds), ge.index_put((idx,), de)
+            du, dp = _generic_grads(c, idx, g)
+            gu = gu.index_put((idx,), du)
             gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)
-        return gu, gp, gs, ge, None
+        if ctx.y is not None:
+            _add_score_grads(c, ctx.y, score_grad[0], gu, gp)
+        rows = torch.arange(c.unary.shape[0], device=g.device)
+        return gu, gp, gu[:, 0], gu[rows, c.lengths - 1], None, None
 
 
-def _log_partition_compact(c: _Compact) -> Tensor:
+def _log_partition_compact(c: _Compact, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+    """(log Z (B,), score (B,) of compact states y, or None without y)."""
     if c.matrix is not None and accel.chain_kernels_apply(c.unary, c.matrix):
         from condprob.accel import chain_kernels
 
-        return chain_kernels.LogPartition.apply(c.unary, c.matrix, c.start, c.end, c.lengths)
-    logz = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c)
+        logz = chain_kernels.LogPartition.apply(c.unary, c.matrix, c.start, c.end, c.lengths)
+        return logz, None if y is None else _compact_score(c, y)
+    out = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c, y)
+    logz, sc = (out, None) if y is None else out
     bad = ~torch.isfinite(logz)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
@@ -687,14 +725,14 @@ def _log_partition_compact(c: _Compact) -> Tensor:
             exact = _recursion(c.rows(idx[fine]), LogSemiring()).value[0]
             full = full.index_put((idx[fine],), exact.to(logz.dtype))
         logz = torch.where(bad, full, logz)
-    return logz
+    return logz, sc
 
 
 def log_partition(chain: Chain) -> Tensor:
     """log Z = log sum_y exp(score(y)), shape (*batch,); differentiable, its gradient with respect
     to the unary potentials is the marginals. -inf exactly when every path is forbidden."""
     c = _compact(chain)
-    return _log_partition_compact(c).reshape(c.batch_shape)
+    return _log_partition_compact(c)[0].reshape(c.batch_shape)
 
 
 def log_normaliser(chain: Chain) -> Tensor:
@@ -708,7 +746,10 @@ def log_normaliser(chain: Chain) -> Tensor:
 def log_prob(chain: Chain, states: Tensor) -> Tensor:
     """log p(y) = score(y) - log Z for state sequences (*batch, T); -inf for forbidden ones.
     Raises ConditioningError when a chain has no path of positive weight."""
-    return score(chain, states) - log_normaliser(chain)
+    c = _compact(chain)
+    logz, sc = _log_partition_compact(c, _compact_states(c, states))
+    _raise_impossible(_impossible(logz))
+    return (sc - logz).reshape(c.batch_shape)
 
 
 def marginals(chain: Chain) -> Tensor:
@@ -727,8 +768,7 @@ def marginals(chain: Chain) -> Tensor:
         return c.expand(M.to(c.unary.dtype), 0.0)
     with torch.no_grad():
         f = _scaled_forward(c)
-        M, W = _scaled_backward(c, f)
-        bad = _unsettled(f, M, W)
+        M, bad = _scaled_backward(c, f)[::2]
     M = M.to(c.unary.dtype)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()

@@ -148,6 +148,8 @@ class LinearChainCRF(nn.Module):
                   outside: Tensor) -> Tensor:
         """log_prob for tags that `_check_tags` returned, with `outside` their `_outside` mask."""
         labels, model = self._chains(emissions, mask)
+        if labels is model:  # score and normaliser from one pass (and one backward pass)
+            return ch.log_prob(model, tags).masked_fill(outside, float("-inf"))
         return self._score(labels, tags, outside) - ch.log_normaliser(model)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None,
