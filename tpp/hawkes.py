@@ -190,10 +190,12 @@ class Hawkes(PointProcess):
         """S[b, i, k', j, r] just before each event (k' is 1 when beta ignores the target)."""
         B, L = batch.times.shape
         Kp, D, R = self.beta.shape
-        onehot = torch.nn.functional.one_hot(batch.marks, D).to(torch.float64)
-        onehot = onehot * batch.mask[..., None]
-        prev = torch.nn.functional.pad(onehot[:, :-1], (0, 0, 1, 0))
-        a = torch.exp(-self.beta * batch.inter_times[:, :, None, None, None])
+        prev = torch.zeros(B, L, D, dtype=torch.float64)  # the previous event's mark, one-hot
+        prev[:, 1:].scatter_(2, batch.marks[:, :-1, None],
+                             batch.mask[:, :-1, None].to(torch.float64))
+        # one exp per distinct decay: a shared decay's are the same for every source mark
+        beta = self.beta[:, :1] if self.decays == "shared" else self.beta
+        a = torch.exp(-beta * batch.inter_times[:, :, None, None, None]).expand(B, L, Kp, D, R)
         b = a * prev[:, :, None, :, None]
         P = Kp * D * R
         return linear_scan(a.reshape(B, L, P), b.reshape(B, L, P)).view(B, L, Kp, D, R)
@@ -202,7 +204,7 @@ class Hawkes(PointProcess):
         """lambda_k from states S (..., k', j, r): mu_k + sum_{jr} alpha beta S."""
         amp = self.amplitudes
         if self.beta.shape[0] == 1:
-            return self.mu + torch.einsum("...jr,kjr->...k", S[..., 0, :, :], amp)
+            return self.mu + torch.einsum("...jr,kjr->...k", S.squeeze(-3), amp)
         return self.mu + torch.einsum("...kjr,kjr->...k", S, amp)
 
     def _tied_before(self, batch: EventBatch) -> Tensor | None:

@@ -2,9 +2,8 @@
 
 Exponential-kernel point processes carry their history in such a state (a_i = e^{-beta dt_i} in
 (0, 1], b_i >= 0), so the scan is all products and sums of non-negative numbers: no cancellation.
-It runs in two sqrt(L) passes (a sequential pass inside chunks, vectorised across chunks, then a
-pass over chunk carries), and its gradient is the reverse recurrence, so autograd stores only
-a and x.
+It runs in sqrt(L) chunks (sequential inside chunks, vectorised across chunks), and its gradient
+is the reverse recurrence (the same scan run the other way), so autograd stores only a and x.
 """
 
 from __future__ import annotations
@@ -19,47 +18,65 @@ from condprob.errors import ValidationError
 __all__ = ["linear_scan"]
 
 
-def _scan(a: Tensor, b: Tensor) -> Tensor:
-    """x along dim 1 of (B, L, P) tensors, chunked."""
+def _scan(a: Tensor, b: Tensor, reverse: bool) -> Tensor:
+    """x along dim 1 of contiguous (B, L, P) tensors: x_i = a_i x_{i-1} + b_i, or with `reverse`
+    x_i = a_i x_{i+1} + b_i (x_L = 0).
+
+    In chunks of C = isqrt(L) steps: each chunk's last state from zero and its gain (the
+    product of its a), vectorised across chunks; then the state entering each chunk, one step
+    per chunk; then the recurrence again from those states, so x is the plain recurrence
+    restarted at every chunk. The L mod C steps outside the whole chunks (after them, or before
+    them with `reverse`) run one by one. Views of a, b and x: no copies but x."""
     B, L, P = b.shape
+    x = torch.empty_like(b)
     if L == 0:
-        return b.clone()
-    C = max(1, math.isqrt(L))
-    nc = -(-L // C)
-    pad = nc * C - L
-    if pad:
-        a = torch.cat([a, a.new_ones(B, pad, P)], 1)
-        b = torch.cat([b, b.new_zeros(B, pad, P)], 1)
-    # chunk position first, so that each step of the sequential pass reads contiguous memory
-    a_c = a.view(B, nc, C, P).permute(2, 0, 1, 3).contiguous()
-    x_c = b.view(B, nc, C, P).permute(2, 0, 1, 3).clone(memory_format=torch.contiguous_format)
-    for c in range(1, C):
-        torch.addcmul(x_c[c], a_c[c], x_c[c - 1], out=x_c[c])
-    decay = torch.cumprod(a_c, dim=0)
-    ends, decay_end = x_c[-1].unbind(1), decay[-1].unbind(1)
-    carries = torch.zeros_like(x_c[0])
-    for k in range(1, nc):
-        torch.addcmul(ends[k - 1], decay_end[k - 1], carries[:, k - 1], out=carries[:, k])
-    x_c.addcmul_(decay, carries)
-    return x_c.permute(1, 2, 0, 3).reshape(B, nc * C, P)[:, :L]
+        return x
+    C = math.isqrt(L)
+    nc, n = L // C, L // C * C
+    lo = L - n if reverse else 0
+    a_c, b_c, x_c = (t[:, lo:lo + n].view(B, nc, C, P) for t in (a, b, x))
+    steps = range(C - 1, -1, -1) if reverse else range(C)
+    chunks = range(nc - 1, -1, -1) if reverse else range(nc)
+    rest = range(lo - 1, -1, -1) if reverse else range(n, L)
+    end, gain = b_c[:, :, steps[0]].clone(), a_c[:, :, steps[0]].clone()
+    for c in steps[1:]:
+        torch.addcmul(b_c[:, :, c], a_c[:, :, c], end, out=end)
+        gain.mul_(a_c[:, :, c])
+    start = torch.zeros_like(end)
+    for k_prev, k in zip(chunks, chunks[1:], strict=False):
+        torch.addcmul(end[:, k_prev], gain[:, k_prev], start[:, k_prev], out=start[:, k])
+    torch.addcmul(b_c[:, :, steps[0]], a_c[:, :, steps[0]], start, out=x_c[:, :, steps[0]])
+    for c_prev, c in zip(steps, steps[1:], strict=False):
+        torch.addcmul(b_c[:, :, c], a_c[:, :, c], x_c[:, :, c_prev], out=x_c[:, :, c])
+    i_prev = lo if reverse else n - 1
+    for i in rest:
+        torch.addcmul(b[:, i], a[:, i], x[:, i_prev], out=x[:, i])
+        i_prev = i
+    return x
+
+
+def _shift(x: Tensor, reverse: bool) -> Tensor:
+    """x_{i-1} at i (x_{i+1} with `reverse`) along dim 1, zero past the ends."""
+    pad = (0, 0, 0, 1) if reverse else (0, 0, 1, 0)
+    return torch.nn.functional.pad(x[:, 1:] if reverse else x[:, :-1], pad)
 
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a: Tensor, b: Tensor) -> Tensor:  # type: ignore[override]
-        x = _scan(a, b)
-        x = x if x._base is None else x.clone()  # autograd needs a fresh tensor, not a view
+    def forward(ctx, a: Tensor, b: Tensor, reverse: bool) -> Tensor:  # type: ignore[override]
+        x = _scan(a, b, reverse)
+        ctx.reverse = reverse
         ctx.save_for_backward(a, x)
         return x
 
     @staticmethod
-    def backward(ctx, gx: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+    def backward(ctx, gx: Tensor):  # type: ignore[override]
         a, x = ctx.saved_tensors
-        # gb_i = gx_i + a_{i+1} gb_{i+1}: the same recurrence run backwards.
-        a_next = torch.nn.functional.pad(a[:, 1:], (0, 0, 0, 1), value=0.0)
-        gb = linear_scan(a_next.flip(1), gx.flip(1)).flip(1)  # differentiable: Hessians work
-        x_prev = torch.nn.functional.pad(x[:, :-1], (0, 0, 1, 0), value=0.0)
-        return gb * x_prev, gb
+        # gb_i = gx_i + a_{i+1} gb_{i+1}: the recurrence run the other way (differentiable, so
+        # Hessians work); x_i depends on a_i through x_{i-1} (x_{i+1} with reverse).
+        gb = _LinearScan.apply(_shift(a, not ctx.reverse).contiguous(), gx.contiguous(),
+                               not ctx.reverse)
+        return gb * _shift(x, ctx.reverse), gb, None
 
 
 def linear_scan(a: Tensor, b: Tensor) -> Tensor:
@@ -67,4 +84,4 @@ def linear_scan(a: Tensor, b: Tensor) -> Tensor:
     if a.shape != b.shape or a.ndim != 3:
         raise ValidationError(f"linear_scan needs a and b of one shape (B, L, P), got "
                          f"{tuple(a.shape)} and {tuple(b.shape)}")
-    return _LinearScan.apply(a.contiguous(), b.contiguous())
+    return _LinearScan.apply(a.contiguous(), b.contiguous(), False)

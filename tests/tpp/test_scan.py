@@ -31,6 +31,20 @@ def test_gradients_and_second_derivatives():
     assert torch.autograd.gradgradcheck(linear_scan, (a, b))
 
 
+@pytest.mark.parametrize("L", [1, 2, 3, 16, 17, 26])
+def test_gradient_is_the_reverse_recurrence(L):
+    """Whole chunks only (L a square) and steps outside them, before them in the reverse scan:
+    d sum(w x) / d b is the recurrence run backwards, g_i = w_i + a_{i+1} g_{i+1}."""
+    g = torch.Generator().manual_seed(L)
+    a = torch.rand(2, L, 3, dtype=torch.float64, generator=g)
+    b = torch.rand(2, L, 3, dtype=torch.float64, generator=g).requires_grad_()
+    w = torch.rand(2, L, 3, dtype=torch.float64, generator=g)
+    (grad,) = torch.autograd.grad((linear_scan(a, b) * w).sum(), b)
+    a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
+    want = loop(a_next.flip(1), w.flip(1)).flip(1)
+    assert torch.allclose(grad, want, rtol=1e-14, atol=0)
+
+
 def test_inputs_are_not_modified_and_shapes_checked():
     a = torch.full((1, 4, 1), 0.5, dtype=torch.float64)
     b = torch.ones(1, 4, 1, dtype=torch.float64)
