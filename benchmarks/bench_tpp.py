@@ -1,8 +1,9 @@
 """Point processes: Hawkes speed side by side with tick 0.8.0.2, and ground-truth benchmarks.
 
 Speed: a 5-dimensional exponential Hawkes process (mu = 0.5, alpha = 0.1, beta = 2: 5 events per
-unit time), simulated to 100k and 1M events, and its log-likelihood plus gradient on 1M events;
-tick's `SimuHawkesExpKernels` and `ModelHawkesExpKernLogLik` run in their own environment
+unit time), simulated to 100k and 1M events, and its log-likelihood plus gradient on 1M events
+(in (mu, alpha, beta) by one pass; and with the decay fixed, as tick's model has it, from sums
+precomputed once, what `Hawkes.fit(beta=...)` runs); tick's `SimuHawkesExpKernels` and `ModelHawkesExpKernLogLik` run in their own environment
 (`tick`, made by `bash benchmarks/peers/make_all.sh`) on the same events, and the two
 log-likelihoods are compared.
 
@@ -31,6 +32,7 @@ import torch
 from benchmarks.harness import ROOT, Table, median_time, run_peer
 from benchmarks.roofline import Work
 from tpp import ConditionalGenerator, EventBatch, Hawkes, IntensityFree, TimeGivenMark, train
+from tpp.hawkes import _FixedDecaySums
 from tpp.metrics import mark_accuracy, rmse
 from tpp.simple import omi_processes
 
@@ -119,6 +121,20 @@ def speed(sizes: tuple[int, ...], repeat: int) -> Table:
     pair = [params[0], params[1], params[2].expand(5, 5)]  # per-pair decays: the scan path
     t_scan = median_time(lambda: torch.autograd.grad(
         Hawkes(*pair, validate=False).log_likelihood(big).sum(), params), repeat=repeat)
+    one = Hawkes(*params, validate=False)
+    one._scalar_beta = None  # one decay by the scan path: a first call while numba compiles
+    t_scan_one = median_time(lambda: torch.autograd.grad(one.log_likelihood(big).sum(), params),
+                             repeat=repeat)
+
+    # decay fixed, as tick's model: what Hawkes.fit(beta=2.0) computes once, then every step
+    def fixed_sums() -> _FixedDecaySums:
+        return _FixedDecaySums(Hawkes(torch.ones(5), torch.ones(5, 5), 2.0), big)
+
+    sums = fixed_sums()
+    t_fixed = median_time(lambda: torch.autograd.grad(
+        sums.log_likelihood(params[0], params[1]), params[:2]), repeat=repeat)
+    t_fixed_all = median_time(lambda: torch.autograd.grad(
+        fixed_sums().log_likelihood(params[0], params[1]), params[:2]), repeat=repeat)
     # per event and mark five multiply-adds (the decays of S and W, the two sums over marks,
     # the alpha gradient), exp and log not counted; the events (time, mark) read once
     work = Work(flops=10.0 * 5 * n_big, bytes=16.0 * n_big, dtype=torch.float64)
@@ -138,22 +154,32 @@ def speed(sizes: tuple[int, ...], repeat: int) -> Table:
     for n in sizes:
         table.add_time(f"simulate {n:,} events (branching, exact)", ours[n], "tick",
                        get(f"sim{n}"), "Ogata thinning")
-    table.add_time(f"log-likelihood + gradient, {n_big:,} events (default: parameters "
-                   "validated)", t_ll_default, "tick", get("fit_llgrad"),
-                   "fit() precomputation + loss + grad", work=work)
-    table.add_time(f"log-likelihood + gradient, {n_big:,} events (validate=False)", t_ll, "tick",
-                   get("fit_llgrad"), "fit() precomputation + loss + grad", work=work)
-    table.add_time(f"log-likelihood + gradient, {n_big:,} events, validate=False (tick's sums "
-                   "precomputed)", t_ll, "tick", get("llgrad"), "loss + grad only, decay fixed",
-                   work=work)
+    table.add_time(f"log-likelihood + gradient in (mu, alpha, beta), {n_big:,} events (default: "
+                   "parameters validated)", t_ll_default, "tick", get("fit_llgrad"),
+                   "fit() precomputation + loss + grad in (mu, alpha)", work=work)
+    table.add_time(f"log-likelihood + gradient in (mu, alpha, beta), {n_big:,} events "
+                   "(validate=False)", t_ll, "tick", get("fit_llgrad"),
+                   "fit() precomputation + loss + grad in (mu, alpha)", work=work)
+    table.add_time(f"log-likelihood + gradient in (mu, alpha, beta), {n_big:,} events "
+                   "(validate=False), against tick's sums precomputed", t_ll, "tick",
+                   get("llgrad"), "loss + grad only, decay fixed", work=work)
+    table.add_time(f"decay fixed: sums precomputed + log-likelihood + gradient in (mu, alpha), "
+                   f"{n_big:,} events (Hawkes.fit(beta=...))", t_fixed_all, "tick",
+                   get("fit_llgrad"), "fit() precomputation + loss + grad")
+    table.add_time(f"decay fixed: log-likelihood + gradient in (mu, alpha) from the precomputed "
+                   f"sums, {n_big:,} events (each step of Hawkes.fit(beta=...))", t_fixed, "tick",
+                   get("llgrad"), "loss + grad only, decay fixed")
     for (cpu, wall), cache in ((t_cold, "numba's cache present"),
                                (t_install, "no numba cache: first use after installing")):
         table.add_time(f"first log-likelihood + gradient in a fresh process, {n_big:,} events "
                        f"({cache}; CPU time of the calling thread, wall time {wall * 1e3:,.0f} ms)",
                        cpu, "tick", get("fit_llgrad_first"), "first fit() + loss + grad")
-    table.add_value(f"log-likelihood + gradient, {n_big:,} events, one decay per pair (the torch "
-                    "scan path, twice differentiable; also a first call while numba compiles)",
-                    f"{t_scan * 1e3:,.0f} ms", "tick", "n/a", "tick's model has one decay")
+    table.add_value(f"log-likelihood + gradient, {n_big:,} events, one decay, by the torch scan "
+                    "path (twice differentiable; a first call while numba compiles)",
+                    f"{t_scan_one * 1e3:,.0f} ms", "tick", "n/a", "tick has no such path")
+    table.add_value(f"log-likelihood + gradient, {n_big:,} events, one decay per pair (25 states "
+                    "per event, the torch scan path)", f"{t_scan * 1e3:,.0f} ms", "tick", "n/a",
+                    "tick's model has one decay")
     if peer is not None:
         # tick's loss omits a parameter-free term: it equals ours minus D * T / N
         offset = 5 * float(big.T[0]) / n_big

@@ -226,11 +226,13 @@ class Hawkes(PointProcess):
         """lambda_k(t_i-) for every event i and mark k, shape (B, L, D): events listed earlier
         at the same time (ties) do not count, as the sum runs over t_l < t_i."""
         self.check_marks(batch)
+        return self._intensity_from_state(self._strict_states(batch))
+
+    def _strict_states(self, batch: EventBatch) -> Tensor:
+        """The states S (B, L, k', j, r) of the intensity at each event: over t_l < t_i."""
         S = self._states(batch)
         tied = self._tied_before(batch)
-        if tied is not None:
-            S = S - tied[:, :, None, :, None]
-        return self._intensity_from_state(S)
+        return S if tied is None else S - tied[:, :, None, :, None]
 
     def intensity(self, batch: EventBatch, t: Tensor) -> Tensor:
         """lambda_k(t) given each sequence's events before t, at sorted query times t (Q,):
@@ -498,9 +500,18 @@ class Hawkes(PointProcess):
             b = params[2].exp() if beta is None else torch.as_tensor(beta, dtype=torch.float64)
             return cls(params[0].exp(), params[1].exp(), b, validate=False)
 
+        # with the decays fixed, the likelihood's decay-dependent sums are computed once
+        sums = None if beta is None else _FixedDecaySums(cls(
+            torch.ones(D, dtype=torch.float64), torch.ones(D, D, num_components,
+                                                        dtype=torch.float64),
+            torch.as_tensor(beta, dtype=torch.float64)), batch)
+
         def closure() -> Tensor:
             opt.zero_grad()
-            loss = -model().log_likelihood(batch).sum() / n
+            if sums is None:
+                loss = -model().log_likelihood(batch).sum() / n
+            else:
+                loss = -sums.log_likelihood(params[0].exp(), params[1].exp()) / n
             loss.backward()
             for p in params:
                 p.grad = reduce(p.grad)
@@ -683,6 +694,45 @@ def _compiled_pass_ready() -> bool:
 def _compile_pass() -> None:
     """Compile (and cache) `_exp_pass` for the argument types `_run_pass` passes."""
     _exp_pass.compile(_PASS_SIGNATURE)
+
+
+class _FixedDecaySums:
+    """The decay-dependent sums of a Hawkes log-likelihood, computed once for fixed decays (as
+    tick's `fit` does), which leave it a function of (mu, alpha) by linear algebra: what
+    `Hawkes.fit` with `beta` given evaluates at every step.
+
+    With E[i, j, r] = beta S (the states at event i for its own mark's row),
+    lambda_{m_i}(t_i) = mu_{m_i} + sum_{jr} alpha[m_i, j, r] E[i, j, r], and the compensator is
+    T mu.sum() + sum_{kjr} alpha[k, j, r] C[k, j, r] with C[k, j, r] = sum_{i: m_i = j}
+    (1 - e^{-beta_{kjr} (T - t_i)}). The events' rows of E are grouped by mark, so each mark's
+    intensities are one matrix-vector product. Built from a model carrying the fixed decays
+    (its mu and alpha are not used) and the batch; it holds no parameters, so nothing in it
+    goes stale.
+    """
+
+    def __init__(self, model: Hawkes, batch: EventBatch):
+        model.check_marks(batch)
+        (B, L), (Kp, D, R) = batch.times.shape, model.beta.shape
+        with torch.no_grad():
+            E = (model._strict_states(batch) * model.beta).reshape(B * L, Kp, D * R)
+            marks = batch.marks.reshape(-1).masked_fill(~batch.mask.reshape(-1), D)  # pads: D
+            counts = torch.bincount(marks, minlength=D + 1).tolist()
+            groups = torch.argsort(marks, stable=True).split(counts)[:D]  # events of mark k
+            rest = (batch.T[:, None] - batch.times).reshape(-1)             # T - t_i
+            self.counts, self.rows = counts[:D], []
+            self.C = torch.empty(D, D, R, dtype=torch.float64)
+            for k, idx in enumerate(groups):  # k: the target of lambda_k(t_i), the source of C
+                self.rows.append(E[:, k if Kp == D else 0].index_select(0, idx))
+                self.C[:, k] = -torch.expm1(-model.beta[:, k] * rest[idx, None, None]).sum(0)
+            self.total_T = batch.T.sum()
+
+    def log_likelihood(self, mu: Tensor, alpha: Tensor) -> Tensor:
+        """The log-likelihood summed over the batch's sequences, differentiable in mu (D,) and
+        alpha (D, D, R)."""
+        D = mu.shape[0]
+        log_lam = [torch.log(mu[k] + self.rows[k] @ alpha[k].reshape(-1)).sum()
+                   for k in range(D) if self.counts[k]]
+        return torch.stack(log_lam).sum() - self.total_T * mu.sum() - (alpha * self.C).sum()
 
 
 class _ExpLogLik(torch.autograd.Function):
