@@ -565,15 +565,16 @@ class Hawkes(PointProcess):
 # The argument types of `_exp_pass`: it is compiled for these only (on the first call, or in the
 # background, see `_compiled_pass_ready`; never at import).
 _PASS_SIGNATURE = ("void(f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], f8[::1], f8[:, ::1], f8, "
-                   "f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1])")
+                   "f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1])")
 
 
 @numba.njit(cache=True)
 def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
-              ll, g_mu, g_alpha, g_beta, work):  # pragma: no cover (compiled)
+              ll, g_mu, g_alpha, g_beta, work, states):  # pragma: no cover (compiled)
     """One pass over each sequence: log-likelihood and its gradient per sequence, for
     phi_kj(t) = alpha_kj beta e^{-beta t}, written into ll (B,), g_mu (B, D) and g_alpha
-    (B, D, D) (both zero on entry) and g_beta (B,); work is (5, D) scratch.
+    (B, D, D) (both zero on entry) and g_beta (B,); work is (5, D) scratch. If `states` is
+    (B, L, D) (not empty), S at every event is written into it.
 
     S_j = sum_{l: t_l < t_i, m_l = j} e^{-beta (t_i - t_l)} and W_j = sum (t_i - t_l) e^{...}
     give d lambda / d beta = sum_j alpha (S - beta W). One exp per event: the compensator's
@@ -583,6 +584,7 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
     B = times.shape[0]
     D = mu.shape[0]
     S, W, tied, tail, col = work[0], work[1], work[2], work[3], work[4]
+    keep = states.shape[0] > 0
     mu_sum = 0.0
     for k in range(D):
         mu_sum += mu[k]
@@ -624,6 +626,9 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
             g_mu[b, m] += inv
             for j in range(D):
                 g_alpha[b, m, j] += inv * S[j]
+            if keep:
+                for j in range(D):
+                    states[b, i, j] = S[j]
             gb += inv * (aS - beta * aW)
             r = Tb - t
             if beta * r < 40.0:
@@ -654,8 +659,10 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
                 g_alpha[b, k, j] = beta * g_alpha[b, k, j] + tail[j]
 
 
-def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch):
-    """(ll (B,), g_mu (B, D), g_alpha (B, D, D), g_beta (B,)) by `_exp_pass`."""
+def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch,
+              states: np.ndarray | None = None):
+    """(ll (B,), g_mu (B, D), g_alpha (B, D, D), g_beta (B,)) by `_exp_pass`, and the states
+    at the events into `states` (B, L, D) if given."""
     B, D = len(batch), mu.shape[0]
     ll, g_mu, g_alpha, g_beta = np.empty(B), np.zeros((B, D)), np.zeros((B, D, D)), np.empty(B)
 
@@ -665,7 +672,8 @@ def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch):
     _exp_pass(array(batch.times, np.float64), array(batch.marks, np.int64),
               array(batch.lengths, np.int64), array(batch.T, np.float64),
               array(mu, np.float64), array(alpha, np.float64), float(beta.detach()),
-              ll, g_mu, g_alpha, g_beta, np.empty((5, D)))
+              ll, g_mu, g_alpha, g_beta, np.empty((5, D)),
+              np.empty((0, 0, 0)) if states is None else states)
     return ll, g_mu, g_alpha, g_beta
 
 
@@ -705,16 +713,22 @@ class _FixedDecaySums:
     lambda_{m_i}(t_i) = mu_{m_i} + sum_{jr} alpha[m_i, j, r] E[i, j, r], and the compensator is
     T mu.sum() + sum_{kjr} alpha[k, j, r] C[k, j, r] with C[k, j, r] = sum_{i: m_i = j}
     (1 - e^{-beta_{kjr} (T - t_i)}). The events' rows of E are grouped by mark, so each mark's
-    intensities are one matrix-vector product. Built from a model carrying the fixed decays
-    (its mu and alpha are not used) and the batch; it holds no parameters, so nothing in it
-    goes stale.
+    intensities are one matrix-vector product. The states come from the compiled pass when
+    there is one decay (and it is compiled), else from the scan. Built from a model carrying
+    the fixed decays (its mu and alpha are not used) and the batch; it holds no parameters, so
+    nothing in it goes stale.
     """
 
     def __init__(self, model: Hawkes, batch: EventBatch):
         model.check_marks(batch)
         (B, L), (Kp, D, R) = batch.times.shape, model.beta.shape
         with torch.no_grad():
-            E = (model._strict_states(batch) * model.beta).reshape(B * L, Kp, D * R)
+            if model._scalar_beta is not None and _compiled_pass_ready():
+                S = np.empty((B, L, D))
+                _run_pass(model.mu, model.alpha[..., 0], model._scalar_beta, batch, S)
+                E = torch.from_numpy(S).mul_(model._scalar_beta).reshape(B * L, 1, D)
+            else:
+                E = (model._strict_states(batch) * model.beta).reshape(B * L, Kp, D * R)
             marks = batch.marks.reshape(-1).masked_fill(~batch.mask.reshape(-1), D)  # pads: D
             counts = torch.bincount(marks, minlength=D + 1).tolist()
             groups = torch.argsort(marks, stable=True).split(counts)[:D]  # events of mark k

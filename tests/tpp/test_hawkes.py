@@ -261,9 +261,12 @@ def test_compiled_pass_at_extreme_intensities_matches_the_scan_path(monkeypatch,
 @pytest.mark.parametrize("beta", [1.5, [[1.0, 2.0], [0.5, 3.0]], [[[1.0, 2.0], [0.5, 3.0]]],
                                   [[[1.0, 4.0], [0.5, 2.0]], [[2.0, 0.7], [1.5, 3.0]]]],
                          ids=["shared", "pair", "source, 2 components", "pair, 2 components"])
-def test_fixed_decay_sums_give_the_likelihood_and_its_gradient(beta):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled pass", "scan"])
+def test_fixed_decay_sums_give_the_likelihood_and_its_gradient(monkeypatch, beta, compiled):
     """What `fit` with fixed decays evaluates: the same log-likelihood (summed over sequences of
-    different lengths, with ties) and gradient in (mu, alpha) as the model's."""
+    different lengths, with ties) and gradient in (mu, alpha) as the model's. One decay takes
+    its states from the compiled pass when that is compiled."""
+    monkeypatch.setattr(hawkes_module, "_compiled_pass_ready", lambda: compiled)
     beta = torch.tensor(beta, dtype=torch.float64)
     R = 2 if beta.ndim == 3 and beta.shape[-1] == 2 else 1
     mu = torch.tensor([0.3, 0.2], dtype=torch.float64, requires_grad=True)
