@@ -226,6 +226,14 @@ def _arrays(xp, *tensors: Tensor):
     return [x.numpy() if xp is np else x for x in tensors]
 
 
+def _elementwise(xp):
+    """(multiply, divide) of module xp called as f(a, b, out): numpy's ufuncs take `out`
+    positionally, which costs less per call than the keyword; torch's take it by keyword only."""
+    if xp is np:
+        return np.multiply, np.divide
+    return (lambda a, b, out: torch.mul(a, b, out=out)), (lambda a, b, out: torch.div(a, b, out=out))
+
+
 def _per_step(m, steps: int) -> list:
     """The slice m[:, t] (Bp, ...) of pairwise-shaped m (Bp, Tp, ...) for each step t < steps
     (the one slice throughout when Tp = 1), chosen once instead of in every step of a loop."""
@@ -238,8 +246,11 @@ def _step_products(xp, m, steps: int):
     batch takes one GEMM per step; per-chain matrices a batched product."""
     per = _per_step(m, steps)
     if m.shape[0] == 1:
+        if xp is np:
+            return [x[0] for x in per], np.matmul  # `out` positionally (see `_elementwise`)
+
         def gemm(x, mt, out):
-            xp.matmul(x, mt, out=out)
+            torch.matmul(x, mt, out=out)
 
         return [x[0] for x in per], gemm
 
@@ -536,7 +547,10 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     ushift = uk.amax(-1, keepdim=True)
     ushift.masked_fill_(torch.isneginf(ushift), 0.0)
     u[..., states:] = ushift
-    u.sub_(ushift).exp_()  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows: contiguous)
+    xp = _array_module(u)
+    ua, sa = _arrays(xp, u, ushift)
+    ua -= sa
+    xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     pw = c.pairwise.to(dt)
     e = torch.zeros(*pw.shape[:-2], states + 1, states + 1, dtype=dt, device=dev)
     e[..., :states, states] = 1.0
@@ -547,18 +561,18 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     eshift = _exp_shifted(c.end.to(dt), (-1,), en)
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
     r = torch.empty_like(z)
-    xp = _array_module(z)
-    za, ua, ea, ra, s0a = _arrays(xp, z, u, e, r, s0)
+    za, ea, ra, s0a = _arrays(xp, z, e, r, s0)
     mats, gemm = _step_products(xp, ea, steps)
-    mul, div = xp.multiply, xp.divide
-    mul(s0a, ua[0, :, :states], out=za[0, :, :states])
+    mul, div = _elementwise(xp)
+    mul(s0a, ua[0, :, :states], za[0, :, :states])
     za[0, :, states] = 1.0
+    zs, us, rs, sums = list(za), list(ua), list(ra), list(za[:, :, states:])  # views made once
     with np.errstate(all="ignore"):  # a row that under- or overflows is recomputed in log space
         for t in range(1, steps):
-            row = za[t]
-            gemm(za[t - 1], mats[t], row)
-            div(ua[t], row[:, states:], out=ra[t])
-            mul(row, ra[t], out=row)
+            row, rt = zs[t], rs[t]
+            gemm(zs[t - 1], mats[t], row)
+            div(us[t], sums[t], rt)
+            mul(row, rt, row)
     inv = torch.empty(steps, batch, dtype=dt, device=dev)  # 1 / s_t
     inv[:-1] = r[1:, :, states]
     torch.sum(z[-1, :, :states], -1, out=inv[-1])
@@ -579,10 +593,10 @@ def _scaled_forward(c: _Compact) -> _Scaled:
 
 def _scaled_backward(c: _Compact, f: _Scaled,
                      g: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Marginals M (B, T, S) and step weights W (T, B, S) with W[t, j] = U_t[j] beta_t[j] / Z_t,
-    so that the joint of (y_{t-1} = i, y_t = j) is alphas[t-1, i] E[i, j] W[t, j]; both weighted
-    per chain by g (B,) when given (the gradient of sum_b g_b log Z_b), and zero at masked
-    positions. Also the unsettled rows (B,) bool: those whose scaled pass under- or overflowed
+    """Marginals M (B, T, S) and, given g (B,), step weights W (T, B, S) with
+    W[t, j] = U_t[j] beta_t[j] / Z_t, so that the joint of (y_{t-1} = i, y_t = j) is
+    alphas[t-1, i] E[i, j] W[t, j] (the input of `_pairwise_grad`; None without g); both weighted
+    per chain by g (the gradient of sum_b g_b log Z_b), and zero at masked positions. Also the unsettled rows (B,) bool: those whose scaled pass under- or overflowed
     (their M and W are zero), found from the normalisers Z_t alone (M and W are finite where
     every Z_t is finite and positive).
 
@@ -603,9 +617,11 @@ def _scaled_backward(c: _Compact, f: _Scaled,
         inject[c.lengths - 1, rows] = f.end
         inj = _arrays(xp, inject)[0]
         bs[-1] = inj[-1]
+    mul = _elementwise(xp)[0]
+    bs, us = list(bs), list(us)  # views made once
     with np.errstate(all="ignore"):
         for t in range(steps - 2, -1, -1):
-            xp.multiply(us[t + 1], bs[t + 1], out=v)
+            mul(us[t + 1], bs[t + 1], v)
             gemm(v, mats[t + 1], bs[t])
             if inj is not None:
                 bs[t] += inj[t]
@@ -618,12 +634,14 @@ def _scaled_backward(c: _Compact, f: _Scaled,
     bad = ~torch.isfinite(f.logz + torch.log(norm).sum(1))
     weight = norm.reciprocal_() if g is None else torch.div(g[:, None], norm)
     M.mul_(weight.unsqueeze(-1))
-    W = betas.mul_(f.scaled_u).mul_(weight.t().unsqueeze(-1))
+    W = None if g is None else betas.mul_(f.scaled_u).mul_(weight.t().unsqueeze(-1))
     if invalid is not None:
         M.masked_fill_(invalid.unsqueeze(-1), 0.0)
-        W.masked_fill_(invalid.t().unsqueeze(-1), 0.0)
     if bool(bad.any()):
         M.masked_fill_(bad[:, None, None], 0.0)
+    if W is not None and invalid is not None:
+        W.masked_fill_(invalid.t().unsqueeze(-1), 0.0)
+    if W is not None and bool(bad.any()):
         W.masked_fill_(bad[None, :, None], 0.0)
     return M, W, bad
 
