@@ -166,6 +166,13 @@ def swap_last(a: Array) -> Array:
     return a.mT if isinstance(a, torch.Tensor) else np.swapaxes(a, -1, -2)
 
 
+def merge_last(a: Array) -> Array:
+    """Merge the last two axes into one, (..., m, n) -> (..., m * n) (a view where possible)."""
+    if isinstance(a, torch.Tensor):
+        return a.flatten(-2)
+    return a.reshape(*a.shape[:-2], a.shape[-2] * a.shape[-1])
+
+
 def permute(a: Array, order: tuple[int, ...]) -> Array:
     return a.permute(order) if isinstance(a, torch.Tensor) else np.transpose(a, order)
 

@@ -75,6 +75,9 @@ class Kernel(Morphism):
     `pyro.distributions.Categorical` so kernels drop into Pyro models.
     """
 
+    _floor: tuple[torch.Tensor, int, float] | None = None
+    """(matrix, its version, its least entry) as validation found them; see `_least_entry`."""
+
     def __init__(self, matrix: Any, dom: Space | Iterable[Hashable] | int,
                  cod: Space | Iterable[Hashable] | int, *, exact: bool | None = None,
                  dtype: torch.dtype | None = None, validate: bool = True):
@@ -113,8 +116,21 @@ class Kernel(Morphism):
                     "(floats are read as their shortest decimal: give exact entries as Fractions, "
                     "or build a float kernel and call .to_exact(), which normalises its rows)")
             return
-        check_probabilities(a, f"the probabilities of a state on {self.cod}" if self.dom == Unit
-                            else f"the rows of a kernel {self.dom} -> {self.cod}")
+        least = check_probabilities(a, f"the probabilities of a state on {self.cod}"
+                                    if self.dom == Unit
+                                    else f"the rows of a kernel {self.dom} -> {self.cod}")
+        if least > 0 and not a.is_inference():  # inference tensors keep no version counter
+            self._floor = (a, a._version, least)
+
+    def _least_entry(self) -> float:
+        """The least entry of the matrix, when validation found it positive and the matrix has
+        not been replaced or changed in place since (its version counter); else 0.0. A positive
+        one spares operations their checks for zero masses (a sum of positive numbers is
+        positive)."""
+        floor = self._floor
+        if floor is None or floor[0] is not self.array or floor[1] != floor[0]._version:
+            return 0.0
+        return floor[2]
 
     # Basic properties ----------------------------------------------------------------------
     @property
@@ -186,8 +202,7 @@ class Kernel(Morphism):
             a, b = self._coerce(other.inner)
             # (*batch, W, X, 1) * (*batch, 1, X, Y): an unbatched c broadcasts as it is
             out = B.unsqueeze(a, -1) * (b if b.ndim == 2 else B.unsqueeze(b, -3))
-            return self._make(out.reshape(*out.shape[:-2], out.shape[-2] * out.shape[-1]),
-                              self.dom, other.cod)
+            return self._make(B.merge_last(out), self.dom, other.cod)
         a, b = self._coerce(other)
         return self._make(a @ b, self.dom, other.cod, self._sharp and other._sharp)
 
@@ -273,8 +288,13 @@ class Kernel(Morphism):
         p, c = prior._coerce(self)
         joint = B.swap_last(p) * c                      # (*b, X, Y)
         py = p @ c                                      # (*b, 1, Y): one matrix-vector product
-        dagger = B.swap_last(B.safe_divide(joint, py, lambda: B.swap_last(p), in_place=True))
-        return self._make(dagger, self.cod, self.dom)
+        # where no product of a prior entry and a channel entry underflows, every py(y) > 0
+        least = prior._least_entry() * self._least_entry()
+        if least and least >= torch.finfo(p.dtype).tiny:
+            joint = B.divide(joint, py, in_place=True)
+        else:
+            joint = B.safe_divide(joint, py, lambda: B.swap_last(p), in_place=True)
+        return self._make(B.swap_last(joint), self.cod, self.dom)
 
     def inverse(self, prior: State) -> Kernel:
         """Bayesian inversion with respect to `prior` (see `condprob.invert`)."""
@@ -479,8 +499,11 @@ class State(Kernel):
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1, keepdim=True)           # (*b, X, 1)
         null = B.zero_mask(B.squeeze(mx, -1))
-        cond = B.safe_divide(joint, mx, lambda: B.expand(B.total(joint, -2, keepdim=True),
-                                                         joint.shape))
+        if self._least_entry() > 0:  # every row of a positive joint has positive mass
+            cond = B.divide(joint, mx)
+        else:
+            cond = B.safe_divide(joint, mx, lambda: B.expand(B.total(joint, -2, keepdim=True),
+                                                             joint.shape))
         marginal = self._make(B.swap_last(mx), Unit, xspace)
         kernel = self._make(cond, xspace, yspace)
         return Disintegration(marginal, kernel, null)

@@ -96,12 +96,15 @@ def check_normalised(totals: torch.Tensor, what: str, dtype: Any = None) -> None
                                   "p.sum(-1, keepdim=True)")
 
 
-def check_probabilities(p: torch.Tensor, what: str) -> None:
+def check_probabilities(p: torch.Tensor, what: str) -> float:
     """Raise `ValidationError` naming `what` unless p is finite, non-negative and its last axis
-    sums to 1 within `tolerance(p.dtype)` (sums taken in float64)."""
+    sums to 1 within `tolerance(p.dtype)` (sums taken in float64). Returns the least entry (0.0
+    when p is empty), which the sign check computes anyway."""
     with torch.no_grad():
         if not bool(torch.isfinite(p).all()):
             raise ValidationError(f"{what} has a non-finite entry (NaN or inf)")
-        if bool((p < 0).any()):
-            raise ValidationError(f"{what} has a negative probability {float(p.min()):.3g}")
+        least = float(p.min()) if p.numel() else 0.0
+        if least < 0:
+            raise ValidationError(f"{what} has a negative probability {least:.3g}")
         check_normalised(p.double().sum(-1), what, p.dtype)
+        return least

@@ -311,3 +311,52 @@ def test_log_prob_of_index_tensors_checks_the_indices():
         s.log_prob(torch.tensor(float("nan")))
     with pytest.raises(ValidationError, match=r"must lie in \[0, 3\), got indices in \[-1, 3\]"):
         s.log_prob(torch.tensor([-1, 3]))
+
+
+def test_positive_state_changed_after_validation_still_gets_the_null_fallback():
+    # validation finds the joint positive, which spares disintegration its zero-mass check; a
+    # change in place (or a new matrix) after validation must bring the check back
+    xy = cp.FiniteSpace(2, "x") @ cp.FiniteSpace(3, "y")
+    probs = torch.full((6,), 1 / 6, dtype=torch.float64)
+    joint = cp.State(probs, xy)
+    assert joint._least_entry() == 1 / 6
+    probs[:3] = 0
+    probs[3:] = 1 / 3
+    assert joint._least_entry() == 0.0
+    m, k, null = cp.disintegrate(joint, "x")
+    assert null.tolist() == [True, False]
+    assert torch.equal(k.matrix[0], torch.full((3,), 1 / 3, dtype=torch.float64))
+    assert not torch.isnan(k.matrix).any()
+    replaced = cp.State(torch.full((6,), 1 / 6, dtype=torch.float64), xy)
+    replaced.array = torch.tensor([[0.0, 0, 0, 0.5, 0.25, 0.25]], dtype=torch.float64)
+    assert cp.disintegrate(replaced, "x").null.tolist() == [True, False]
+
+
+def test_inversion_where_products_underflow_falls_back_to_the_prior():
+    # prior and channel are positive, but 0.5 * 5e-324 rounds to 0: (prior >> c)(1) is 0, and
+    # the inverse at 1 must be the prior (the fallback), not 0 / 0
+    prior = cp.State(torch.tensor([0.5, 0.5], dtype=torch.float64), 2)
+    c = cp.Kernel(torch.tensor([[1.0, 5e-324], [1.0, 5e-324]], dtype=torch.float64), 2, 2)
+    assert prior._least_entry() == 0.5 and c._least_entry() == 5e-324
+    assert (prior >> c).probs[1].item() == 0.0
+    dagger = cp.invert(c, prior)
+    assert torch.equal(dagger.matrix, torch.full((2, 2), 0.5, dtype=torch.float64))
+    # in float32 the product underflows where its value in Python floats does not
+    prior32 = cp.State(torch.tensor([0.5, 0.5]), 2)
+    c32 = cp.Kernel(torch.tensor([[1.0, 1e-45], [1.0, 1e-45]]), 2, 2)
+    assert prior32._least_entry() * c32._least_entry() > 0
+    assert torch.equal(cp.invert(c32, prior32).matrix, torch.full((2, 2), 0.5))
+    # products that do not underflow: the quotient, as computed without the shortcut
+    c = cp.Kernel(torch.tensor([[1.0, 1e-300], [1.0, 1e-300]], dtype=torch.float64), 2, 2)
+    joint = prior.probs[:, None] * c.matrix
+    assert torch.equal(cp.invert(c, prior).matrix, (joint / joint.sum(0)).mT)
+
+
+def test_states_of_inference_tensors_are_validated_and_disintegrate():
+    with torch.inference_mode():
+        probs = torch.full((6,), 1 / 6, dtype=torch.float64)
+    joint = cp.State(probs, cp.FiniteSpace(2) @ cp.FiniteSpace(3))
+    assert joint._least_entry() == 0.0
+    m, k, null = cp.disintegrate(joint, 0)
+    assert torch.equal(m.probs, torch.full((2,), 0.5, dtype=torch.float64))
+    assert not null.any()

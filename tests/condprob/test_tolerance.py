@@ -70,3 +70,9 @@ def test_check_probabilities_messages():
     with pytest.raises(ValidationError, match="weights has a negative probability"):
         tolerance.check_probabilities(torch.tensor([-0.5, 1.5]), "weights")
     tolerance.check_probabilities(torch.empty(0, 3), "weights")
+
+
+def test_check_probabilities_returns_the_least_entry():
+    assert tolerance.check_probabilities(torch.tensor([[0.25, 0.75], [0.5, 0.5]]), "w") == 0.25
+    assert tolerance.check_probabilities(torch.tensor([-0.0, 1.0]), "w") == 0.0
+    assert tolerance.check_probabilities(torch.empty(0, 3), "w") == 0.0
