@@ -266,7 +266,7 @@ class Kernel(Morphism):
         if predicate.space != self.cod:
             raise SpaceMismatchError("pullback of a predicate", self.cod, predicate.space)
         a, v = self._coerce_values(predicate.values)
-        return Predicate(B.total(a * v[..., None, :], -1), self.dom,
+        return Predicate(B.total(a * B.unsqueeze(v, -2), -1), self.dom,
                          name=f"({predicate.name} pulled back)", validate=False)
 
     def __lshift__(self, predicate: Predicate) -> Predicate:
@@ -467,17 +467,15 @@ class State(Kernel):
         """Pearl: (sigma | p)(x) = sigma(x) p(x) / (sigma |= p); ConditioningError if that is 0."""
         p = Predicate.coerce(evidence, self.cod)
         s, v = self._coerce_values(p.values)
-        w = s[..., 0, :] * v
-        mass = B.total(w, -1)
-        zero = B.zero_mask(mass)
-        if bool(zero.any()):
+        w = B.squeeze(s, -2) * v
+        mass = B.total(w, -1, keepdim=True)
+        if not B.all_nonzero(mass):  # one reduction guards the division
+            zero = B.zero_mask(B.squeeze(mass, -1))
             where = "" if not self.batch_shape else \
                 f" (batch entries {np.argwhere(np.asarray(zero)).tolist()[:5]})"
             raise ConditioningError(p.name, f"it has probability zero{where}")
-        post = w / mass[..., None]
-        if self.exact:
-            post = B.simplify(post)
-        return self._make(post[..., None, :], Unit, self.cod)  # type: ignore[return-value]
+        return self._make(B.unsqueeze(B.divide(w, mass), -2), Unit,  # type: ignore[return-value]
+                          self.cod)
 
     def _condition(self, event: Any) -> State:
         """Exact conditioning on a sharp event (an outcome set, a {factor: label} mapping, ...)."""
