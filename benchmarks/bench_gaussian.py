@@ -40,8 +40,21 @@ numpy float64 for the same jittered K (accurate when the observed block is well 
 smooth problem without jitter the reference is itself uncertain at the 1e-7 level), and the miss
 max |posterior mean[o] - y| at the observed points (an exact condition makes it 0).
 
+Small operations (the fixed cost of a call): a 2-d state observed at x1 == 0.5, a 3-d state
+conditioned on the linear equation x0 + x1 == 1, and a 2-d state pushed through a linear-Gaussian
+kernel x -> N(A x + b, Q), each to its mean and covariance. Every call builds its objects from
+the same float64 arrays (tensors made once outside the timed part, numpy arrays for gprob), with
+each library's default checks; `warm` is the median of 21 loops of 200 calls per call, `cold` the
+first call in a fresh process. Peers: gprob (`x.condition({x[1]: 0.5})`,
+`x.condition({x[0] + x[1]: 1.0})`, `A @ x + normal(b, Q)`) and funsor (`mvn_to_funsor`, then
+substitution of the observed block, or `matrix_and_mvn_to_funsor` and a logaddexp reduction over
+x; mean and covariance read from the resulting Gaussian's precision). funsor conditions on observed
+variables only, so the linear-equation row has no funsor figure. Errors: max |mean - reference|
+and max |covariance - reference| against the closed forms in numpy.
+
 Run: `.venv/bin/python -m benchmarks.bench_gaussian` from the repository root (`--smoke` for a
-tiny problem). Peers come from `bash benchmarks/peers/make_all.sh`.
+tiny problem, `--small` for the small operations alone). Peers come from
+`bash benchmarks/peers/make_all.sh`.
 """
 
 from __future__ import annotations
@@ -171,6 +184,163 @@ EXTRA = {}; FALSE = ("InferenceError",)
 }
 
 
+SMALL_INPUTS = """
+import numpy as np
+m2, K2 = np.array([0.0, 1.0]), np.array([[2.0, 0.5], [0.5, 1.0]])
+m3 = np.array([0.0, 1.0, 2.0])
+K3 = np.array([[2.0, 0.5, 0.1], [0.5, 1.0, 0.2], [0.1, 0.2, 1.5]])
+A, b, Q = np.array([[1.0, 0.5], [0.2, 1.0]]), np.array([0.1, 0.2]), 0.3 * np.eye(2)
+"""
+exec(SMALL_INPUTS)
+SMALL_LOOP = 200
+SMALL_TIMING = """
+t0 = time.CLOCK(); first = run(); cold = time.CLOCK() - t0
+t = median_time(lambda: [run() for _ in range(LOOP)], repeat=21, warmup=1) / LOOP
+mean, cov = (np.asarray(v, dtype=np.float64) for v in run())
+print(json.dumps({"time": t, "cold": cold, "mean": mean.tolist(), "cov": cov.tolist()}))
+"""
+SMALL_PRELUDE = {
+    "condprob": ("ours", """
+import torch
+torch.set_num_threads(1)
+from condprob.gaussian import Gaussian, LinearEquation, LinearGaussian
+m2, K2, m3, K3, A, b, Q = (torch.from_numpy(x) for x in (m2, K2, m3, K3, A, b, Q))
+"""),
+    "gprob": ("gprob", """
+import gprob
+"""),
+    "funsor": ("funsor", """
+import torch, funsor, funsor.gaussian, pyro.distributions as pdist
+from collections import OrderedDict
+from funsor.pyro.convert import matrix_and_mvn_to_funsor, mvn_to_funsor
+from funsor.domains import Reals
+funsor.set_backend("torch")
+torch.set_num_threads(1)
+m2, K2, m3, K3, A, b, Q = (torch.from_numpy(x) for x in (m2, K2, m3, K3, A, b, Q))
+def moments(g):
+    gauss = g if isinstance(g, funsor.gaussian.Gaussian) else [
+        t for t in g.terms if isinstance(t, funsor.gaussian.Gaussian)][0]
+    ps, wv = gauss.prec_sqrt, gauss.white_vec
+    cov = torch.linalg.inv(ps @ ps.T)
+    return cov @ (ps @ wv), cov
+"""),
+}
+SMALL = {  # task: {side: code defining run() -> (mean, covariance)}
+    "2-d state observed at x1 == 0.5: posterior mean and covariance": {
+        "condprob": """
+def run():
+    post = Gaussian(m2, K2).condition_linear(LinearEquation.observe([1], [0.5], 2))
+    return post.mean.numpy(), post.cov.numpy()
+""",
+        "gprob": """
+def run():
+    x = gprob.normal(m2, K2)
+    post = x.condition({x[1]: 0.5})
+    return post.mean(), post.cov()
+""",
+        "funsor": """
+y1 = torch.tensor([0.5], dtype=torch.float64)
+def run():
+    f = mvn_to_funsor(pdist.MultivariateNormal(m2, K2),
+                      real_inputs=OrderedDict([("u", Reals[1]), ("o", Reals[1])]))
+    mu, var = moments(f(o=y1))
+    mean = torch.cat([mu, y1]); cov = torch.zeros(2, 2, dtype=torch.float64); cov[0, 0] = var[0, 0]
+    return mean.numpy(), cov.numpy()
+"""},
+    "3-d state conditioned on x0 + x1 == 1: posterior mean and covariance": {
+        "condprob": """
+def run():
+    post = Gaussian(m3, K3).condition_linear([[1.0, 1.0, 0.0]], [1.0])
+    return post.mean.numpy(), post.cov.numpy()
+""",
+        "gprob": """
+def run():
+    x = gprob.normal(m3, K3)
+    post = x.condition({x[0] + x[1]: 1.0})
+    return post.mean(), post.cov()
+"""},
+    "2-d state >> linear-Gaussian kernel: mean and covariance": {
+        "condprob": """
+def run():
+    out = Gaussian(m2, K2) >> LinearGaussian(A, b, Q)
+    return out.mean.numpy(), out.cov.numpy()
+""",
+        "gprob": """
+def run():
+    out = A @ gprob.normal(m2, K2) + gprob.normal(b, Q)
+    return out.mean(), out.cov()
+""",
+        "funsor": """
+def run():
+    fx = mvn_to_funsor(pdist.MultivariateNormal(m2, K2), real_inputs=OrderedDict([("x", Reals[2])]))
+    fyx = matrix_and_mvn_to_funsor(A.T, pdist.MultivariateNormal(b, Q), x_name="x", y_name="y")
+    mean, cov = moments((fx + fyx).reduce(funsor.ops.logaddexp, "x"))
+    return mean.numpy(), cov.numpy()
+"""},
+}
+
+
+def small_reference(task: str) -> tuple[np.ndarray, np.ndarray]:
+    """The closed-form mean and covariance of a small task, in numpy float64."""
+    if task.startswith("2-d state observed"):
+        k = K2[:, 1] / K2[1, 1]  # noqa: F821
+        return m2 + k * (0.5 - m2[1]), K2 - np.outer(k, K2[1])  # noqa: F821
+    if task.startswith("3-d"):
+        a = np.array([1.0, 1.0, 0.0])
+        ka = K3 @ a  # noqa: F821
+        return m3 + ka * (1.0 - a @ m3) / (a @ ka), K3 - np.outer(ka, ka) / (a @ ka)  # noqa: F821
+    return A @ m2 + b, A @ K2 @ A.T + Q  # noqa: F821
+
+
+def run_small(side: str, task: str) -> dict | None:
+    """Time one side of a small task in a fresh process; its JSON (time, cold, mean, cov)."""
+    env_name, prelude = SMALL_PRELUDE[side]
+    code = SMALL_INPUTS + prelude + SMALL[task][side] + SMALL_TIMING
+    code = code.replace("LOOP", str(SMALL_LOOP)).replace("CLOCK", CLOCK.__name__)
+    if env_name != "ours":
+        return run_peer(env_name, code)
+    proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=600, cwd=str(ROOT),
+                          env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                                   PYTHONPATH=str(ROOT)))
+    if proc.returncode != 0:
+        raise RuntimeError(f"{side} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def small_rows(table: Table) -> None:
+    """The small-operation rows: warm and cold times and errors, condprob against each peer."""
+    for task in SMALL:
+        ref = small_reference(task)
+        ours = run_small("condprob", task)
+        assert ours is not None
+        print(f"{task}: condprob {ours['time'] * 1e6:.1f} us (cold {ours['cold'] * 1e6:.0f} us)",
+              flush=True)
+        errs = {}
+        for side in ("condprob", "gprob", "funsor"):
+            res = ours if side == "condprob" else (run_small(side, task) if side in SMALL[task]
+                                                     else None)
+            if res is not None:
+                errs[side] = (f"{np.abs(np.asarray(res['mean']) - ref[0]).max():.1e}",
+                              f"{np.abs(np.asarray(res['cov']) - ref[1]).max():.1e}")
+            if side == "condprob":
+                continue
+            if side not in SMALL[task]:
+                table.add_time(f"{task}: warm", ours["time"], side, None,
+                               "conditions on observed variables only")
+                continue
+            if res is None:
+                table.add_time(f"{task}: warm", ours["time"], side, None, "not installed")
+                continue
+            print(f"  {side}: {res['time'] * 1e6:.1f} us (cold {res['cold'] * 1e6:.0f} us)",
+                  flush=True)
+            table.add_time(f"{task}: warm", ours["time"], side, res["time"])
+            table.add_time(f"{task}: cold (first call, fresh process)", ours["cold"], side,
+                           res["cold"])
+            for i, what in enumerate(("max error of the mean", "max error of the covariance")):
+                table.add_value(f"{task}: {what}", errs["condprob"][i], side, errs[side][i])
+
+
 def make_problem(n: int, m: int, ell: float, path: Path) -> dict:
     """Points, observed indices and values (drawn from the observed block's law), saved to path."""
     s = np.arange(n) * (0.1 * m / n)
@@ -235,9 +405,12 @@ def errors(res: dict, prob: dict, ref: tuple[np.ndarray, np.ndarray]) -> tuple[s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--smoke", action="store_true", help="tiny problems, one repeat")
+    ap.add_argument("--small", action="store_true", help="the small operations alone")
     args = ap.parse_args()
-    problems = SMOKE if args.smoke else PROBLEMS
-    table = Table("Exact Gaussian conditioning: GP posterior mean and variances (float64)")
+    problems = [] if args.small else SMOKE if args.smoke else PROBLEMS
+    table = Table("Exact Gaussian conditioning: GP posterior mean and variances, and small "
+                  "operations (float64)")
+    small_rows(table)
     with tempfile.TemporaryDirectory() as tmp:
         for n, m, repeat, ell in problems:
             path = Path(tmp) / f"gp_{n}_{m}_{ell}.npz"

@@ -87,7 +87,7 @@ def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
         raise ValidationError(f"{what} must be real, got a {t.dtype} tensor")
     if not t.is_floating_point():
         t = t.to(torch.float64 if dtype is None else dtype)
-    elif dtype is not None:
+    elif dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     # a finite sum means finite entries (NaN and inf propagate); else look closer, since a sum
     # of finite entries may overflow
@@ -99,6 +99,9 @@ def _tensor(x: Tensorish, dtype: torch.dtype | None, what: str) -> torch.Tensor:
 
 def _bshape(*shapes: Sequence[int]) -> tuple[int, ...]:
     """The broadcast of batch shapes (torch.broadcast_shapes costs a millisecond a call)."""
+    first = shapes[0] if shapes else ()
+    if all(s == first for s in shapes):
+        return tuple(first)
     nd = max((len(s) for s in shapes), default=0)
     out = [1] * nd
     for s in shapes:
@@ -111,11 +114,18 @@ def _bshape(*shapes: Sequence[int]) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _batched(t: torch.Tensor, batch: tuple[int, ...], event_dims: int) -> torch.Tensor:
+    """t (*b, *event) as (*batch, *event) (a view; t itself when b is already batch)."""
+    if t.shape[:t.ndim - event_dims] == batch:
+        return t
+    return t.expand(*batch, *t.shape[t.ndim - event_dims:])
+
+
 def _mv(a: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Batched matrix-vector product a x (broadcasting the batch dimensions)."""
     if x.ndim == 1:
         return a @ x
-    return (a @ x[..., None])[..., 0]
+    return (a @ x.unsqueeze(-1)).squeeze(-1)
 
 
 def _diag(q: torch.Tensor) -> torch.Tensor:
@@ -139,10 +149,16 @@ def _where(batch: tuple[int, ...], bad: torch.Tensor) -> str:
 _Z = 4.0  # a value may sit this many of its own standard deviations off a dropped direction
 
 
-def _tol(dtype: torch.dtype, scale: Any, condition: Any = 1.0) -> Any:
+_RELATIVE: dict[torch.dtype, float] = {}
+
+
+def _tol(dtype: torch.dtype, scale: Any, condition: Any = None) -> Any:
     """`condprob.tolerance.tolerance` (the core's one policy) for per-batch-entry tensors of
     scales and condition numbers: min(SLACK eps, sqrt eps) * scale * condition."""
-    return relative(dtype) * scale * condition
+    rel = _RELATIVE.get(dtype)
+    if rel is None:
+        rel = _RELATIVE[dtype] = relative(dtype)
+    return rel * scale if condition is None else rel * scale * condition
 
 
 def _check_not_negative(values: torch.Tensor, scale: Any, batch: tuple[int, ...],
@@ -189,6 +205,11 @@ def _psd_within(q: torch.Tensor, tol: torch.Tensor) -> torch.Tensor:
     """q >= -tol I per batch entry, by a Cholesky factorisation of q + 2 tol I."""
     shifted = q + torch.diag_embed(2 * tol[..., None].expand(q.shape[:-1]))
     return torch.linalg.cholesky_ex(shifted)[1] == 0
+
+
+def _succeeded(info: torch.Tensor) -> bool:
+    """Whether a factorisation's `info` (0 where it succeeded) is 0 in every batch entry."""
+    return not (info.any() if info.ndim else info).item()
 
 
 def _pivots_above_floor(q: torch.Tensor, chol: torch.Tensor) -> bool:
@@ -276,15 +297,16 @@ class LinearEquation:
             raise ValidationError(f"observed indices must be integers, got {index!r}") from err
         if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
             raise ValidationError(f"observed indices must be integers, got {raw.dtype} {index!r}")
-        idx = raw.to(torch.long).reshape(-1)
+        idx = (raw if raw.dtype == torch.long else raw.to(torch.long)).reshape(-1)
         v = _tensor(values, None, "the observed values")
         if v.ndim == 0 or v.shape[-1] != idx.numel():
             v = v.reshape(-1)
         if v.shape[-1] != idx.numel():
             raise ValidationError(f"{idx.numel()} indices but {v.shape[-1]} observed values")
-        if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= dim):
-            raise ValidationError(f"observed indices must lie in [0, {dim}), got "
-                                  f"{int(idx.min())}..{int(idx.max())}")
+        if idx.numel():
+            lo, hi = (int(k) for k in idx.aminmax())
+            if lo < 0 or hi >= dim:
+                raise ValidationError(f"observed indices must lie in [0, {dim}), got {lo}..{hi}")
         eq = object.__new__(cls)
         eq._matrix, eq.rhs, eq.index, eq._dim = None, v, idx, dim
         eq.name = name or f"x[index] == values ({len(idx)} observations)"
@@ -417,7 +439,7 @@ class LinearGaussian(Morphism):
         (cached)."""
         if self._chol is None:
             chol, info = torch.linalg.cholesky_ex(self._q())
-            self._chol = (chol, not bool(info.any()))
+            self._chol = (chol, _succeeded(info))
         return self._chol
 
     @classmethod
@@ -451,7 +473,7 @@ class LinearGaussian(Morphism):
         """The noise covariance Q (for a state: its covariance), shape (*batch, n, n)."""
         self._resolve()
         q = self._q()
-        return q.expand(*self._batch, *q.shape[-2:])
+        return _batched(q, self._batch, 2)
 
     @property
     def variance(self) -> torch.Tensor:
@@ -469,7 +491,7 @@ class LinearGaussian(Morphism):
         if self._pending:
             _check_not_negative(var, _amax(var if base is None else base, 1), self._batch,
                                 "a variance is")
-        return var.expand(*self._batch, var.shape[-1])
+        return _batched(var, self._batch, 1)
 
     def _pd_factor(self) -> torch.Tensor | None:
         """The Cholesky factor of Q when Q is numerically positive definite, else None."""
@@ -643,7 +665,7 @@ class Gaussian(LinearGaussian):
     @property
     def mean(self) -> torch.Tensor:
         """The mean, shape (*batch, n)."""
-        return self.offset.expand(*self._batch, self.offset.shape[-1])
+        return _batched(self.offset, self._batch, 1)
 
     def __repr__(self) -> str:
         batch = f", batch {self._batch}" if self._batch else ""
@@ -835,10 +857,10 @@ class Gaussian(LinearGaussian):
         c = b - am
         batch = _bshape(self._batch, c.shape[:-1], s.shape[:-2])
         chol, info = torch.linalg.cholesky_ex(s)
-        full = not bool(info.any()) and _pivots_above_floor(s, chol)
+        full = _succeeded(info) and _pivots_above_floor(s, chol)
         if full:
             g = torch.linalg.solve_triangular(chol.mT, ca, upper=True, left=False)  # (*b, n, r)
-            w = torch.linalg.solve_triangular(chol, c[..., None], upper=False)[..., 0]
+            w = torch.linalg.solve_triangular(chol, c.unsqueeze(-1), upper=False).squeeze(-1)
         else:
             lam, u = torch.linalg.eigh(s)
             if self._pending:
@@ -865,7 +887,7 @@ class Gaussian(LinearGaussian):
         # the posterior lives on {A x = b}: project the mean onto it (least-norm shift), which
         # removes the rounding left in directions of tiny or (numerically) zero variance
         if eq.index is not None:
-            mean[..., eq.index] = b
+            mean.index_copy_(-1, eq.index, b.expand(*mean.shape[:-1], r))
         elif not full and bool((rank < r).any()):
             fix = b - _mv(a, mean)
             shift = torch.linalg.lstsq(a.expand(*batch, *a.shape[-2:]), fix[..., None],
