@@ -15,7 +15,6 @@ log-likelihood in O(N D R) (O(N D^2 R) when beta depends on the target mark k).
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 
 import numba
@@ -562,8 +561,8 @@ class Hawkes(PointProcess):
 
 
 
-# The argument types of `_exp_pass`: it is compiled for these only (on the first call, or in the
-# background, see `_compiled_pass_ready`; never at import).
+# The argument types of `_exp_pass`: it is compiled for these only (on a second use, see
+# `_compiled_pass_ready`; never at import).
 _PASS_SIGNATURE = ("void(f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], f8[::1], f8[:, ::1], f8, "
                    "f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1])")
 
@@ -677,26 +676,29 @@ def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch,
     return ll, g_mu, g_alpha, g_beta
 
 
-_COMPILING: list[threading.Thread] = []
+_SCAN_FIRST = [True]  # no compiled pass yet in this process: the next call takes the scan path
 
 
 def _compiled_pass_ready() -> bool:
-    """Whether `_exp_pass` runs now without compiling: compiled in this process, or in numba's
-    on-disk cache for this source (numba's own index check: the source's content hash). If not,
-    it is compiled in a background thread (once per process) and this call takes the scan path
-    (the same likelihood and gradient by torch), so that no first call waits seconds for the
-    compiler."""
+    """Whether to run `_exp_pass`: yes when it is compiled in this process or in numba's on-disk
+    cache for this source (numba's own index check: the source's content hash; the call loads
+    it). Without either (a first use after installing), the first call in the process takes
+    the scan path (the same likelihood and gradient by torch), so that a single use never waits
+    for the compiler, and the second compiles the pass (once: it is cached) and runs it. Not in
+    a background thread: compiling holds the GIL, which the scan path's many small torch calls
+    would wait for, so both would crawl."""
     if _exp_pass.signatures:
         return True
     try:
         if _exp_pass._cache._cache_file._load_index():
             return True
-    except (AttributeError, OSError):  # another numba's cache layout: compile in the background
+    except (AttributeError, OSError):  # another numba's cache layout: compile on the next use
         pass
-    if not _COMPILING:
-        _COMPILING.append(threading.Thread(target=_compile_pass, daemon=True))
-        _COMPILING[0].start()
-    return False
+    if _SCAN_FIRST[0]:
+        _SCAN_FIRST[0] = False
+        return False
+    _compile_pass()
+    return True
 
 
 def _compile_pass() -> None:

@@ -218,8 +218,8 @@ def test_compiled_single_decay_path_matches_the_scan_path(monkeypatch):
     data = h.simulate(200.0, 3, seed=8)
     args = [h.mu.clone().requires_grad_(), h.alpha[..., 0].clone().requires_grad_(),
             torch.tensor(1.5, dtype=torch.float64, requires_grad=True)]
-    # the compiled pass, compiled here if it is not yet (a first call elsewhere takes the scan
-    # path while it compiles in the background)
+    # the compiled pass, compiled here if it is not yet (without numba's cache, a first call
+    # elsewhere takes the scan path and the second compiles it)
     monkeypatch.setattr(hawkes_module, "_compiled_pass_ready", lambda: True)
     fast = Hawkes(*args).log_likelihood(data)
     monkeypatch.setattr(hawkes_module, "_compiled_pass_ready", lambda: False)
