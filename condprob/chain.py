@@ -246,8 +246,8 @@ def _step_products(xp, m, steps: int):
     batch takes one GEMM per step; per-chain matrices a batched product."""
     per = _per_step(m, steps)
     if m.shape[0] == 1:
-        if xp is np:
-            return [x[0] for x in per], np.matmul  # `out` positionally (see `_elementwise`)
+        if xp is np:  # np.dot: the least overhead per call for 2-D products; `out` positionally
+            return [x[0] for x in per], np.dot
 
         def gemm(x, mt, out):
             torch.matmul(x, mt, out=out)
@@ -593,12 +593,13 @@ def _scaled_forward(c: _Compact) -> _Scaled:
 
 def _scaled_backward(c: _Compact, f: _Scaled,
                      g: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """Marginals M (B, T, S) and, given g (B,), step weights W (T, B, S) with
-    W[t, j] = U_t[j] beta_t[j] / Z_t, so that the joint of (y_{t-1} = i, y_t = j) is
-    alphas[t-1, i] E[i, j] W[t, j] (the input of `_pairwise_grad`; None without g); both weighted
-    per chain by g (the gradient of sum_b g_b log Z_b), and zero at masked positions. Also the unsettled rows (B,) bool: those whose scaled pass under- or overflowed
-    (their M and W are zero), found from the normalisers Z_t alone (M and W are finite where
-    every Z_t is finite and positive).
+    """Marginals M (B, T, S); given g (B,), the step weights W (T - 1, B, S) of the steps into
+    t = 1..T-1, W[t-1, j] = U_t[j] beta_t[j] / Z_t, so that the joint of (y_{t-1} = i, y_t = j)
+    is alphas[t-1, i] E[i, j] W[t-1, j] (the input of `_pairwise_grad`; None without g), both
+    weighted per chain by g (the gradient of sum_b g_b log Z_b) and zero at masked positions;
+    and the unsettled rows (B,) bool: those whose scaled pass under- or overflowed (their M and W
+    are zero), found from the normalisers Z_t alone (M and W are finite where every Z_t is
+    finite and positive).
 
     The backward messages are scaled by the forward scales (b_t = E (U_{t+1} b_{t+1}) / s_{t+1}),
     and the end scores enter at each chain's last position (only the last step when every chain
@@ -607,8 +608,10 @@ def _scaled_backward(c: _Compact, f: _Scaled,
     steps, batch, states = f.scaled_u.shape
     betas = torch.empty_like(f.scaled_u)
     xp = _array_module(betas)
-    bs, us, pair, v = _arrays(xp, betas, f.scaled_u, f.pair, torch.empty_like(f.end))
-    mats, gemm = _step_products(xp, pair[..., :states, :states].swapaxes(-1, -2), steps)
+    et = f.pair[..., :states, :states].transpose(-1, -2).contiguous()  # E^T: contiguous for GEMMs
+    prods = torch.empty_like(betas)  # U_t beta_t / s_t, the loop's products (t >= 1)
+    bs, us, eta, vs = _arrays(xp, betas, f.scaled_u, et, prods)
+    mats, gemm = _step_products(xp, eta, steps)
     bs[-1] = _arrays(xp, f.end)[0]
     inj = None
     if not c.full:
@@ -618,9 +621,10 @@ def _scaled_backward(c: _Compact, f: _Scaled,
         inj = _arrays(xp, inject)[0]
         bs[-1] = inj[-1]
     mul = _elementwise(xp)[0]
-    bs, us = list(bs), list(us)  # views made once
+    bs, us, vs = list(bs), list(us), list(vs)  # views made once
     with np.errstate(all="ignore"):
         for t in range(steps - 2, -1, -1):
+            v = vs[t + 1]
             mul(us[t + 1], bs[t + 1], v)
             gemm(v, mats[t + 1], bs[t])
             if inj is not None:
@@ -634,13 +638,13 @@ def _scaled_backward(c: _Compact, f: _Scaled,
     bad = ~torch.isfinite(f.logz + torch.log(norm).sum(1))
     weight = norm.reciprocal_() if g is None else torch.div(g[:, None], norm)
     M.mul_(weight.unsqueeze(-1))
-    W = None if g is None else betas.mul_(f.scaled_u).mul_(weight.t().unsqueeze(-1))
+    W = None if g is None else prods[1:].mul_(weight.t()[1:].unsqueeze(-1))
     if invalid is not None:
         M.masked_fill_(invalid.unsqueeze(-1), 0.0)
     if bool(bad.any()):
         M.masked_fill_(bad[:, None, None], 0.0)
     if W is not None and invalid is not None:
-        W.masked_fill_(invalid.t().unsqueeze(-1), 0.0)
+        W.masked_fill_(invalid.t()[1:].unsqueeze(-1), 0.0)
     if W is not None and bool(bad.any()):
         W.masked_fill_(bad[None, :, None], 0.0)
     return M, W, bad
@@ -648,10 +652,10 @@ def _scaled_backward(c: _Compact, f: _Scaled,
 
 def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor) -> Tensor:
     """d log Z / d pairwise (Bp, Tp, S, S) for the step weights W of `_scaled_backward` (weighted
-    as they are): E[i, j] times the sum of alphas[t-1, i] W[t, j] over the chains and steps that
-    share the entry."""
+    as they are): E[i, j] times the sum of alphas[t-1, i] W[t-1, j] over the chains and steps
+    that share the entry."""
     bp, tp, states = *c.pairwise.shape[:2], c.pairwise.shape[-1]
-    prev, nxt = f.rows[:-1], W[1:]  # contiguous rows: one GEMM, no copy
+    prev, nxt = f.rows[:-1], W  # contiguous rows: one GEMM, no copy
     if bp == tp == 1:
         grad = prev.reshape(-1, states + 1).t() @ nxt.reshape(-1, states)
     else:
