@@ -135,18 +135,15 @@ def divide(num: Array, den: Array, in_place: bool = False) -> Array:
 
 
 def safe_divide(num: Array, den: Array, fallback: Array | Callable[[], Array],
-                zero: Array | None = None, in_place: bool = False) -> Array:
+                in_place: bool = False) -> Array:
     """num / den where den != 0, else fallback (an array, or a function giving one, broadcast).
 
-    Never divides by zero; the fallback is only built when some denominator is zero. `zero` is
-    the mask of zero denominators when the caller has it already; `in_place` as in `divide`.
+    Never divides by zero; the fallback is only built when some denominator is zero (one
+    reduction decides). `in_place` as in `divide`.
     """
-    if zero is None:
-        if all_nonzero(den):  # the common case, one reduction
-            return divide(num, den, in_place)
-        zero = zero_mask(den)
-    elif not bool(zero.any()):
+    if all_nonzero(den):  # the common case
         return divide(num, den, in_place)
+    zero = zero_mask(den)
     fb = fallback() if callable(fallback) else fallback
     if isinstance(num, torch.Tensor):
         return torch.where(zero, fb, num / torch.where(zero, torch.ones_like(den), den))

@@ -497,7 +497,8 @@ class State(Kernel):
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1, keepdim=True)           # (*b, X, 1)
         null = B.zero_mask(B.squeeze(mx, -1))
-        if self._least_entry() > 0:  # every row of a positive joint has positive mass
+        # every row of a positive joint has positive mass; else one reduction of the mask decides
+        if self._least_entry() > 0 or not null.any():
             cond = B.divide(joint, mx)
         else:
             cond = B.safe_divide(joint, mx, lambda: B.expand(B.total(joint, -2, keepdim=True),
