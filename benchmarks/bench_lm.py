@@ -3,10 +3,15 @@ index builds, against the peers side by side in one run.
 
 - (a) top-p (0.9), top-k (50) and top-k + top-p sampling of one token per row at batch 64 with
   vocabularies of 32,000 and 128,000 (float32 logits, torch seed 0, the same tensor for everyone):
-  `condprob.lm.sample_filtered` (dual-pivot rejection, no sort) against a sort-based torch
-  reference (sort, cumulative sum, mask, multinomial) and against Hugging Face transformers'
-  TopK/TopP logits warpers followed by softmax and multinomial. Check: every one of our draws lies
-  in the kept set of the reference filter. (For top-k + top-p the warpers apply top-p to the
+  `condprob.lm.sample_filtered` (on CPU the numba kernels of `condprob.lm.cpu_kernels`: top-k by
+  chunk maxima and a selection, dual-pivot rejection for top-p; no sort) against a sort-based
+  torch reference (sort, cumulative sum, mask, multinomial), against `torch.topk` +
+  `torch.multinomial` for top-k, and against Hugging Face transformers' TopK/TopP logits warpers
+  followed by softmax and multinomial. Check: every one of our draws lies in the kept set of the
+  reference filter. Cold rows (V = 32,000): the first call in a fresh process (imports and the
+  logits done, numba's import and loading or compiling included), with numba's on-disk cache
+  present and without it (the first use after installing), against the first call of the torch
+  baseline in a fresh process. (For top-k + top-p the warpers apply top-p to the
   renormalised top-k law; ours and the sort-based reference keep the intersection of both sets on
   the tempered law. `kernel.transform(TopK(k), TopP(p))` gives the sequential law.)
 - (b) token-index build for a 50,015-token vocabulary (the 48,000 most frequent symspellpy words,
@@ -47,13 +52,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.harness import Table, fmt_seconds, median_time, run_peer
+from benchmarks.harness import ROOT, Table, fmt_seconds, median_time, run_peer
 from condprob.lm.attributes import ClassConditional, RegularAttribute, guide, vader_sentiment
 from condprob.lm.charlm import stdlib_text, train_char_lm, train_token_lm, tweets
 from condprob.lm.filters import TopK, TopP
@@ -115,6 +123,49 @@ def topk_multinomial(logits: torch.Tensor, top_k: int) -> torch.Tensor:
     vals, idx = torch.topk(logits, top_k, dim=-1)
     j = torch.multinomial(torch.softmax(vals, -1), 1)
     return idx.gather(-1, j).squeeze(-1)
+
+
+COLD_CODE = """
+import json, sys, time
+import torch
+torch.set_num_threads(1)
+side, kw = sys.argv[1], json.loads(sys.argv[2])
+torch.manual_seed(0)
+logits = torch.randn(BATCH, VOCAB) * 2.0
+if side == "condprob":
+    from condprob.lm.sampling import sample_filtered
+    def run():
+        return sample_filtered(logits, **kw)
+else:
+    from benchmarks.bench_lm import sort_based, topk_multinomial
+    def run():
+        return topk_multinomial(logits, kw["top_k"]) if side == "topk" else sort_based(logits, **kw)
+before = "numba" in sys.modules
+t0 = time.process_time()
+run()
+print(json.dumps({"time": time.process_time() - t0, "numba_before": before}))
+"""
+
+
+def first_call(side: str, kw: dict, batch: int, vocab: int, numba_cache: bool) -> float:
+    """CPU time of the first call in a fresh process (imports and logits done before; the lazy
+    import of numba and its loading or compiling of our kernels included): `side` is condprob,
+    topk (torch.topk + torch.multinomial) or sort (the sort-based reference). `numba_cache`:
+    whether numba's on-disk cache holds our kernels (a first process fills it); without it the
+    call compiles them, as the first use after installing does."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    code = f"BATCH = {batch}\nVOCAB = {vocab}\n" + COLD_CODE
+    with tempfile.TemporaryDirectory() as tmp:
+        env["NUMBA_CACHE_DIR"] = tmp
+        runs = 2 if numba_cache else 1
+        for _ in range(runs):
+            out = subprocess.run([sys.executable, "-c", code, side, json.dumps(kw)], env=env,
+                                 cwd=str(ROOT), capture_output=True, text=True, check=True)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    if res["numba_before"]:
+        raise RuntimeError("numba was imported before the first call: the cold figure would "
+                           "leave its import out")
+    return res["time"]
 
 
 HF_CODE = """
@@ -217,6 +268,17 @@ def bench_sampling(table: Table, vocabs: list[int], batch: int, repeat: int,
                                            repeat=repeat))
             theirs = None if hf is None else hf[f"{name}|{vocab}"]
             table.add_time(task, ours, "transformers 5.23.0 warpers", theirs)
+    cold_vocab = vocabs[0]
+    for name, kw in SETTINGS.items():
+        side, peer = (("topk", "torch.topk + torch.multinomial") if set(kw) == {"top_k"} else
+                      ("sort", "torch sort-based"))
+        theirs = first_call(side, kw, batch, cold_vocab, numba_cache=False)
+        for cached, what in ((True, "numba's cache present"),
+                             (False, "no numba cache: compiles, as the first use after install")):
+            table.add_time(f"{name}, batch {batch}, V={cold_vocab:,}: first call in a fresh "
+                           f"process ({what})",
+                           first_call("condprob", kw, batch, cold_vocab, numba_cache=cached),
+                           f"{peer}, first call in a fresh process", theirs)
 
 
 def bench_index(table: Table, tokens: list[str], repeat: int, peers: bool = True) -> None:

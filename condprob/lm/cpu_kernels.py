@@ -85,20 +85,22 @@ def _kth_largest(a, n, k):  # pragma: no cover (compiled)
             return pivot
 
 
-@njit(cache=True, fastmath=_FAST)
+@njit(cache=True)
 def _block_hits(block, thr):  # pragma: no cover (compiled)
-    h = 0.0
-    for i in range(_BLOCK):  # a slice and a constant trip count: vectorised
-        h += 1.0 if block[i] >= thr else 0.0
-    return h > 0
+    """How many of the _BLOCK values are >= `thr`; a slice and a constant trip count make the
+    loop vectorised."""
+    h = 0
+    for i in range(_BLOCK):
+        h += block[i] >= thr
+    return h
 
 
 @njit(cache=True)
 def topk_draw(x, k, top_p, min_p, probs, u, out):  # pragma: no cover (compiled)
     """One token per row of logits `x` (B, V) from the top-k law (ties with the k-th kept),
-    intersected with top-p (`top_p` < 1; `probs` holds softmax(x) then) and min-p
-    (`min_p` > 0); `u` (B,) uniforms in [0, 1). Tokens go to `out`; a row with a NaN, a +inf or
-    no finite logit gets -1. Needs 1 <= k < V."""
+    intersected with top-p (`top_p` < 1; `probs` holds softmax(x) then) and min-p (`min_p` > 0);
+    `u` (B,) uniforms in [0, 1). Tokens go to `out`; a row with a NaN, a +inf or no finite logit
+    gets -1. Needs 1 <= k < V."""
     B, V = x.shape
     m = max(4 * k, 256)
     acc = np.empty(m, x.dtype)
@@ -111,24 +113,24 @@ def topk_draw(x, k, top_p, min_p, probs, u, out):  # pragma: no cover (compiled)
         if _lane_max(row, acc):
             out[b] = -1
             continue
-        top = -np.inf
+        top = acc[0]
         for j in range(m):
             work[j] = acc[j]
             top = max(top, acc[j])
-        thr = _kth_largest(work, m, k)
         if top == -np.inf:
             out[b] = -1
             continue
+        thr = _kth_largest(work, m, k)
         n = 0
-        full = V - V % _BLOCK
         for s in range(0, V, _BLOCK):
-            if s < full and not _block_hits(row[s:s + _BLOCK], thr):
+            stop = min(V, s + _BLOCK)
+            if stop - s == _BLOCK and _block_hits(row[s:stop], thr) == 0:
                 continue
-            for i in range(s, min(V, s + _BLOCK)):
-                if row[i] >= thr:
-                    vals[n] = row[i]
-                    idx[n] = i
-                    n += 1
+            for i in range(s, stop):  # branch-free: write always, advance on a candidate
+                v = row[i]
+                vals[n] = v
+                idx[n] = i
+                n += v >= thr
         for i in range(n):
             work[i] = vals[i]
         kth = _kth_largest(work, n, k)
