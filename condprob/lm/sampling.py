@@ -7,6 +7,11 @@ define them, ties included) without sorting the vocabulary. Every kept set is an
 is a draw from the filtered law once accepted. Rejections raise `low` (FlashInfer's dual pivots:
 pivot1 = p_j, pivot2 = (pivot1 + high) / 2), at least halving the search interval.
 Each round costs a few passes over the vocabulary; sorting costs O(V log V) per row.
+
+Three implementations share that law: the fused Triton kernels (`condprob.accel.sampling`, CUDA
+tensors with a GPU backend), the compiled CPU kernels (`condprob.lm.cpu_kernels`, numba; top-k
+there selects its candidates by chunk maxima instead of rejection) and `sample_filtered_torch`,
+the torch twin for any other device.
 """
 
 from __future__ import annotations
@@ -57,7 +62,9 @@ def sample_filtered(logits: torch.Tensor, temperature: float = 1.0, top_k: int |
     The law equals softmax(F(logits / t)) where F keeps the intersection of the top-k, top-p and
     min-p sets (see `condprob.lm.filters`). CUDA tensors go to the fused Triton kernels of
     `condprob.accel.sampling` when a GPU backend is present (seeded from `generator`): Gumbel-max
-    without filters, dual-pivot rejection with them.
+    without filters, dual-pivot rejection with them. CPU tensors go to the compiled kernels of
+    `condprob.lm.cpu_kernels` (uniforms from `generator`); the first call of a process imports
+    numba and loads them from its on-disk cache, or compiles them if the cache lacks them.
     """
     check_logits(logits, top=False)  # the type and shape now; the values where they are read
     Temperature(temperature)
