@@ -91,8 +91,11 @@ class Kernel(Morphism):
     @classmethod
     def _make(cls, array: Array, dom: Space, cod: Space, sharp: bool = False) -> Kernel:
         """Build without validation (for results of operations that preserve stochasticity)."""
-        obj = Kernel.__new__(Kernel) if dom.factors else State.__new__(State)  # State: dom Unit
-        obj.dom, obj.cod, obj.array, obj._sharp = dom, cod, array, sharp
+        obj = object.__new__(Kernel if dom.factors else State)  # a State when dom is Unit
+        obj.dom = dom
+        obj.cod = cod
+        obj.array = array
+        obj._sharp = sharp
         return obj
 
     def _validate(self) -> None:
@@ -126,7 +129,8 @@ class Kernel(Morphism):
         """The least entry of the matrix, when validation found it positive and the matrix has
         not been replaced or changed in place since (its version counter); else 0.0. A positive
         one spares operations their checks for zero masses (a sum of positive numbers is
-        positive)."""
+        positive). Writes that bypass the version counter (through `.data` or a numpy view) go
+        unseen here as they do by autograd."""
         floor = self._floor
         if floor is None or floor[0] is not self.array or floor[1] != floor[0]._version:
             return 0.0
@@ -177,6 +181,8 @@ class Kernel(Morphism):
     def _coerce(self, other: Kernel) -> tuple[Array, Array]:
         """Bring two kernels to one backend: structural (0/1) kernels adopt the other's."""
         a, b = self.array, other.array
+        if type(a) is type(b) is torch.Tensor and a.dtype == b.dtype:  # the common case
+            return a, b
         exact = B.is_exact(a)
         if exact != B.is_exact(b):
             if other._sharp:

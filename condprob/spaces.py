@@ -85,7 +85,7 @@ class Space:
         """What disintegration along `keys` needs, in one remembered look-up: the order of the
         factors that puts those of `keys` first (None when it is the present order), and the
         sub-products of both sides of `split(keys)`."""
-        return _split_plan(self, self._keys(keys))
+        return _split_plan(self, (keys,) if type(keys) in (int, str) else self._keys(keys))
 
     def _keys(self, keys: FactorKey | Iterable[FactorKey]) -> tuple[FactorKey, ...]:
         keys = (keys,) if isinstance(keys, int | str) else tuple(keys)
