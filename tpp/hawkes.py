@@ -690,11 +690,10 @@ def _compiled_pass_ready() -> bool:
     if _exp_pass.signatures:
         return True
     try:
-        if _exp_pass._cache._cache_file._load_index():
-            return True
+        cached = bool(_exp_pass._cache._cache_file._load_index())
     except (AttributeError, OSError):  # another numba's cache layout: compile on the next use
-        pass
-    if _SCAN_FIRST[0]:
+        cached = False
+    if not cached and _SCAN_FIRST[0]:
         _SCAN_FIRST[0] = False
         return False
     _compile_pass()
@@ -702,7 +701,9 @@ def _compiled_pass_ready() -> bool:
 
 
 def _compile_pass() -> None:
-    """Compile (and cache) `_exp_pass` for the argument types `_run_pass` passes."""
+    """Load `_exp_pass` from numba's cache, or compile (and cache) it, for the argument types
+    `_run_pass` passes. Always by this signature: numba's cache files an explicit signature
+    under another key than the types of a call's arguments, so a call would not find it."""
     _exp_pass.compile(_PASS_SIGNATURE)
 
 

@@ -1,4 +1,8 @@
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -282,6 +286,32 @@ def test_fixed_decay_sums_give_the_likelihood_and_its_gradient(monkeypatch, beta
     for a, b in zip(torch.autograd.grad(fast, (mu, alpha)), torch.autograd.grad(ref, (mu, alpha)),
                     strict=True):
         assert torch.allclose(a, b, rtol=1e-11, atol=1e-13)
+
+
+FIRST_USES = """
+import tpp.hawkes as h
+data = h.Hawkes([0.3], [[0.2]], 1.5).simulate(50.0, seed=1)
+for _ in range(2):
+    h.Hawkes([0.3], [[0.2]], 1.5).log_likelihood(data)
+stats = h._exp_pass.stats
+print(len(h._exp_pass.signatures), sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+@pytest.mark.slow
+def test_first_uses_in_fresh_processes_compile_once_then_load_from_numbas_cache(tmp_path):
+    """Without numba's cache the first call takes the scan path and the second compiles the
+    pass (a cache miss); a later process loads it from the cache (a hit), compiling nothing."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path),
+               PYTHONPATH=str(Path(hawkes_module.__file__).parent.parent))
+
+    def run() -> list[int]:
+        out = subprocess.run([sys.executable, "-c", FIRST_USES], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        return [int(x) for x in out.split()[-3:]]
+
+    assert run() == [1, 0, 1]   # one signature, compiled: a miss
+    assert run() == [1, 1, 0]   # loaded: a hit, no miss
 
 
 def test_gradient_through_likelihood_matches_finite_differences():
