@@ -113,6 +113,22 @@ def test_bad_logits(f, logits, word, clear_error):
     clear_error(lambda: f(logits), "logits", word)
 
 
+@pytest.mark.parametrize("kw", [{"top_k": 5}, {"top_k": 5, "top_p": 0.9, "temperature": 0.5},
+                                {"top_p": 0.9}, {"min_p": 0.1}])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bad_values_deep_in_a_large_row_are_caught(kw, dtype, clear_error):
+    # the compiled CPU kernels check the rows in their first pass: one bad value among 3000,
+    # at the start, inside the lanes and in the tail, in one row of four
+    for value, word in ((float("nan"), "nan"), (float("inf"), "+inf")):
+        for pos in (0, 1234, 2999):
+            x = torch.randn(4, 3000, generator=torch.Generator().manual_seed(pos), dtype=dtype)
+            x[2, pos] = value
+            clear_error(lambda x=x: sample_filtered(x, **kw), "logits", word)
+    x = torch.randn(4, 3000, dtype=dtype)
+    x[1] = NEG
+    clear_error(lambda: sample_filtered(x, **kw), "logits", "every token is -inf")
+
+
 @given(st.floats(0.5, 1.0), st.integers(1, 6), st.floats(1e-3, 1.0))
 def test_filters_on_float32_rows_never_empty_never_nan(p, k, t):
     g = torch.Generator().manual_seed(int(p * 1000) + k)
