@@ -300,12 +300,12 @@ class ProductSpace(Space):
     """A product of atomic factors (flattened); `ProductSpace(())` is the unit space."""
 
     def __init__(self, factors: Sequence[Space]):
-        flat: list[Space] = []
+        flat: tuple[Space, ...] = ()
         for f in factors:
             if not isinstance(f, Space):
                 raise ValidationError(f"{f!r} is not a Space")
-            flat.extend(f.factors)
-        self.factors = tuple(flat)
+            flat += f.factors
+        self.factors = flat
         self.name = None
         self._hash: int | None = None
 
