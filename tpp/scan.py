@@ -34,20 +34,21 @@ def _scan(a: Tensor, b: Tensor, reverse: bool) -> Tensor:
     C = math.isqrt(L)
     nc, n = L // C, L // C * C
     lo = L - n if reverse else 0
-    a_c, b_c, x_c = (t[:, lo:lo + n].view(B, nc, C, P) for t in (a, b, x))
+    a_c, b_c, x_c = (t[:, lo:lo + n].view(B, nc, C, P).unbind(2) for t in (a, b, x))
     steps = range(C - 1, -1, -1) if reverse else range(C)
     chunks = range(nc - 1, -1, -1) if reverse else range(nc)
     rest = range(lo - 1, -1, -1) if reverse else range(n, L)
-    end, gain = b_c[:, :, steps[0]].clone(), a_c[:, :, steps[0]].clone()
+    end, gain = b_c[steps[0]].clone(), a_c[steps[0]].clone()
     for c in steps[1:]:
-        torch.addcmul(b_c[:, :, c], a_c[:, :, c], end, out=end)
-        gain.mul_(a_c[:, :, c])
+        torch.addcmul(b_c[c], a_c[c], end, out=end)
+        gain.mul_(a_c[c])
     start = torch.zeros_like(end)
+    ends, gains, starts = end.unbind(1), gain.unbind(1), start.unbind(1)
     for k_prev, k in zip(chunks, chunks[1:], strict=False):
-        torch.addcmul(end[:, k_prev], gain[:, k_prev], start[:, k_prev], out=start[:, k])
-    torch.addcmul(b_c[:, :, steps[0]], a_c[:, :, steps[0]], start, out=x_c[:, :, steps[0]])
+        torch.addcmul(ends[k_prev], gains[k_prev], starts[k_prev], out=starts[k])
+    torch.addcmul(b_c[steps[0]], a_c[steps[0]], start, out=x_c[steps[0]])
     for c_prev, c in zip(steps, steps[1:], strict=False):
-        torch.addcmul(b_c[:, :, c], a_c[:, :, c], x_c[:, :, c_prev], out=x_c[:, :, c])
+        torch.addcmul(b_c[c], a_c[c], x_c[c_prev], out=x_c[c])
     i_prev = lo if reverse else n - 1
     for i in rest:
         torch.addcmul(b[:, i], a[:, i], x[:, i_prev], out=x[:, i])
