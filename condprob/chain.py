@@ -664,12 +664,17 @@ def _scaled_backward(c: _Compact, f: _Scaled,
     return M, W, bad
 
 
-def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor) -> Tensor:
-    """d log Z / d pairwise (Bp, Tp, S, S) for the step weights W of `_scaled_backward` (weighted
-    as they are): E[i, j] times the sum of alphas[t-1, i] W[t-1, j] over the chains and steps
-    that share the entry."""
+def _pairwise_grad(c: _Compact, f: _Scaled, W: Tensor, bad: Tensor) -> Tensor:
+    """d log Z / d pairwise (Bp, Tp, S, S) for the step weights W and unsettled rows `bad` of
+    `_scaled_backward` (weighted as they are): E[i, j] times the sum of alphas[t-1, i] W[t-1, j]
+    over the chains and steps that share the entry."""
     bp, tp, states = *c.pairwise.shape[:2], c.pairwise.shape[-1]
     prev, nxt = f.rows[:-1], W  # contiguous rows: one GEMM, no copy
+    if not c.full or bool(bad.any()):
+        # forward rows past a chain's length or of an unsettled chain may be NaN (e.g. -inf
+        # potentials at masked positions); their W is zero, but 0 * NaN is not
+        skip = bad if c.full else ~c.valid()[:, :-1].t() | bad
+        prev = prev.masked_fill(skip.unsqueeze(-1), 0.0)
     if bp == tp == 1:
         grad = prev.reshape(-1, states + 1).t() @ nxt.reshape(-1, states)
     else:
@@ -733,7 +738,7 @@ class _LogPartition(torch.autograd.Function):
         c, f = ctx.c, ctx.f
         M, W, bad = _scaled_backward(c, f, g.to(f.alphas.dtype))
         gu = M.to(c.unary.dtype)
-        gp = _pairwise_grad(c, f, W).to(c.pairwise.dtype)
+        gp = _pairwise_grad(c, f, W, bad).to(c.pairwise.dtype)
         finite_bad = bad & torch.isfinite(f.logz)
         if bool(finite_bad.any()):
             idx = finite_bad.nonzero().flatten()

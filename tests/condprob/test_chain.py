@@ -147,6 +147,48 @@ def test_gradient_of_log_partition_is_the_marginals(kind):
         torch.testing.assert_close(got.grad, want.grad, **TOL)
 
 
+def _log_prob_grads_against_log_space(c: ch.Chain, y: torch.Tensor) -> None:
+    """log_prob's values and gradients (score and log Z from one pass, one backward) against
+    score - log Z by autograd through the generic log-space recursion, per chain weights 1..B."""
+    weights = torch.arange(1, c.unary.shape[0] + 1, dtype=c.unary.dtype)
+    got = [t.clone().requires_grad_(True) for t in (c.unary, c.pairwise, c.start, c.end)]
+    fused = ch.log_prob(ch.Chain(*got, mask=c.mask), y)
+    (fused * weights).sum().backward()
+    ref = [t.clone().requires_grad_(True) for t in (c.unary, c.pairwise, c.start, c.end)]
+    chain = ch.Chain(*ref, mask=c.mask)
+    want = ch.score(chain, y) - ch.semiring_forward(chain, LogSemiring())[0]
+    (want * weights).sum().backward()
+    torch.testing.assert_close(fused, want, **TOL)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, **TOL)
+
+
+@pytest.mark.parametrize("kind,mask", CASES)
+def test_gradient_of_log_prob_is_indicators_minus_marginals(kind, mask):
+    c = make_chain(kind=kind, mask=MASKS[mask], seed=11 + CASES.index((kind, mask)))
+    y = torch.randint(0, c.num_states, (3, c.num_steps), generator=torch.Generator().manual_seed(1))
+    _log_prob_grads_against_log_space(c, y)
+
+
+def test_gradient_of_log_prob_where_the_scaled_pass_underflows():
+    # chain 0 needs the log-space fallback (e^-1000 underflows), chain 1 does not
+    unary = torch.tensor([[[0.0, -1000.0], [0.0, 0.0], [0.0, 0.0]],
+                          [[0.5, 0.0], [0.0, 1.0], [0.3, 0.0]]], dtype=torch.float64)
+    pair = torch.tensor([[NEG, NEG], [0.0, 0.0]], dtype=torch.float64)
+    c = ch.Chain(unary, pair, torch.zeros(2, dtype=torch.float64),
+                 torch.tensor([0.2, -0.1], dtype=torch.float64))
+    _log_prob_grads_against_log_space(c, torch.tensor([[1, 1, 0], [1, 1, 1]]))
+
+
+def test_minus_inf_potentials_at_masked_positions_leave_gradients_finite():
+    # padding given -inf potentials (every state forbidden where the mask drops the position)
+    c = make_chain(kind="shared", mask=MASKS["right"], seed=5)
+    unary = c.unary.masked_fill(~MASKS["right"].unsqueeze(-1), NEG)
+    c = ch.Chain(unary, c.pairwise, c.start, c.end, c.mask)
+    y = torch.randint(0, c.num_states, (3, c.num_steps), generator=torch.Generator().manual_seed(2))
+    _log_prob_grads_against_log_space(c, y)
+
+
 def test_gradient_check_float64():
     c = make_chain(kind="batched", mask=MASKS["left"], seed=3)
     u = c.unary.clone().requires_grad_(True)
