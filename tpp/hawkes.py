@@ -563,15 +563,17 @@ class Hawkes(PointProcess):
 
 # The argument types of `_exp_pass`: it is compiled for these only (on a second use, see
 # `_compiled_pass_ready`; never at import).
-_PASS_SIGNATURE = ("void(f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], f8[::1], f8[:, ::1], f8, "
-                   "f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1])")
+_PASS_SIGNATURE = ("void(f8[:, ::1], f8[:, ::1], i8[:, ::1], i8[::1], f8[::1], f8[::1], "
+                   "f8[:, ::1], f8, f8[::1], f8[:, ::1], f8[:, :, ::1], f8[::1], f8[:, ::1], "
+                   "f8[:, :, ::1])")
 
 
 @numba.njit(cache=True)
-def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
+def _exp_pass(times, decay, marks, lengths, T, mu, alpha, beta,
               ll, g_mu, g_alpha, g_beta, work, states):  # pragma: no cover (compiled)
     """One pass over each sequence: log-likelihood and its gradient per sequence, for
-    phi_kj(t) = alpha_kj beta e^{-beta t}, written into ll (B,), g_mu (B, D) and g_alpha
+    phi_kj(t) = alpha_kj beta e^{-beta t}, given decay[b, i] = e^{-beta (t_i - t_{i-1})} (the
+    caller takes these exps vectorised), written into ll (B,), g_mu (B, D) and g_alpha
     (B, D, D) (both zero on entry) and g_beta (B,); work is (5, D) scratch. If `states` is
     (B, L, D) (not empty), S at every event is written into it.
 
@@ -603,7 +605,7 @@ def _exp_pass(times, marks, lengths, T, mu, alpha, beta,
         for i in range(n):
             t, m = times[b, i], marks[b, i]
             dt = t - prev_t
-            a = math.exp(-beta * dt)
+            a = decay[b, i]
             aS, aW = 0.0, 0.0
             for j in range(D):
                 s = S[j]
@@ -668,7 +670,10 @@ def _run_pass(mu: Tensor, alpha: Tensor, beta: Tensor, batch: EventBatch,
     def array(x: Tensor, dtype: type) -> np.ndarray:
         return np.ascontiguousarray(x.detach().numpy(), dtype=dtype)
 
-    _exp_pass(array(batch.times, np.float64), array(batch.marks, np.int64),
+    times = array(batch.times, np.float64)
+    decay = np.diff(times, axis=1, prepend=0.0)  # e^{-beta dt}, by numpy's vectorised exp
+    np.exp(np.multiply(decay, -float(beta.detach()), out=decay), out=decay)
+    _exp_pass(times, decay, array(batch.marks, np.int64),
               array(batch.lengths, np.int64), array(batch.T, np.float64),
               array(mu, np.float64), array(alpha, np.float64), float(beta.detach()),
               ll, g_mu, g_alpha, g_beta, np.empty((5, D)),
