@@ -23,6 +23,11 @@ from crf.kernel import CRFKernel
 REDUCTIONS = ("none", "sum", "mean", "token_mean")
 
 
+def _minus_inf_at(values: Tensor, outside: Tensor | None) -> Tensor:
+    """values with -inf where `outside` (an `_outside` mask, None for nowhere)."""
+    return values if outside is None else values.masked_fill(outside, float("-inf"))
+
+
 class LinearChainCRF(nn.Module):
     """A linear-chain CRF with learned transition, start and end scores.
 
@@ -118,9 +123,10 @@ class LinearChainCRF(nn.Module):
     def _to_label_marginals(self, marginals: Tensor) -> Tensor:
         return marginals
 
-    def _outside(self, tags: Tensor, mask: Tensor | None) -> Tensor:
-        """(*batch,) bool: gold sequences the model gives probability zero by construction."""
-        return torch.zeros(tags.shape[:-1], dtype=torch.bool, device=tags.device)
+    def _outside(self, tags: Tensor, mask: Tensor | None) -> Tensor | None:
+        """(*batch,) bool: gold sequences the model gives probability zero by construction;
+        None where no sequence can be (no constraint)."""
+        return None
 
     # Densities ------------------------------------------------------------------------------
     def log_partition(self, emissions: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -133,10 +139,10 @@ class LinearChainCRF(nn.Module):
         return self._score(self.label_chain(emissions, mask), tags, self._outside(tags, mask))
 
     @staticmethod
-    def _score(labels: ch.Chain, tags: Tensor, outside: Tensor) -> Tensor:
+    def _score(labels: ch.Chain, tags: Tensor, outside: Tensor | None) -> Tensor:
         """score on the label chain for tags that `_check_tags` returned, with `outside` their
         `_outside` mask."""
-        return ch.score(labels, tags).masked_fill(outside, float("-inf"))
+        return _minus_inf_at(ch.score(labels, tags), outside)
 
     def log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None) -> Tensor:
         """log p(tags | x), shape (*batch,); exactly -inf for impossible sequences. Raises
@@ -145,11 +151,11 @@ class LinearChainCRF(nn.Module):
         return self._log_prob(emissions, tags, mask, self._outside(tags, mask))
 
     def _log_prob(self, emissions: Tensor, tags: Tensor, mask: Tensor | None,
-                  outside: Tensor) -> Tensor:
+                  outside: Tensor | None) -> Tensor:
         """log_prob for tags that `_check_tags` returned, with `outside` their `_outside` mask."""
         labels, model = self._chains(emissions, mask)
         if labels is model:  # score and normaliser from one pass (and one backward pass)
-            return ch.log_prob(model, tags).masked_fill(outside, float("-inf"))
+            return _minus_inf_at(ch.log_prob(model, tags), outside)
         return self._score(labels, tags, outside) - ch.log_normaliser(model)
 
     def nll(self, emissions: Tensor, tags: Tensor, mask: Tensor | None = None,
@@ -162,7 +168,7 @@ class LinearChainCRF(nn.Module):
             raise ValidationError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         tags = self._check_tags(emissions, tags, mask)
         outside = self._outside(tags, mask)
-        if bool(outside.any()):
+        if outside is not None and bool(outside.any()):
             raise ValidationError(
                 f"gold sequence(s) at flattened batch index "
                 f"{outside.reshape(-1).nonzero().flatten().tolist()} lie outside the model's "
