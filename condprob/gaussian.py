@@ -575,8 +575,13 @@ class LinearGaussian(Morphism):
                           product(self.dom, g.dom), product(self.cod, g.cod))
 
     def marginal(self, *keys: FactorKey) -> LinearGaussian:
-        """The kernel followed by the projection onto the given codomain factors, in that order."""
-        return self.then(projection(self.cod, *keys, dtype=self.dtype))
+        """The kernel followed by the projection onto the given codomain factors, in that order
+        (their rows of the matrix, offset and covariance: `then(projection(...))` without the
+        products by the 0/1 matrix)."""
+        idx = torch.tensor(_coords(self.cod, keys), dtype=torch.long)
+        q = self.cov.index_select(-2, idx).index_select(-1, idx)
+        return self._make(self.matrix.index_select(-2, idx), self.offset.index_select(-1, idx),
+                          (q + q.mT) / 2, self.dom, self.cod.select(keys) if keys else Unit)
 
     # Sampling and densities ----------------------------------------------------------------
     def sample(self, x: Tensorish, sample_shape: SampleShape = (), *,
