@@ -280,6 +280,32 @@ def test_a_tiny_posterior_of_a_large_prior_passes_its_pending_checks():
         _ = bad.cov
 
 
+def test_no_observations_leave_a_large_prior_as_it_was():
+    # conditioning on zero equations read no rows; the pending check raised a raw IndexError
+    k = _big()
+    prior = Gaussian(torch.linspace(-1, 1, 300, dtype=T), k)
+    post = prior.condition_linear(LinearEquation.observe(torch.tensor([], dtype=torch.long), [],
+                                                         300))
+    torch.testing.assert_close(post.mean, prior.mean, atol=0, rtol=0)
+    torch.testing.assert_close(post.variance, k.diagonal(), atol=0, rtol=0)
+
+
+def test_a_large_prior_with_unequal_variances_passes_the_entrywise_bound():
+    # variances from 0.01 to 100: the row-wise shortcut of the |Q_ij|^2 <= Q_ii Q_jj check
+    # fails, the entrywise test runs, finds no violation, and the posterior is the unvalidated one
+    scale = torch.logspace(-1, 1, 300, dtype=T)
+    k = scale[:, None] * _big() * scale[None, :]
+    eq = LinearEquation.observe([3, 150, 299], [0.2, -1.0, 5.0], 300)
+    post = Gaussian(torch.zeros(300, dtype=T), k).condition_linear(eq)
+    ref = Gaussian(torch.zeros(300, dtype=T), k, validate=False).condition_linear(eq)
+    torch.testing.assert_close(post.mean, ref.mean, atol=0, rtol=0)
+    torch.testing.assert_close(post.variance, ref.variance, atol=0, rtol=0)
+    bad = k.clone()
+    bad[150, 10] = bad[10, 150] = 1.01 * math.sqrt(k[150, 150] * k[10, 10])
+    with pytest.raises(cp.ValidationError, match=r"sqrt\(Q_ii Q_jj\)"):
+        Gaussian(torch.zeros(300, dtype=T), bad).condition_linear(eq)
+
+
 # The modelling language -------------------------------------------------------------------------
 def _in_model(build):
     def run():
