@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from fractions import Fraction
@@ -36,7 +39,7 @@ import numpy as np
 import torch
 
 import condprob as cp
-from benchmarks.harness import Table, median_time, run_peer
+from benchmarks.harness import CLOCK, PEER_PRELUDE, ROOT, Table, median_time, run_peer
 from benchmarks.roofline import Work
 
 SIZES = {"joint": 50, "channel": 200, "hidden": 100, "obs": 10, "steps": 50}
@@ -215,6 +218,63 @@ print(json.dumps(res))
 """
 
 
+# Cold: the first disintegrate + recompose and the first inversion in a fresh process (the inputs
+# are built first, outside the timing, on both sides)
+COLD_OURS = """
+import torch
+import condprob as cp
+torch.set_num_threads(1)
+d = json.load(open(PATH))
+T = lambda a: torch.tensor(a, dtype=torch.float64)
+n, k = len(d["joint"]), len(d["prior"])
+J = cp.State(T(d["joint"]).reshape(-1), cp.product(cp.FiniteSpace(range(n), name="x"),
+                                                   cp.FiniteSpace(range(n), name="y")))
+Z = cp.FiniteSpace(range(k))
+s, ch = cp.State(T(d["prior"]), Z), cp.Kernel(T(d["channel"]), Z, Z)
+t0 = CLOCK(); m, c, _ = cp.disintegrate(J, 0); m >> cp.graph(c); a = CLOCK() - t0
+t0 = CLOCK(); cp.invert(ch, s); b = CLOCK() - t0
+print(json.dumps({"a": a, "inv": b}))
+"""
+
+COLD_FUNSOR = """
+from collections import OrderedDict
+import torch, funsor
+from funsor import Bint, Tensor, ops
+funsor.set_backend("torch"); torch.set_num_threads(1)
+d = json.load(open(PATH))
+T = lambda a: torch.tensor(a, dtype=torch.float64)
+n, k = len(d["joint"]), len(d["prior"])
+J = Tensor(T(d["joint"]), OrderedDict(x=Bint[n], y=Bint[n]))
+s = Tensor(T(d["prior"]), OrderedDict(x=Bint[k]))
+ch = Tensor(T(d["channel"]), OrderedDict(x=Bint[k], y=Bint[k]))
+t0 = CLOCK(); m = J.reduce(ops.add, "y"); c = J / m; m * c; a = CLOCK() - t0
+t0 = CLOCK(); j = s * ch; j / j.reduce(ops.add, "x"); b = CLOCK() - t0
+print(json.dumps({"a": a, "inv": b}))
+"""
+
+
+def cold(side: str, path: Path, runs: int) -> dict | None:
+    """First-call times of one side, the least over `runs` fresh processes (None: no peer)."""
+    code = f"PATH = {str(path)!r}\n" + (COLD_OURS if side == "ours" else COLD_FUNSOR).replace(
+        "CLOCK", f"time.{CLOCK.__name__}")
+    results = []
+    for _ in range(runs):
+        if side != "ours":
+            res = run_peer(side, code)
+            if res is None:
+                return None
+        else:
+            proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + code], capture_output=True,
+                                  text=True, timeout=600, cwd=str(ROOT),
+                                  env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                                           PYTHONPATH=str(ROOT)))
+            if proc.returncode != 0:
+                raise RuntimeError(f"cold run failed:\n{proc.stderr[-3000:]}")
+            res = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(res)
+    return {key: min(r[key] for r in results) for key in ("a", "inv")}
+
+
 def peer(name: str, code: str, path: Path, repeat: int, hmm_repeat: int) -> dict | None:
     """Run a peer's code on the inputs at `path`; None when its environment is missing."""
     return run_peer(name, f"PATH = {str(path)!r}\nREPEAT = {repeat}\nHMM_REPEAT = {hmm_repeat}\n"
@@ -232,8 +292,9 @@ def exact_equal(ours_value: np.ndarray, theirs: list[str]) -> bool:
 
 
 def table(us: dict, fun: dict | None, efp: dict | None, sizes: dict[str, int],
-          timing: str) -> Table:
-    """The markdown table: our figures against each peer's, then the agreement checks."""
+          timing: str, colds: tuple[dict, dict | None] | None = None) -> Table:
+    """The markdown table: our figures against each peer's (with first calls in a fresh process
+    when `colds` holds ours and funsor's), then the agreement checks."""
     nj, nc = f"{sizes['joint']}x{sizes['joint']}", f"{sizes['channel']}x{sizes['channel']}"
     hmm = f"{sizes['hidden']} states x {sizes['steps']} steps"
 
@@ -276,6 +337,13 @@ def table(us: dict, fun: dict | None, efp: dict | None, sizes: dict[str, int],
         t.add_time(name, us[key], funsor, get(fun, key), work=work[key])
         t.add_time(name, us[key], once, get(efp, key), work=work[key])
 
+    if colds is not None:
+        first = "cold (first call, fresh process)"
+        t.add_time(f"(a) {nj} disintegrate + recompose, float64, {first}", colds[0]["a"], funsor,
+                   get(colds[1], "a"))
+        t.add_time(f"(b) {nc} Bayesian inversion, float64, {first}", colds[0]["inv"], funsor,
+                   get(colds[1], "inv"))
+
     for res, who, suffix in ((fun, "funsor", ""), (efp, "EfProb", "_float")):
         if res is not None:
             diffs = [max_diff(us["cond_float"], res["cond" + suffix]),
@@ -310,13 +378,15 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--exact-repeat", type=int, default=5, help="runs per exact median")
     parser.add_argument("--rounds", type=int, default=5,
                         help="rounds of funsor then ours, interleaved; least median over rounds")
+    parser.add_argument("--cold-runs", type=int, default=3,
+                        help="fresh processes per side for the first-call rows (least taken)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny sizes, no peers, nothing written (a check that it runs)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     sizes = SMOKE_SIZES if args.smoke else SIZES
     data = make_inputs(sizes)
-    efp, funs, ours_runs = None, [], []
+    efp, funs, ours_runs, colds = None, [], [], None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "inputs.json"
         path.write_text(json.dumps(data))
@@ -326,12 +396,13 @@ def main(argv: list[str] | None = None) -> str:
             ours_runs.append(ours(data, args.repeat, args.exact_repeat, args.hmm_repeat))
         if not args.smoke:
             efp = peer("efprob", EFPROB_CODE, path, 1, 1)
+            colds = (cold("ours", path, args.cold_runs), cold("funsor", path, args.cold_runs))
     fun = None if not funs or funs[0] is None else over_rounds(funs, FUNSOR_TIMES)
     us = over_rounds(ours_runs, OUR_TIMES)
     timing = (f"1 thread, CPU time; condprob and funsor: median of {args.repeat} runs (HMM: "
               f"{args.hmm_repeat}, exact: {args.exact_repeat}) in each of {args.rounds} "
               "interleaved rounds, the least of the rounds' medians; EfProb: one run")
-    t = table(us, fun, efp, sizes, timing)
+    t = table(us, fun, efp, sizes, timing, colds)
     if args.smoke:
         text = t.markdown()
         print(text)
