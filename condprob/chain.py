@@ -246,13 +246,14 @@ def _step_products(xp, m, steps: int):
     batch takes one GEMM per step; per-chain matrices a batched product."""
     per = _per_step(m, steps)
     if m.shape[0] == 1:
+        mats = [m[0, 0]] * steps if m.shape[1] == 1 else [x[0] for x in per]
         if xp is np:  # np.dot: the least overhead per call for 2-D products; `out` positionally
-            return [x[0] for x in per], np.dot
+            return mats, np.dot
 
         def gemm(x, mt, out):
             torch.matmul(x, mt, out=out)
 
-        return [x[0] for x in per], gemm
+        return mats, gemm
 
     def gemm_batched(x, mt, out):
         xp.matmul(x[:, None], mt, out=out[:, None])
