@@ -192,12 +192,15 @@ class Hawkes(PointProcess):
         prev = torch.zeros(B, L, D, dtype=torch.float64)  # the previous event's mark, one-hot
         prev[:, 1:].scatter_(2, batch.marks[:, :-1, None],
                              batch.mask[:, :-1, None].to(torch.float64))
-        # one exp per distinct decay: a shared decay's are the same for every source mark
+        # one exp per distinct decay: a shared decay's are the same for every source mark, and
+        # one decay is one factor for every state
         beta = self.beta[:, :1] if self.decays == "shared" else self.beta
-        a = torch.exp(-beta * batch.inter_times[:, :, None, None, None]).expand(B, L, Kp, D, R)
-        b = a * prev[:, :, None, :, None]
+        a = torch.exp(-beta * batch.inter_times[:, :, None, None, None])
         P = Kp * D * R
-        return linear_scan(a.reshape(B, L, P), b.reshape(B, L, P)).view(B, L, Kp, D, R)
+        b = (a * prev[:, :, None, :, None]).reshape(B, L, P)
+        one = a.shape[2:].numel() == 1
+        a = a.reshape(B, L, 1) if one else a.expand(B, L, Kp, D, R).reshape(B, L, P)
+        return linear_scan(a, b).view(B, L, Kp, D, R)
 
     def _intensity_from_state(self, S: Tensor) -> Tensor:
         """lambda_k from states S (..., k', j, r): mu_k + sum_{jr} alpha beta S."""

@@ -20,7 +20,7 @@ __all__ = ["linear_scan"]
 
 def _scan(a: Tensor, b: Tensor, reverse: bool) -> Tensor:
     """x along dim 1 of contiguous (B, L, P) tensors: x_i = a_i x_{i-1} + b_i, or with `reverse`
-    x_i = a_i x_{i+1} + b_i (x_L = 0).
+    x_i = a_i x_{i+1} + b_i (x_L = 0); a may be (B, L, 1), one factor for all P.
 
     In chunks of C = isqrt(L) steps: each chunk's last state from zero and its gain (the
     product of its a), vectorised across chunks; then the state entering each chunk, one step
@@ -34,7 +34,7 @@ def _scan(a: Tensor, b: Tensor, reverse: bool) -> Tensor:
     C = math.isqrt(L)
     nc, n = L // C, L // C * C
     lo = L - n if reverse else 0
-    a_c, b_c, x_c = (t[:, lo:lo + n].view(B, nc, C, P).unbind(2) for t in (a, b, x))
+    a_c, b_c, x_c = (t[:, lo:lo + n].view(B, nc, C, t.shape[2]).unbind(2) for t in (a, b, x))
     steps = range(C - 1, -1, -1) if reverse else range(C)
     chunks = range(nc - 1, -1, -1) if reverse else range(nc)
     rest = range(lo - 1, -1, -1) if reverse else range(n, L)
@@ -77,12 +77,14 @@ class _LinearScan(torch.autograd.Function):
         # Hessians work); x_i depends on a_i through x_{i-1} (x_{i+1} with reverse).
         gb = _LinearScan.apply(_shift(a, not ctx.reverse).contiguous(), gx.contiguous(),
                                not ctx.reverse)
-        return gb * _shift(x, ctx.reverse), gb, None
+        ga = gb * _shift(x, ctx.reverse)
+        return ga if a.shape == ga.shape else ga.sum(2, keepdim=True), gb, None
 
 
 def linear_scan(a: Tensor, b: Tensor) -> Tensor:
-    """x_i = a_i x_{i-1} + b_i along dim 1 of (B, L, P) tensors a and b (differentiable)."""
-    if a.shape != b.shape or a.ndim != 3:
-        raise ValidationError(f"linear_scan needs a and b of one shape (B, L, P), got "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    """x_i = a_i x_{i-1} + b_i along dim 1 of (B, L, P) tensors a and b (differentiable); a may
+    also be (B, L, 1), one factor for all P."""
+    if b.ndim != 3 or a.shape not in (b.shape, (*b.shape[:2], 1)):
+        raise ValidationError(f"linear_scan needs a and b of one shape (B, L, P) (or a of shape "
+                              f"(B, L, 1)), got {tuple(a.shape)} and {tuple(b.shape)}")
     return _LinearScan.apply(a.contiguous(), b.contiguous(), False)

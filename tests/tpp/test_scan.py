@@ -31,6 +31,17 @@ def test_gradients_and_second_derivatives():
     assert torch.autograd.gradgradcheck(linear_scan, (a, b))
 
 
+def test_one_factor_for_all_channels():
+    """a of shape (B, L, 1) scans like a repeated over the channels, with its gradient summed
+    over them (and second derivatives)."""
+    g = torch.Generator().manual_seed(2)
+    a = torch.rand(2, 13, 1, dtype=torch.float64, generator=g).requires_grad_()
+    b = torch.rand(2, 13, 3, dtype=torch.float64, generator=g).requires_grad_()
+    assert torch.equal(linear_scan(a, b), linear_scan(a.expand(2, 13, 3), b))
+    assert torch.autograd.gradcheck(linear_scan, (a, b))
+    assert torch.autograd.gradgradcheck(linear_scan, (a, b))
+
+
 @pytest.mark.parametrize("L", [1, 2, 3, 16, 17, 26])
 def test_gradient_is_the_reverse_recurrence(L):
     """Whole chunks only (L a square) and steps outside them, before them in the reverse scan:
