@@ -542,8 +542,8 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     normalised forward vectors are alpha_t = x_t / s_t and log Z = sum_t log s_t
     + log(alpha_n . exp(end)) (plus the shifts). Every step works on whole contiguous rows of
     S + 1 entries: E_t bordered by a column of ones (and a row of zeros) makes the GEMM of step t
-    return s_{t-1} beside x_{t-1} @ E_t, and U_t bordered by a column of ones makes
-    r_t = U_t / s_{t-1} keep 1 / s_{t-1} in its last column, the scale of step t - 1.
+    return s_{t-1} beside x_{t-1} @ E_t, and U_t bordered by a column of ones leaves 1 in the last
+    column of x_t = (x_{t-1} @ E_t) * (U_t / s_{t-1}).
     """
     dt = _work_dtype(c.unary)
     steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
@@ -575,23 +575,20 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     edge_shift = _exp_shifted(edges, (-1,), edges)
     s0, en = edges
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
-    r = torch.empty_like(z)
-    za, ea, ra, s0a = _arrays(xp, z, e, r, s0)
+    r = torch.empty(batch, states + 1, dtype=dt, device=dev)  # U_t / s_{t-1}, one step at a time
+    za, ea, rt, s0a = _arrays(xp, z, e, r, s0)
     mats, gemm = _step_products(xp, ea, steps)
     mul, div = _elementwise(xp)
     mul(s0a, ua[0, :, :states], za[0, :, :states])
     za[0, :, states] = 1.0
-    zs, us, rs, sums = list(za), list(ua), list(ra), list(za[:, :, states:])  # views made once
+    zs, us, sums = list(za), list(ua), list(za[:, :, states:])  # views made once
     with np.errstate(all="ignore"):  # a row that under- or overflows is recomputed in log space
         for t in range(1, steps):
-            row, rt = zs[t], rs[t]
+            row = zs[t]
             gemm(zs[t - 1], mats[t], row)
             div(us[t], sums[t], rt)
             mul(row, rt, row)
-    inv = torch.empty(steps, batch, dtype=dt, device=dev)  # 1 / s_t
-    inv[:-1] = r[1:, :, states]
-    torch.sum(z[-1, :, :states], -1, out=inv[-1])
-    inv[-1].reciprocal_()
+    inv = z[..., :states].sum(-1).reciprocal_()  # 1 / s_t
     alphas = z[..., :states]
     alphas.mul_(inv.unsqueeze(-1))
     scaled_u = torch.mul(uk, inv.unsqueeze(-1))
