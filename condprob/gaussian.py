@@ -226,8 +226,9 @@ def _succeeded(info: torch.Tensor) -> bool:
 
 def _pivots_above_floor(q: torch.Tensor, chol: torch.Tensor) -> bool:
     """Whether q = L L' (factored) is numerically positive definite in every batch entry:
-    each pivot L_ii^2 above tol(dtype, max_i q_ii)."""
-    if not q.shape[-1]:
+    each pivot L_ii^2 above tol(dtype, max_i q_ii). A 1 x 1 q that factored is: its one pivot
+    squared is q_11 (to an ulp, far inside the tolerance)."""
+    if q.shape[-1] <= 1:
         return True
     floor = _tol(q.dtype, _diag(q).amax(-1, keepdim=True))  # q_ii > 0 where q = L L'
     return bool((_diag(chol).square() > floor).all())
@@ -871,7 +872,7 @@ class Gaussian(LinearGaussian):
             rows = q.index_select(-2, eq.index)                # Q[o, :], read row by row
             ca = rows.mT                                       # Q[:, o], (*batch, n, r)
             s = rows.index_select(-1, eq.index)
-            exact = torch.equal(s, s.mT)                       # Q[o, o] exactly symmetric
+            exact = r == 1 or torch.equal(s, s.mT)             # Q[o, o] exactly symmetric
             if self._pending:
                 self._check_read(rows, s, eq.index, exact)
         else:
