@@ -299,12 +299,17 @@ def run_small(side: str, task: str) -> dict | None:
     code = code.replace("LOOP", str(SMALL_LOOP)).replace("CLOCK", CLOCK.__name__)
     if env_name != "ours":
         return run_peer(env_name, code)
+    return run_ours(code, side, timeout=600)
+
+
+def run_ours(code: str, name: str, timeout: float) -> dict:
+    """Run timing code on condprob's side in a fresh process (1 thread); its last JSON line."""
     proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=600, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
                           env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
                                    PYTHONPATH=str(ROOT)))
     if proc.returncode != 0:
-        raise RuntimeError(f"{side} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -376,13 +381,7 @@ def run_side(name: str, path: Path, prob: dict, jitter: float, repeat: int,
                      ("SRC", repr(str(src / "python"))), ("CLOCK", CLOCK.__name__)):
         full = full.replace(key, val)
     if env_name == "ours":
-        proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + textwrap.dedent(full)],
-                              capture_output=True, text=True, timeout=1800, cwd=str(ROOT),
-                              env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                                       PYTHONPATH=str(ROOT)))
-        if proc.returncode != 0:
-            raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        res = run_ours(full, name, timeout=1800)
     else:
         res = run_peer(env_name, full)
     if res is not None and "time" in res:
