@@ -524,6 +524,14 @@ def _exp_shifted(x: Tensor, dims: tuple[int, ...], out: Tensor) -> Tensor:
     return m
 
 
+def _underflows(shifted: Tensor) -> Tensor:
+    """Where a finite entry of `shifted` (potentials minus their max) is below log(tiny) of its
+    dtype: its exp is subnormal or zero, so the scaled pass may lose the paths through it (they
+    can still carry most of the mass when other potentials favour them)."""
+    low = math.log(torch.finfo(shifted.dtype).tiny)
+    return (shifted < low) & (shifted > float("-inf"))
+
+
 @dataclass
 class _Scaled:
     logz: Tensor  # (B,)
@@ -544,6 +552,11 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     S + 1 entries: E_t bordered by a column of ones (and a row of zeros) makes the GEMM of step t
     return s_{t-1} beside x_{t-1} @ E_t, and U_t bordered by a column of ones leaves 1 in the last
     column of x_t = (x_{t-1} @ E_t) * (U_t / s_{t-1}).
+
+    A chain with a finite potential more than -log(tiny) below the largest of its kind (same
+    position, same step's matrix, or start / end), or with a step whose mass s_t is below
+    sqrt(tiny), gets log Z = NaN: products underflow there, and the paths they drop may carry
+    the mass, so the callers recompute it in log space.
     """
     dt = _work_dtype(c.unary)
     steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
@@ -566,12 +579,15 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     xp = _array_module(u)
     ua, sa = _arrays(xp, u, ushift)
     ua -= sa
+    lossy = _underflows(uk).any(-1).any(0)  # (B,)
     xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     pw = c.pairwise.to(dt)
     e = torch.zeros(*pw.shape[:-2], states + 1, states + 1, dtype=dt, device=dev)
     e[..., :states, states] = 1.0
     pshift = _exp_shifted(pw, (-2, -1), e[..., :states, :states])
+    lossy |= _underflows(pw - pshift).flatten(1).any(-1)  # (Bp,): shared or one per chain
     edges = torch.stack([c.start, c.end]).to(dt)
+    lossy |= _underflows(edges - edges.amax(-1, keepdim=True)).any(-1).any(0)
     edge_shift = _exp_shifted(edges, (-1,), edges)
     s0, en = edges
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
@@ -589,6 +605,9 @@ def _scaled_forward(c: _Compact) -> _Scaled:
             div(us[t], sums[t], rt)
             mul(row, rt, row)
     inv = z[..., :states].sum(-1).reciprocal_()  # 1 / s_t
+    # a step whose mass s_t falls below sqrt(tiny) was computed near underflow: entries may be lost
+    collapse = inv > 1 / math.sqrt(torch.finfo(dt).tiny)
+    lossy |= (collapse if c.full else collapse & c.valid().t()).any(0)
     alphas = z[..., :states]
     alphas.mul_(inv.unsqueeze(-1))
     scaled_u = torch.mul(uk, inv.unsqueeze(-1))
@@ -600,7 +619,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     rows = torch.arange(batch, device=dev)
     logz = (logs.sum(0) + torch.log((alphas[c.lengths - 1, rows] * en).sum(-1))
             + edge_shift.sum(0, dtype=torch.float64)[:, 0])
-    return _Scaled(logz, scaled_u, e, en, alphas, z)
+    return _Scaled(logz.masked_fill(lossy, float("nan")), scaled_u, e, en, alphas, z)
 
 
 def _scaled_backward(c: _Compact, f: _Scaled,
@@ -737,9 +756,11 @@ class _LogPartition(torch.autograd.Function):
         M, W, bad = _scaled_backward(c, f, g.to(f.alphas.dtype))
         gu = M.to(c.unary.dtype)
         gp = _pairwise_grad(c, f, W, bad).to(c.pairwise.dtype)
-        finite_bad = bad & torch.isfinite(f.logz)
-        if bool(finite_bad.any()):
-            idx = finite_bad.nonzero().flatten()
+        idx = bad.nonzero().flatten()
+        if idx.numel():
+            with torch.no_grad():  # chains whose every path is forbidden keep a zero gradient
+                idx = idx[~torch.isneginf(_recursion(c.rows(idx), LogSemiring()).value[0])]
+        if idx.numel():
             du, dp = _generic_grads(c, idx, g)
             gu = gu.index_put((idx,), du)
             gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)
