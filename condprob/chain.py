@@ -524,6 +524,15 @@ def _exp_shifted(x: Tensor, dims: tuple[int, ...], out: Tensor) -> Tensor:
     return m
 
 
+def _may_underflow(x: Tensor, low: float) -> bool:
+    """Whether some finite entry of x may be more than -low below the largest (one pass over x;
+    False means none is, True that `_underflows` must look entry by entry)."""
+    if x.numel() == 0:
+        return False
+    lo, hi = torch.aminmax(x)
+    return not float(hi - lo) < -low
+
+
 def _underflows(shifted: Tensor) -> Tensor:
     """Where a finite entry of `shifted` (potentials minus their max) is below log(tiny) of its
     dtype: its exp is subnormal or zero, so the scaled pass may lose the paths through it (they
@@ -579,15 +588,20 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     xp = _array_module(u)
     ua, sa = _arrays(xp, u, ushift)
     ua -= sa
-    lossy = _underflows(uk).any(-1).any(0)  # (B,)
+    tiny = torch.finfo(dt).tiny
+    lossy = torch.zeros(batch, dtype=torch.bool, device=dev)  # chains that may lose paths
+    if _may_underflow(c.unary, math.log(tiny)):
+        lossy |= _underflows(uk).any(-1).any(0)
     xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     pw = c.pairwise.to(dt)
     e = torch.zeros(*pw.shape[:-2], states + 1, states + 1, dtype=dt, device=dev)
     e[..., :states, states] = 1.0
     pshift = _exp_shifted(pw, (-2, -1), e[..., :states, :states])
-    lossy |= _underflows(pw - pshift).flatten(1).any(-1)  # (Bp,): shared or one per chain
+    if _may_underflow(pw, math.log(tiny)):
+        lossy |= _underflows(pw - pshift).flatten(1).any(-1)  # (Bp,): shared or one per chain
     edges = torch.stack([c.start, c.end]).to(dt)
-    lossy |= _underflows(edges - edges.amax(-1, keepdim=True)).any(-1).any(0)
+    if _may_underflow(edges, math.log(tiny)):
+        lossy |= _underflows(edges - edges.amax(-1, keepdim=True)).any(-1).any(0)
     edge_shift = _exp_shifted(edges, (-1,), edges)
     s0, en = edges
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
@@ -606,8 +620,9 @@ def _scaled_forward(c: _Compact) -> _Scaled:
             mul(row, rt, row)
     inv = z[..., :states].sum(-1).reciprocal_()  # 1 / s_t
     # a step whose mass s_t falls below sqrt(tiny) was computed near underflow: entries may be lost
-    collapse = inv > 1 / math.sqrt(torch.finfo(dt).tiny)
-    lossy |= (collapse if c.full else collapse & c.valid().t()).any(0)
+    if not float(inv.amax()) <= 1 / math.sqrt(tiny):
+        collapse = ~(inv <= 1 / math.sqrt(tiny))
+        lossy |= (collapse if c.full else collapse & c.valid().t()).any(0)
     alphas = z[..., :states]
     alphas.mul_(inv.unsqueeze(-1))
     scaled_u = torch.mul(uk, inv.unsqueeze(-1))
@@ -619,7 +634,9 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     rows = torch.arange(batch, device=dev)
     logz = (logs.sum(0) + torch.log((alphas[c.lengths - 1, rows] * en).sum(-1))
             + edge_shift.sum(0, dtype=torch.float64)[:, 0])
-    return _Scaled(logz.masked_fill(lossy, float("nan")), scaled_u, e, en, alphas, z)
+    if bool(lossy.any()):
+        logz.masked_fill_(lossy, float("nan"))
+    return _Scaled(logz, scaled_u, e, en, alphas, z)
 
 
 def _scaled_backward(c: _Compact, f: _Scaled,
@@ -756,11 +773,11 @@ class _LogPartition(torch.autograd.Function):
         M, W, bad = _scaled_backward(c, f, g.to(f.alphas.dtype))
         gu = M.to(c.unary.dtype)
         gp = _pairwise_grad(c, f, W, bad).to(c.pairwise.dtype)
-        idx = bad.nonzero().flatten()
-        if idx.numel():
+        idx = bad.nonzero().flatten() if bool(bad.any()) else None
+        if idx is not None:
             with torch.no_grad():  # chains whose every path is forbidden keep a zero gradient
                 idx = idx[~torch.isneginf(_recursion(c.rows(idx), LogSemiring()).value[0])]
-        if idx.numel():
+        if idx is not None and idx.numel():
             du, dp = _generic_grads(c, idx, g)
             gu = gu.index_put((idx,), du)
             gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)
