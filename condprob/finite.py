@@ -64,7 +64,9 @@ def _convert(data: Any, exact: bool | None, dtype: torch.dtype | None) -> Array:
         if not data.is_floating_point():
             data = data.to(dtype or torch.float64)
         return data.to(dtype) if dtype is not None else data
-    return torch.as_tensor(np.asarray(data, dtype=np.float64), dtype=dtype or torch.float64)
+    # a copy: a state must not share memory with a numpy array the caller may write to (torch's
+    # version counter, which `_least_entry` trusts, does not see numpy's writes)
+    return torch.tensor(np.asarray(data, dtype=np.float64), dtype=dtype or torch.float64)
 
 
 class Kernel(Morphism):

@@ -360,3 +360,15 @@ def test_states_of_inference_tensors_are_validated_and_disintegrate():
     m, k, null = cp.disintegrate(joint, 0)
     assert torch.equal(m.probs, torch.full((2,), 0.5, dtype=torch.float64))
     assert not null.any()
+
+
+def test_a_state_from_numpy_does_not_see_later_writes_to_the_array():
+    # the state copies: a write through numpy (unseen by torch's version counter) cannot turn a
+    # validated positive joint into one with a null row behind the checks' back
+    arr = np.full(4, 0.25)
+    space = cp.product(cp.FiniteSpace([0, 1], name="a"), cp.FiniteSpace([0, 1], name="b"))
+    s = cp.State(arr, space)
+    arr[:] = [0.5, 0.5, 0.0, 0.0]
+    kernel = cp.disintegrate(s, 0).kernel.array
+    assert torch.equal(kernel, torch.full((2, 2), 0.5, dtype=torch.float64))
+    assert torch.equal(s.array, torch.full((1, 4), 0.25, dtype=torch.float64))
