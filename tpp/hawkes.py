@@ -755,9 +755,9 @@ class _FixedDecaySums:
         """The log-likelihood summed over the batch's sequences, differentiable in mu (D,) and
         alpha (D, D, R)."""
         D = mu.shape[0]
-        log_lam = [torch.log(mu[k] + self.rows[k] @ alpha[k].reshape(-1)).sum()
-                   for k in range(D) if self.counts[k]]
-        return torch.stack(log_lam).sum() - self.total_T * mu.sum() - (alpha * self.C).sum()
+        log_lam = sum((torch.log(mu[k] + self.rows[k] @ alpha[k].reshape(-1)).sum()
+                       for k in range(D) if self.counts[k]), mu.new_zeros(()))
+        return log_lam - self.total_T * mu.sum() - (alpha * self.C).sum()
 
 
 class _ExpLogLik(torch.autograd.Function):

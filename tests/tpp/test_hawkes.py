@@ -345,3 +345,15 @@ def test_next_event_law_in_pyro():
     assert torch.allclose(tr.log_prob_sum(), law.log_prob((x[0, :, 0], x[0, :, 1].long())).sum())
     with pytest.raises(ValidationError, match="whole number"):
         d.log_prob(torch.tensor([[1.0, 0.5]] * 3, dtype=torch.float64))
+
+
+def test_fixed_decay_sums_of_a_shard_without_events():
+    # a shard of a sharded fit may hold no events: its log-likelihood is -T sum(mu), not an error
+    batch = EventBatch.from_sequences([[]], [[]], T=2.0, num_marks=2)
+    mu = torch.tensor([0.3, 0.5], dtype=torch.float64, requires_grad=True)
+    alpha = torch.full((2, 2, 1), 0.2, dtype=torch.float64, requires_grad=True)
+    sums = hawkes_module._FixedDecaySums(Hawkes([1.0, 1.0], torch.ones(2, 2, 1), 1.5), batch)
+    ll = sums.log_likelihood(mu, alpha)
+    ref = Hawkes(mu, alpha, 1.5).log_likelihood(batch).sum()
+    assert ll.item() == pytest.approx(-1.6, rel=1e-15) == ref.item()
+    assert torch.equal(torch.autograd.grad(ll, mu)[0], torch.full((2,), -2.0, dtype=torch.float64))
