@@ -70,10 +70,11 @@ def temper(logits: torch.Tensor, t: float) -> torch.Tensor:
     limit t -> 0 with ties kept, never NaN.
     """
     scaled = logits / t
-    if bool(torch.isfinite(scaled.amax(-1)).all()):  # False for +inf, NaN, all -inf
-        return scaled
+    if scaled.shape[-1] == 0 or bool(torch.isfinite(scaled.amax(-1)).all()):
+        return scaled  # the amax is not finite for +inf, NaN or a row of -inf
     wide = logits.double()
-    return ((wide - wide.amax(-1, keepdim=True)) / t).to(logits.dtype)
+    top = wide.amax(-1, keepdim=True)
+    return ((wide - top.masked_fill(torch.isneginf(top), 0.0)) / t).to(logits.dtype)
 
 
 def mass_prefix_mask(probs: torch.Tensor, key: torch.Tensor, mass: float) -> torch.Tensor:

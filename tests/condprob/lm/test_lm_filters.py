@@ -20,6 +20,7 @@ from condprob.lm.filters import (
     Typical,
     entropy,
     filtered_probs,
+    temper,
 )
 from condprob.lm.sampling import sample_filtered, sample_filtered_torch, sample_sorted
 
@@ -232,3 +233,13 @@ def test_torch_twin_shares_the_law(kw, gtest):
     draws = sample_filtered_torch(logits.expand(20000, -1), generator=g, check=True, **kw)
     assert gtest(draws, filtered_probs(logits, **kw)) > 1e-3
     assert gtest(draws, torch.softmax(logits, -1)) < 1e-6
+
+
+def test_temper_keeps_empty_and_all_minus_inf_rows_free_of_nan():
+    empty = torch.empty(2, 0)
+    assert temper(empty, 1e-40).shape == (2, 0)
+    rows = torch.tensor([[float("-inf")] * 3, [-5.0, -7.0, float("-inf")]])
+    out = temper(rows, 1e-40)  # tiny t: the shifted path
+    assert not bool(out.isnan().any())
+    assert torch.equal(out[0], rows[0])
+    assert out[1, 0] == 0 and out[1, 1] == float("-inf") and out[1, 2] == float("-inf")
