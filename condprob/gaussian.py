@@ -297,8 +297,13 @@ class LinearEquation:
     def matrix(self) -> torch.Tensor:
         """The matrix A of A x == b, (*batch, r, n)."""
         if self._matrix is None:
-            self._matrix = torch.eye(self._dim, dtype=self.rhs.dtype)[self.index]
+            self._matrix = torch.eye(self._dim, dtype=self.rhs.dtype,
+                                     device=self.rhs.device)[self.index.to(self.rhs.device)]
         return self._matrix
+
+    @matrix.setter
+    def matrix(self, value: torch.Tensor) -> None:
+        self._matrix = value
 
     @classmethod
     def observe(cls, index: Sequence[int] | torch.Tensor, values: Tensorish, dim: int,
