@@ -186,6 +186,7 @@ def _mass(row, low, floor):  # pragma: no cover (compiled)
 
 @njit(cache=True, fastmath=_FAST)
 def _block_mass(block, low, floor):  # pragma: no cover (compiled)
+    """Sum in float64 of the _BLOCK probabilities p of `block` with p > low and p >= floor."""
     s = 0.0
     for i in range(_BLOCK):
         p = block[i]
