@@ -547,7 +547,7 @@ class _Scaled:
     scaled_u: Tensor  # U_t / s_t (T, B, S)
     pair: Tensor  # E bordered by a last column of ones and a last row of zeros: (Bp, Tp, S+1, S+1)
     end: Tensor  # (B, S)
-    alphas: Tensor  # (T, B, S), each normalised to sum 1: a view of
+    alphas: Tensor  # (T, B, S), each normalised to sum 1: a view of `rows`
     rows: Tensor  # (T, B, S + 1), contiguous; its last column is read by nothing but the pairwise
     # gradient's GEMM (which drops it)
 
@@ -773,11 +773,11 @@ class _LogPartition(torch.autograd.Function):
         M, W, bad = _scaled_backward(c, f, g.to(f.alphas.dtype))
         gu = M.to(c.unary.dtype)
         gp = _pairwise_grad(c, f, W, bad).to(c.pairwise.dtype)
-        idx = bad.nonzero().flatten() if bool(bad.any()) else None
-        if idx is not None:
-            with torch.no_grad():  # chains whose every path is forbidden keep a zero gradient
-                idx = idx[~torch.isneginf(_recursion(c.rows(idx), LogSemiring()).value[0])]
-        if idx is not None and idx.numel():
+        # rows whose log Z is not finite were recomputed in log space by `_log_partition_compact`
+        # (differentiably); here only rows whose backward alone under- or overflowed
+        redo = bad & torch.isfinite(f.logz)
+        if bool(redo.any()):
+            idx = redo.nonzero().flatten()
             du, dp = _generic_grads(c, idx, g)
             gu = gu.index_put((idx,), du)
             gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)

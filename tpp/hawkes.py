@@ -690,11 +690,12 @@ _SCAN_FIRST = [True]  # no compiled pass yet in this process: the next call take
 def _compiled_pass_ready() -> bool:
     """Whether to run `_exp_pass`: yes when it is compiled in this process, or in numba's on-disk
     cache for this source (numba's own index check: the source's content hash), loaded here
-    (numba's first load in a process imports its implementation modules). Without either (a first use after installing), the first call in the process takes
-    the scan path (the same likelihood and gradient by torch), so that a single use never waits
-    for the compiler, and the second compiles the pass (once: it is cached) and runs it. Not in
-    a background thread: compiling holds the GIL, which the scan path's many small torch calls
-    would wait for, so both would crawl."""
+    (numba's first load in a process imports its implementation modules). Without either (a
+    first use after installing), the first call in the process takes the scan path (the same
+    likelihood and gradient by torch), so that a single use never waits for the compiler, and
+    the second compiles the pass (once: it is cached) and runs it. Not in a background thread:
+    compiling holds the GIL, which the scan path's many small torch calls would wait for, so
+    both would crawl."""
     if _exp_pass.signatures:
         return True
     try:

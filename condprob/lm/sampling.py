@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from condprob.accel import gpu_available
+from condprob.errors import ValidationError
 from condprob.lm.filters import MinP, Temperature, TopK, TopP, check_logits, temper
 
 
@@ -130,6 +131,8 @@ def _sample_cpu(logits: torch.Tensor, temperature: float, top_k: int | None,
         bad = out == -2
     if bad.any():
         check_logits(flat)  # the kernels flag a row only for a NaN, a +inf or no finite logit
+        raise ValidationError(f"no token could be drawn in row(s) {np.flatnonzero(bad).tolist()}"
+                              " of the logits")
     return torch.from_numpy(out).reshape(logits.shape[:-1])
 
 
