@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,15 @@ import numpy as np
 import torch
 
 import condprob as cp
-from benchmarks.harness import CLOCK, PEER_PRELUDE, ROOT, Table, median_time, run_peer
+from benchmarks.harness import (
+    CLOCK,
+    PEER_PRELUDE,
+    ROOT,
+    Table,
+    median_time,
+    one_thread_env,
+    run_peer,
+)
 from benchmarks.roofline import Work
 
 SIZES = {"joint": 50, "channel": 200, "hidden": 100, "obs": 10, "steps": 50}
@@ -266,8 +273,7 @@ def cold(side: str, path: Path, runs: int) -> dict | None:
         else:
             proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + code], capture_output=True,
                                   text=True, timeout=600, cwd=str(ROOT),
-                                  env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                                           PYTHONPATH=str(ROOT)))
+                                  env=one_thread_env(PYTHONPATH=str(ROOT)))
             if proc.returncode != 0:
                 raise RuntimeError(f"cold run failed:\n{proc.stderr[-3000:]}")
             res = json.loads(proc.stdout.strip().splitlines()[-1])

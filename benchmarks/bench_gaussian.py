@@ -70,7 +70,15 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import CLOCK, PEER_PRELUDE, ROOT, Table, fmt_seconds, run_peer
+from benchmarks.harness import (
+    CLOCK,
+    PEER_PRELUDE,
+    ROOT,
+    Table,
+    fmt_seconds,
+    one_thread_env,
+    run_peer,
+)
 
 # (points, observations, warm repeats, length scale)
 PROBLEMS = [(1000, 100, 21, 0.1), (1000, 100, 21, 0.5), (5000, 1000, 1, 0.1)]
@@ -306,8 +314,7 @@ def run_ours(code: str, name: str, timeout: float) -> dict:
     """Run timing code on condprob's side in a fresh process (1 thread); its last JSON line."""
     proc = subprocess.run([sys.executable, "-c", PEER_PRELUDE + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=timeout, cwd=str(ROOT),
-                          env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-                                   PYTHONPATH=str(ROOT)))
+                          env=one_thread_env(PYTHONPATH=str(ROOT)))
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

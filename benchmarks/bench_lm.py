@@ -52,7 +52,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import tempfile
@@ -61,7 +60,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.harness import ROOT, Table, fmt_seconds, median_time, run_peer
+from benchmarks.harness import ROOT, Table, fmt_seconds, median_time, one_thread_env, run_peer
 from condprob.lm.attributes import ClassConditional, RegularAttribute, guide, vader_sentiment
 from condprob.lm.charlm import stdlib_text, train_char_lm, train_token_lm, tweets
 from condprob.lm.filters import TopK, TopP
@@ -153,7 +152,7 @@ def first_call(side: str, kw: dict, batch: int, vocab: int, numba_cache: bool) -
     topk (torch.topk + torch.multinomial) or sort (the sort-based reference). `numba_cache`:
     whether numba's on-disk cache holds our kernels (a first process fills it); without it the
     call compiles them, as the first use after installing does."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    env = one_thread_env(PYTHONPATH=str(ROOT))
     code = f"BATCH = {batch}\nVOCAB = {vocab}\n" + COLD_CODE
     with tempfile.TemporaryDirectory() as tmp:
         env["NUMBA_CACHE_DIR"] = tmp

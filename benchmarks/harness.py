@@ -31,6 +31,15 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / ".peers"
 RESULTS = ROOT / "benchmarks" / "results"
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+"""Thread limits of every timed process: torch's OpenMP and MKL, numpy's OpenBLAS."""
+
+
+def one_thread_env(**extra: str) -> dict[str, str]:
+    """The environment of a timed subprocess: this one's, limited to one thread, plus `extra`."""
+    return dict(os.environ, **ONE_THREAD, **extra)
+
+
 CLOCK: Callable[[], float] = (time.perf_counter if os.environ.get("BENCH_CLOCK") == "wall"
                               else time.process_time)
 """The clock of `median_time` (see the module docstring)."""
@@ -76,7 +85,7 @@ def run_peer(name: str, code: str, timeout: float = 1800) -> dict | None:
     exe = peer_python(name)
     if exe is None:
         return None
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env = one_thread_env()
     proc = subprocess.run(
         [str(exe), "-c", PEER_PRELUDE + textwrap.dedent(code)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=str(ROOT),

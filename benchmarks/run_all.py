@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from benchmarks.harness import RESULTS, ROOT, SKIPPED, SPEEDUP, cell, machine
+from benchmarks.harness import RESULTS, ROOT, SKIPPED, SPEEDUP, cell, machine, one_thread_env
 
 BENCHMARKS = ROOT / "benchmarks"
 
@@ -52,8 +52,8 @@ def discover(folder: Path = BENCHMARKS, only: list[str] | None = None) -> list[P
 def run_script(script: Path, timeout: float, args: list[str] | None = None,
                tail_lines: int = 40) -> Outcome:
     """Run one script with the repository root on PYTHONPATH, echoing its output as it comes."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    env = one_thread_env(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(script), *(args or [])], cwd=str(ROOT), env=env,

@@ -915,10 +915,14 @@ class Gaussian(LinearGaussian):
                                         f"{float(allowed.expand_as(comp).reshape(-1)[worst]):.3g})"
                                         f"{where}")
             lam_kept = torch.where(zero, torch.ones_like(lam), lam)
-            isq = torch.where(zero, 0.0, lam_kept.rsqrt())
-            g = (ca @ u) * isq[..., None, :]
-            w = _mv(u.mT, c) * isq
             rank = (~zero).sum(-1)
+            # eigh sorts ascending, so the zero directions come first: the columns from `first`
+            # on are the directions some batch member keeps (the others would be zero columns)
+            first = r - int(rank.amax()) if rank.numel() else r
+            u = u.narrow(-1, first, r - first)
+            isq = torch.where(zero, 0.0, lam_kept.rsqrt()).narrow(-1, first, r - first)
+            g = ((u * isq[..., None, :]).mT @ ca.mT).mT      # Q[:, o] U diag(isq), (*b, n, k)
+            w = _mv(u.mT, c) * isq
         mean = self.mean + _mv(g, w)
         # the posterior lives on {A x = b}: project the mean onto it (least-norm shift), which
         # removes the rounding left in directions of tiny or (numerically) zero variance
