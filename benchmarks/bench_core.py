@@ -45,6 +45,7 @@ from benchmarks.harness import (
     Table,
     median_time,
     one_thread_env,
+    over_rounds,
     run_peer,
 )
 from benchmarks.roofline import Work
@@ -367,11 +368,6 @@ def table(us: dict, fun: dict | None, efp: dict | None, sizes: dict[str, int],
 
 OUR_TIMES = ("dis_float", "rec_float", "dis_exact", "rec_exact", "inv", "hmm")
 FUNSOR_TIMES = ("dis", "rec", "inv", "hmm")
-
-
-def over_rounds(runs: list[dict], keys: tuple[str, ...]) -> dict:
-    """The last run's results with each timing replaced by its least value over the rounds."""
-    return {**runs[-1], **{k: min(r[k] for r in runs) for k in keys}}
 
 
 def main(argv: list[str] | None = None) -> str:

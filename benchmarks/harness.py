@@ -71,6 +71,12 @@ def median_time(fn: Callable[[], object], repeat: int = 5, warmup: int = 1,
     return statistics.median(times)
 
 
+def over_rounds(runs: list[dict], keys: tuple[str, ...]) -> dict:
+    """The last run's results with each timing in `keys` replaced by its least value over the
+    rounds (the load of a shared machine comes and goes and only ever adds time)."""
+    return {**runs[-1], **{k: min(r[k] for r in runs) for k in keys}}
+
+
 def peer_python(name: str) -> Path | None:
     """The Python of a peer's environment, or None when it has not been created."""
     exe = PEERS / name / "bin" / "python"
