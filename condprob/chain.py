@@ -174,6 +174,14 @@ class _Compact:
         return _Compact(self.unary[idx], self.pairwise[self.pair_rows(idx)], self.start[idx],
                         self.end[idx], self.lengths[idx], None, (int(idx.numel()),))
 
+    def wide(self, idx: Tensor) -> _Compact | None:
+        """Rows idx in float64 (differentiably), or None when the potentials already are."""
+        if _work_dtype(self.unary) == torch.float64:
+            return None
+        sub = self.rows(idx)
+        return _Compact(sub.unary.double(), sub.pairwise.double(), sub.start.double(),
+                        sub.end.double(), sub.lengths, None, sub.batch_shape)
+
     def expand(self, values: Tensor, fill: float | int) -> Tensor:
         """Put per-position values (B, T, ...) back at their original positions, shaped
         (*batch, T, ...), with `fill` at masked positions."""
@@ -524,21 +532,57 @@ def _exp_shifted(x: Tensor, dims: tuple[int, ...], out: Tensor) -> Tensor:
     return m
 
 
-def _may_underflow(x: Tensor, low: float) -> bool:
-    """Whether some finite entry of x may be more than -low below the largest (one pass over x;
-    False means none is, True that `_underflows` must look entry by entry)."""
+def _spread(x: Tensor) -> float:
+    """max(x) - min(x) (0 for an empty x; inf when x holds -inf): one pass over x."""
     if x.numel() == 0:
-        return False
+        return 0.0
     lo, hi = torch.aminmax(x)
-    return not float(hi - lo) < -low
+    gap = float(hi - lo)
+    return gap if gap == gap else math.inf
 
 
-def _underflows(shifted: Tensor) -> Tensor:
-    """Where a finite entry of `shifted` (potentials minus their max) is below log(tiny) of its
-    dtype: its exp is subnormal or zero, so the scaled pass may lose the paths through it (they
-    can still carry most of the mass when other potentials favour them)."""
-    low = math.log(torch.finfo(shifted.dtype).tiny)
-    return (shifted < low) & (shifted > float("-inf"))
+def _lost_paths(c: _Compact, z: Tensor) -> Tensor:
+    """Chains (B,) whose scaled forward rows z (T, B, S) lost a path that may carry mass: an
+    entry below tiny that is not zero (it has lost digits), or an entry that is zero although a
+    path of finite potentials arrives there (from a live entry of the previous position through
+    a finite step, or at the first position through a finite start score: a product flushed to
+    zero). Those paths can regain most of the mass when later potentials favour them. One pass
+    when no entry is below tiny; else (structural zeros, as constraints make) one GEMM of the
+    live pattern with the finite steps, in numpy on CPU."""
+    tiny = torch.finfo(z.dtype).tiny
+    if float(z.amin()) >= tiny:  # the usual case without constraints (NaN rows: look closer)
+        return torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
+    xp = _array_module(z)
+    za, ua, pa, sa, va = _arrays(xp, z, c.unary.detach(), c.pairwise.detach(), c.start.detach(),
+                                 c.valid())
+    small = za < tiny
+    weak = small & (za > 0)
+    empty = small & ~weak & xp.swapaxes(ua > -math.inf, 0, 1)
+    arrive = xp.zeros_like(empty)
+    arrive[0] = sa > -math.inf
+    into = empty[1:].any(axis=2)  # the steps that lead to a zero entry
+    t, b = into.nonzero() if xp is np else into.nonzero(as_tuple=True)
+    if len(t):
+        live = (za[t, b] > 0) * 1.0                                  # (K, S): live before
+        step = pa > -math.inf                                        # (Bp, Tp, S, S)
+        step = step[b if step.shape[0] > 1 else 0, t + 1 if step.shape[1] > 1 else 0] * 1.0
+        counts = (live[:, None, :] @ step)[:, 0] if step.ndim == 3 else live @ step
+        arrive[t + 1, b] = counts > 0
+    lost = (weak | (empty & arrive)).any(axis=2)                     # (T, B)
+    if not c.full:
+        lost &= xp.swapaxes(va, 0, 1)
+    lost = lost.any(axis=0)
+    return torch.from_numpy(lost) if xp is np else lost
+
+
+def _lossy_end(end: Tensor) -> Tensor:
+    """Chains (B,) with a finite end score more than -log(tiny) below the largest (its exp is
+    subnormal or zero, and the last step's dot product may lose the paths ending there)."""
+    low = math.log(torch.finfo(end.dtype).tiny)
+    if _spread(end) < -low:
+        return torch.zeros(end.shape[0], dtype=torch.bool, device=end.device)
+    gap = end - end.amax(-1, keepdim=True)
+    return ((gap < low) & (gap > -math.inf)).any(-1)
 
 
 @dataclass
@@ -562,10 +606,10 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     return s_{t-1} beside x_{t-1} @ E_t, and U_t bordered by a column of ones leaves 1 in the last
     column of x_t = (x_{t-1} @ E_t) * (U_t / s_{t-1}).
 
-    A chain with a finite potential more than -log(tiny) below the largest of its kind (same
-    position, same step's matrix, or start / end), or with a step whose mass s_t is below
-    sqrt(tiny), gets log Z = NaN: products underflow there, and the paths they drop may carry
-    the mass, so the callers recompute it in log space.
+    A chain gets log Z = NaN, and the callers recompute it (in float64, then in log space),
+    where the pass may have lost a path that carries mass: a forward entry that lost its digits
+    or was flushed to zero on a path of finite potentials (`_lost_paths`), an end score whose
+    exp is subnormal, or a step whose mass s_t is below sqrt(tiny).
     """
     dt = _work_dtype(c.unary)
     steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
@@ -589,19 +633,13 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     ua, sa = _arrays(xp, u, ushift)
     ua -= sa
     tiny = torch.finfo(dt).tiny
-    lossy = torch.zeros(batch, dtype=torch.bool, device=dev)  # chains that may lose paths
-    if _may_underflow(c.unary, math.log(tiny)):
-        lossy |= _underflows(uk).any(-1).any(0)
-    xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     pw = c.pairwise.to(dt)
     e = torch.zeros(*pw.shape[:-2], states + 1, states + 1, dtype=dt, device=dev)
     e[..., :states, states] = 1.0
     pshift = _exp_shifted(pw, (-2, -1), e[..., :states, :states])
-    if _may_underflow(pw, math.log(tiny)):
-        lossy |= _underflows(pw - pshift).flatten(1).any(-1)  # (Bp,): shared or one per chain
+    xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     edges = torch.stack([c.start, c.end]).to(dt)
-    if _may_underflow(edges, math.log(tiny)):
-        lossy |= _underflows(edges - edges.amax(-1, keepdim=True)).any(-1).any(0)
+    lossy = _lossy_end(edges[1])  # chains that may lose paths (more below)
     edge_shift = _exp_shifted(edges, (-1,), edges)
     s0, en = edges
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
@@ -623,6 +661,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     if not float(inv.amax()) <= 1 / math.sqrt(tiny):
         collapse = ~(inv <= 1 / math.sqrt(tiny))
         lossy |= (collapse if c.full else collapse & c.valid().t()).any(0)
+    lossy |= _lost_paths(c, z[..., :states])
     alphas = z[..., :states]
     alphas.mul_(inv.unsqueeze(-1))
     scaled_u = torch.mul(uk, inv.unsqueeze(-1))
@@ -796,6 +835,13 @@ def _log_partition_compact(c: _Compact, y: Tensor | None = None) -> tuple[Tensor
     out = _LogPartition.apply(c.unary, c.pairwise, c.start, c.end, c, y)
     logz, sc = (out, None) if y is None else out
     bad = ~torch.isfinite(logz)
+    # rows that the scaled pass could not settle: in float64 first (when it was float32), then
+    # those still unsettled, and impossible rows (-inf), in log space
+    wide = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
+    if wide is not None:
+        again = _LogPartition.apply(wide.unary, wide.pairwise, wide.start, wide.end, wide, None)
+        logz = logz.index_put((bad.nonzero().flatten(),), again.to(logz.dtype))
+        bad = ~torch.isfinite(logz)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         with torch.no_grad():
@@ -850,7 +896,14 @@ def marginals(chain: Chain) -> Tensor:
     with torch.no_grad():
         f = _scaled_forward(c)
         M, bad = _scaled_backward(c, f)[::2]
-    M = M.to(c.unary.dtype)
+        M = M.to(c.unary.dtype)
+        # unsettled rows in float64 first (when the pass was float32), then in log space
+        wide = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
+        if wide is not None:
+            idx = bad.nonzero().flatten()
+            M2, bad2 = _scaled_backward(wide, _scaled_forward(wide))[::2]
+            M = M.index_put((idx,), M2.to(M.dtype))
+            bad = bad.index_put((idx,), bad2)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         du = _generic_grads(c, idx, torch.ones_like(f.logz))[0]

@@ -394,6 +394,63 @@ def test_float32_log_partition_of_large_potentials_matches_float64_log_space():
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=0)
 
 
+def _fall_behind_and_recover(one_step: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two states that never switch after the first step, in float32. State 1 falls 120 nats
+    behind, either 40 nats a step (`one_step` False) or in one step of a -60 transition times a
+    -60 unary score; then state 0 falls behind by as much, so both paths end with equal scores.
+    No potential is more than 60 nats below the largest of its kind (float32's least normal
+    number is e^-87.3), and no step's mass below e^-40; the scaled pass flushes state 1's
+    forward entry to zero on the way."""
+    u = torch.zeros(1, 7, 2)
+    pair = torch.tensor([[0.0, NEG], [NEG, 0.0]])
+    if one_step:  # one step matrix per position: the switch 0 -> 1 is allowed at step 1 only
+        pair = pair.expand(1, 7, 2, 2).clone()
+        pair[0, 1, 0, 1] = -60.0
+        u[0, 1, 1] = -60.0
+        u[0, 0, 1] = NEG
+        u[0, 4:, 0] = -40.0
+    else:
+        u[0, :3, 1] = -40.0
+        u[0, 3:6, 0] = -40.0
+    return u, pair
+
+
+@pytest.mark.parametrize("one_step", [False, True])
+def test_float32_path_that_falls_behind_and_recovers_keeps_its_mass(one_step):
+    # the scaled pass alone returned log Z short by log 2 (the lost path's half) with no error
+    u, pair = _fall_behind_and_recover(one_step)
+    ref64 = ch.Chain(u.double(), pair.double())
+    ref = ch.semiring_forward(ref64, LogSemiring())[0]
+    assert ref.item() == pytest.approx(-120.0 + math.log(2), abs=1e-12)
+    uu = u.clone().requires_grad_(True)
+    logz = ch.log_partition(ch.Chain(uu, pair))
+    torch.testing.assert_close(logz.double(), ref, rtol=1e-6, atol=0)
+    logz.sum().backward()
+    torch.testing.assert_close(uu.grad.double(), ch.marginals(ref64), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ch.marginals(ch.Chain(u, pair)).double(), ch.marginals(ref64),
+                               rtol=0, atol=1e-6)
+    assert ch.marginals(ref64)[0, -1, 1].item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_float32_log_partition_never_drops_a_path_silently():
+    # lanes that never switch, whose scores wander tens of nats apart and end level (each lane's
+    # scores sum to zero), so a lane left behind mid-way carries its share of the mass at the
+    # end: the scaled float32 pass alone dropped such lanes without a sign. Every result must
+    # match float64 log space (log Z = log S exactly) to float32 rounding of the scores.
+    g = torch.Generator().manual_seed(4)
+    worst = 0.0
+    for trial in range(200):
+        states, steps = 2 + trial % 3, 4 + trial % 9
+        w = torch.randn(16, steps, states, dtype=torch.float64, generator=g) * (20 + trial % 40)
+        u = (w - w.mean(1, keepdim=True)).float()
+        p = torch.full((states, states), NEG).fill_diagonal_(0.0)
+        ref = ch.semiring_forward(ch.Chain(u.double(), p.double()), LogSemiring())[0]
+        got = ch.log_partition(ch.Chain(u, p)).double()
+        size = u.double().abs().sum((1, 2))
+        worst = max(worst, float(((got - ref).abs() / size).max()))
+    assert worst < 1e-6
+
+
 def test_gradient_of_extreme_potentials_is_the_log_space_gradient():
     g = torch.Generator().manual_seed(3)
     u = (torch.randn(64, 6, 4, dtype=torch.float64, generator=g) * 200).requires_grad_(True)
