@@ -37,7 +37,7 @@ ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 
 def one_thread_env(**extra: str) -> dict[str, str]:
     """The environment of a timed subprocess: this one's, limited to one thread, plus `extra`."""
-    return dict(os.environ, **ONE_THREAD, **extra)
+    return {**os.environ, **ONE_THREAD, **extra}
 
 
 CLOCK: Callable[[], float] = (time.perf_counter if os.environ.get("BENCH_CLOCK") == "wall"

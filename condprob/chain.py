@@ -174,13 +174,20 @@ class _Compact:
         return _Compact(self.unary[idx], self.pairwise[self.pair_rows(idx)], self.start[idx],
                         self.end[idx], self.lengths[idx], None, (int(idx.numel()),))
 
-    def wide(self, idx: Tensor) -> _Compact | None:
-        """Rows idx in float64 (differentiably), or None when the potentials already are."""
+    def wide(self, idx: Tensor) -> tuple[Tensor, _Compact] | None:
+        """(rows, those rows in float64, differentiably): the rows of idx whose unary scores at
+        each position span less than float64's range (others, such as soft masks of -1e4,
+        would fail again); None when there are none or the potentials already are float64."""
         if _work_dtype(self.unary) == torch.float64:
             return None
+        u = self.unary[idx].detach()
+        spread = u.amax(-1) - u.masked_fill(u == -math.inf, math.inf).amin(-1)   # (K, T)
+        idx = idx[spread.amax(-1) < -math.log(torch.finfo(torch.float64).tiny)]
+        if not idx.numel():
+            return None
         sub = self.rows(idx)
-        return _Compact(sub.unary.double(), sub.pairwise.double(), sub.start.double(),
-                        sub.end.double(), sub.lengths, None, sub.batch_shape)
+        return idx, _Compact(sub.unary.double(), sub.pairwise.double(), sub.start.double(),
+                             sub.end.double(), sub.lengths, None, sub.batch_shape)
 
     def expand(self, values: Tensor, fill: float | int) -> Tensor:
         """Put per-position values (B, T, ...) back at their original positions, shaped
@@ -541,33 +548,39 @@ def _spread(x: Tensor) -> float:
     return gap if gap == gap else math.inf
 
 
-def _lost_paths(c: _Compact, z: Tensor) -> Tensor:
-    """Chains (B,) whose scaled forward rows z (T, B, S) lost a path that may carry mass: an
-    entry below tiny that is not zero (it has lost digits), or an entry that is zero although a
-    path of finite potentials arrives there (from a live entry of the previous position through
-    a finite step, or at the first position through a finite start score: a product flushed to
-    zero). Those paths can regain most of the mass when later potentials favour them. One pass
-    when no entry is below tiny; else (structural zeros, as constraints make) one GEMM of the
-    live pattern with the finite steps, in numpy on CPU."""
+def _lost_paths(c: _Compact, z: Tensor, inv: Tensor) -> Tensor:
+    """Chains (B,) whose scaled forward rows z (T, B, S) lost a path that may carry mass, given
+    inv (T, B) = 1 / s_t: a nonzero entry whose product before the division by s_{t-1},
+    z_t s_{t-1} (at least x_{t-1} @ E_t, which it bounds from below), is below tiny (digits
+    lost), or an entry that is zero although a path of finite potentials arrives there (from a
+    live entry of the previous position through a finite step, or at the first position through
+    a finite start score: a product flushed to zero). Those paths can regain most of the mass
+    when later potentials favour them. One pass when no entry is small; else (structural zeros,
+    as constraints make) one matrix product of the live pattern with the finite steps into the
+    zeros, in numpy on CPU."""
     tiny = torch.finfo(z.dtype).tiny
-    if float(z.amin()) >= tiny:  # the usual case without constraints (NaN rows: look closer)
+    before = torch.cat([inv.new_ones(1, inv.shape[1]), inv[:-1].reciprocal()])  # s_{t-1}
+    if float(z.amin()) * float(before.amin()) >= tiny:  # the usual case (NaN: look closer)
         return torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
     xp = _array_module(z)
-    za, ua, pa, sa, va = _arrays(xp, z, c.unary.detach(), c.pairwise.detach(), c.start.detach(),
-                                 c.valid())
-    small = za < tiny
-    weak = small & (za > 0)
-    empty = small & ~weak & xp.swapaxes(ua > -math.inf, 0, 1)
+    za, sa, ua, pa, st, va = _arrays(xp, z, before, *(x.detach().to(z.dtype) for x in (
+        c.unary, c.pairwise, c.start)), c.valid())
+    with np.errstate(all="ignore"):  # rows that overflowed (NaN) are caught by their log Z
+        weak = (za * sa[..., None] < tiny) & (za > 0)
+    empty = (za == 0) & xp.swapaxes(ua > -math.inf, 0, 1)
     arrive = xp.zeros_like(empty)
-    arrive[0] = sa > -math.inf
+    arrive[0] = st > -math.inf
     into = empty[1:].any(axis=2)  # the steps that lead to a zero entry
     t, b = into.nonzero() if xp is np else into.nonzero(as_tuple=True)
-    if len(t):
-        live = (za[t, b] > 0) * 1.0                                  # (K, S): live before
-        step = pa > -math.inf                                        # (Bp, Tp, S, S)
-        step = step[b if step.shape[0] > 1 else 0, t + 1 if step.shape[1] > 1 else 0] * 1.0
-        counts = (live[:, None, :] @ step)[:, 0] if step.ndim == 3 else live @ step
-        arrive[t + 1, b] = counts > 0
+    finite = pa > -math.inf                                          # (Bp, Tp, S, S)
+    states = za.shape[-1]
+    chunk = max(1, (1 << 22) // (states * states))
+    for lo in range(0, len(t), chunk):  # chunks bound the gathered (K, S, S) step patterns
+        tk, bk = t[lo:lo + chunk], b[lo:lo + chunk]
+        live = (za[tk, bk] > 0) * 1.0                                # (K, S): live before
+        step = finite[bk if finite.shape[0] > 1 else 0, tk + 1 if finite.shape[1] > 1 else 0]
+        counts = (live[:, None, :] @ (step * 1.0))[:, 0] if step.ndim == 3 else live @ (step * 1.0)
+        arrive[tk + 1, bk] = counts > 0
     lost = (weak | (empty & arrive)).any(axis=2)                     # (T, B)
     if not c.full:
         lost &= xp.swapaxes(va, 0, 1)
@@ -575,14 +588,16 @@ def _lost_paths(c: _Compact, z: Tensor) -> Tensor:
     return torch.from_numpy(lost) if xp is np else lost
 
 
-def _lossy_end(end: Tensor) -> Tensor:
-    """Chains (B,) with a finite end score more than -log(tiny) below the largest (its exp is
-    subnormal or zero, and the last step's dot product may lose the paths ending there)."""
-    low = math.log(torch.finfo(end.dtype).tiny)
-    if _spread(end) < -low:
-        return torch.zeros(end.shape[0], dtype=torch.bool, device=end.device)
-    gap = end - end.amax(-1, keepdim=True)
-    return ((gap < low) & (gap > -math.inf)).any(-1)
+def _lossy_factors(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Chains where a finite potential of x is more than -log(tiny) below the largest over dims
+    (its exp is stored subnormal or zero: digits or paths lost before any product), reduced to
+    x's leading dimension."""
+    low = math.log(torch.finfo(x.dtype).tiny)
+    if _spread(x) < -low:
+        return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+    gap = x - x.amax(dims, keepdim=True)
+    bad = (gap < low) & (gap > -math.inf)
+    return bad.flatten(1).any(-1)
 
 
 @dataclass
@@ -639,7 +654,10 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     pshift = _exp_shifted(pw, (-2, -1), e[..., :states, :states])
     xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     edges = torch.stack([c.start, c.end]).to(dt)
-    lossy = _lossy_end(edges[1])  # chains that may lose paths (more below)
+    # chains that may lose paths: factors stored subnormal (here), products (`_lost_paths`)
+    lossy = (_lossy_factors(c.unary.to(dt), (-1,)) | _lossy_factors(edges[0], (-1,))
+             | _lossy_factors(edges[1], (-1,)))
+    lossy |= _lossy_factors(pw.flatten(0, 1), (-2, -1)).reshape(pw.shape[:2]).any(-1)
     edge_shift = _exp_shifted(edges, (-1,), edges)
     s0, en = edges
     z = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
@@ -661,7 +679,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     if not float(inv.amax()) <= 1 / math.sqrt(tiny):
         collapse = ~(inv <= 1 / math.sqrt(tiny))
         lossy |= (collapse if c.full else collapse & c.valid().t()).any(0)
-    lossy |= _lost_paths(c, z[..., :states])
+    lossy |= _lost_paths(c, z[..., :states], inv)
     alphas = z[..., :states]
     alphas.mul_(inv.unsqueeze(-1))
     scaled_u = torch.mul(uk, inv.unsqueeze(-1))
@@ -837,10 +855,11 @@ def _log_partition_compact(c: _Compact, y: Tensor | None = None) -> tuple[Tensor
     bad = ~torch.isfinite(logz)
     # rows that the scaled pass could not settle: in float64 first (when it was float32), then
     # those still unsettled, and impossible rows (-inf), in log space
-    wide = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
-    if wide is not None:
-        again = _LogPartition.apply(wide.unary, wide.pairwise, wide.start, wide.end, wide, None)
-        logz = logz.index_put((bad.nonzero().flatten(),), again.to(logz.dtype))
+    widened = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
+    if widened is not None:
+        rows, w = widened
+        again = _LogPartition.apply(w.unary, w.pairwise, w.start, w.end, w, None)
+        logz = logz.index_put((rows,), again.to(logz.dtype))
         bad = ~torch.isfinite(logz)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
@@ -898,12 +917,12 @@ def marginals(chain: Chain) -> Tensor:
         M, bad = _scaled_backward(c, f)[::2]
         M = M.to(c.unary.dtype)
         # unsettled rows in float64 first (when the pass was float32), then in log space
-        wide = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
-        if wide is not None:
-            idx = bad.nonzero().flatten()
-            M2, bad2 = _scaled_backward(wide, _scaled_forward(wide))[::2]
-            M = M.index_put((idx,), M2.to(M.dtype))
-            bad = bad.index_put((idx,), bad2)
+        widened = c.wide(bad.nonzero().flatten()) if bool(bad.any()) else None
+        if widened is not None:
+            rows, w = widened
+            M2, bad2 = _scaled_backward(w, _scaled_forward(w))[::2]
+            M = M.index_put((rows,), M2.to(M.dtype))
+            bad = bad.index_put((rows,), bad2)
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         du = _generic_grads(c, idx, torch.ones_like(f.logz))[0]

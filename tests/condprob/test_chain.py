@@ -432,6 +432,36 @@ def test_float32_path_that_falls_behind_and_recovers_keeps_its_mass(one_step):
     assert ch.marginals(ref64)[0, -1, 1].item() == pytest.approx(0.5, abs=1e-12)
 
 
+def test_float32_digits_lost_before_the_rescaling_are_caught():
+    # a step's product x_{t-1} @ E_t is subnormal when the previous step's mass is small, and the
+    # division by that mass lifts it back to a normal number: the digits were lost all the same
+    # (the scaled pass alone gave -103.279 for -103.5, with no sign)
+    steps = 6
+    u = torch.zeros(1, steps, 2)
+    u[0, 0] = torch.tensor([0.0, -60.0])
+    u[0, 1] = torch.tensor([-43.0, 0.0])
+    u[0, 3:, 1] = -40.0
+    pair = torch.tensor([[0.0, NEG], [NEG, 0.0]]).expand(1, steps, 2, 2).clone()
+    pair[0, 2, 0, 0] = -60.5
+    ref64 = ch.Chain(u.double(), pair.double())
+    torch.testing.assert_close(ch.log_partition(ch.Chain(u, pair)).double(),
+                               ch.semiring_forward(ref64, LogSemiring())[0], rtol=1e-6, atol=0)
+    torch.testing.assert_close(ch.marginals(ch.Chain(u, pair)).double(), ch.marginals(ref64),
+                               rtol=0, atol=1e-6)
+
+
+def test_bfloat16_chain_with_forbidden_states():
+    g = torch.Generator().manual_seed(5)
+    u = torch.randn(2, 5, 3, generator=g)
+    u[0, 2, 1] = NEG
+    p = torch.zeros(3, 3)
+    p[0, 1] = NEG
+    got = ch.log_partition(ch.Chain(u.bfloat16(), p.bfloat16()))
+    assert got.dtype == torch.bfloat16
+    ref = ch.semiring_forward(ch.Chain(u.bfloat16().double(), p.double()), LogSemiring())[0]
+    torch.testing.assert_close(got.double(), ref, rtol=1e-2, atol=0)
+
+
 def test_float32_log_partition_never_drops_a_path_silently():
     # lanes that never switch, whose scores wander tens of nats apart and end level (each lane's
     # scores sum to zero), so a lane left behind mid-way carries its share of the mass at the

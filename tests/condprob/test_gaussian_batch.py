@@ -111,6 +111,23 @@ def test_conditioning_and_evidence_equal_the_loop(gen):
     assert by_factor.batch_shape == (2,) and by_factor.mean[:, 2].tolist() == [1.0, 2.0]
 
 
+def test_observed_blocks_of_different_ranks_equal_the_loop(gen):
+    # the conditioned blocks Q[o, o] have ranks 1, 2, 3 and 0 across the batch: the gain is
+    # formed on the directions some entry keeps, each entry's own zero directions dropped
+    covs = torch.stack([rand_cov(gen, n=4, rank=k) for k in (1, 2, 3)] + [torch.zeros(4, 4, dtype=T)])
+    g = Gaussian(torch.randn(4, 4, generator=gen, dtype=T), covs)
+    x = g.sample(generator=gen)
+    eq = LinearEquation.observe([0, 2, 3], x[:, [0, 2, 3]], 4)
+    post, logp, deficit = g.condition_evidence(eq)
+    assert deficit.tolist() == [2, 1, 0, 3]
+    for i in indices((4,)):
+        one, lp, d = entry(g, i).condition_evidence(
+            LinearEquation.observe([0, 2, 3], x[i][[0, 2, 3]], 4))
+        same(post, [one], [i])
+        torch.testing.assert_close(post.variance[i], one.variance, atol=ATOL, rtol=0)
+        assert abs(float(logp[i]) - float(lp)) < 1e-10 and int(deficit[i]) == int(d)
+
+
 def test_inconsistent_entry_is_named(gen):
     g = Gaussian(torch.zeros(3, 2, dtype=T), torch.tensor([[1.0, 1.0], [1.0, 1.0]], dtype=T))
     rhs = torch.tensor([[0.0], [0.0], [1.0]], dtype=T)
