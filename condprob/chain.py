@@ -565,13 +565,19 @@ def _lost_paths(c: _Compact, z: Tensor, inv: Tensor) -> Tensor:
     xp = _array_module(z)
     za, sa, ua, pa, st, va = _arrays(xp, z, before, *(x.detach().to(z.dtype) for x in (
         c.unary, c.pairwise, c.start)), c.valid())
-    with np.errstate(all="ignore"):  # rows that overflowed (NaN) are caught by their log Z
-        weak = (za * sa[..., None] < tiny) & (za > 0)
-    empty = (za == 0) & xp.swapaxes(ua > -math.inf, 0, 1)
+    zero = za == 0
+    least = float(before.amin())
+    small = za < (tiny / least if least > 0 else math.inf)  # all that may be weak, and zeros
+    weak = small & ~zero
+    if bool(weak.any()):
+        with np.errstate(all="ignore"):  # rows that overflowed (NaN) are caught by their log Z
+            weak &= za * sa[..., None] < tiny
+    empty = zero & xp.swapaxes(ua > -math.inf, 0, 1)
     arrive = xp.zeros_like(empty)
     arrive[0] = st > -math.inf
-    into = empty[1:].any(axis=2)  # the steps that lead to a zero entry
-    t, b = into.nonzero() if xp is np else into.nonzero(as_tuple=True)
+    into = empty[1:].any(axis=2) if bool(empty[1:].any()) else None   # steps into a zero
+    t, b = (into.nonzero() if xp is np else into.nonzero(as_tuple=True)) if into is not None \
+        else ((), ())
     finite = pa > -math.inf                                          # (Bp, Tp, S, S)
     states = za.shape[-1]
     chunk = max(1, (1 << 22) // (states * states))
