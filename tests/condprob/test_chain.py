@@ -430,6 +430,16 @@ def test_float32_path_that_falls_behind_and_recovers_keeps_its_mass(one_step):
     torch.testing.assert_close(ch.marginals(ch.Chain(u, pair)).double(), ch.marginals(ref64),
                                rtol=0, atol=1e-6)
     assert ch.marginals(ref64)[0, -1, 1].item() == pytest.approx(0.5, abs=1e-12)
+    # the training objective: log p(y) of the lane left behind, and its gradient
+    y = torch.ones(1, u.shape[1], dtype=torch.long)
+    if one_step:
+        y[0, 0] = 0
+    uu.grad = None
+    lp = ch.log_prob(ch.Chain(uu, pair), y)
+    assert lp.item() == pytest.approx(-math.log(2), abs=1e-5)
+    lp.sum().backward()
+    onehot = torch.nn.functional.one_hot(y, 2).double()
+    torch.testing.assert_close(uu.grad.double(), onehot - ch.marginals(ref64), rtol=0, atol=1e-6)
 
 
 def test_float32_digits_lost_before_the_rescaling_are_caught():
