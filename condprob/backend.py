@@ -217,6 +217,13 @@ def absolute(a: Array) -> Array:
     return a.abs() if isinstance(a, torch.Tensor) else np.frompyfunc(abs, 1, 1)(a)
 
 
+def false_mask(shape: tuple[int, ...], like: Array) -> Array:
+    """An all-False boolean mask of the given shape, in like's backend (and device)."""
+    if isinstance(like, torch.Tensor):
+        return torch.zeros(shape, dtype=torch.bool, device=like.device)
+    return np.zeros(shape, dtype=bool)
+
+
 def zeros(shape: tuple[int, ...], like: Array) -> Array:
     if isinstance(like, torch.Tensor):
         return torch.zeros(shape, dtype=like.dtype, device=like.device)

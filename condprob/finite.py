@@ -504,9 +504,10 @@ class State(Kernel):
                           tuple(range(nb)) + tuple(nb + i for i in order))
         joint = a.reshape(*batch, xspace.size, yspace.size)
         mx = B.total(joint, -1, keepdim=True)           # (*b, X, 1)
-        null = B.zero_mask(B.squeeze(mx, -1))
         # every row of a positive joint has positive mass; else one reduction of the mask decides
-        if self._least_entry() > 0 or not null.any():
+        positive = self._least_entry() > 0
+        null = B.false_mask(mx.shape[:-1], mx) if positive else B.zero_mask(B.squeeze(mx, -1))
+        if positive or not null.any():
             cond = B.divide(joint, mx)
         else:
             cond = B.safe_divide(joint, mx, lambda: B.expand(B.total(joint, -2, keepdim=True),

@@ -82,6 +82,12 @@ def test_disintegration_on_null_set_is_reported_and_defined():
     fm, fk, fnull = cp.disintegrate(joint.to_float(), "X")
     assert fnull.tolist() == [False, True, False]
     assert not torch.isnan(fk.array).any()
+    # a positive joint (its checks skipped) reports no null outcome, batched, in each backend
+    positive = cp.State(torch.full((2, 6), 1 / 6, dtype=torch.float64), x @ y)
+    pnull = cp.disintegrate(positive, "Y").null
+    assert pnull.dtype == torch.bool and pnull.tolist() == [[False, False]] * 2
+    exact = cp.State([F(1, 6)] * 6, x @ y)
+    assert cp.disintegrate(exact, "X").null.tolist() == [False] * 3
 
 
 def test_pyro_interop():
