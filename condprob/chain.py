@@ -170,9 +170,17 @@ class _Compact:
         """(B, T) bool: compact positions inside the sequence."""
         return lengths_to_mask(self.lengths, self.unary.shape[1])
 
-    def rows(self, idx: Tensor) -> _Compact:
-        return _Compact(self.unary[idx], self.pairwise[self.pair_rows(idx)], self.start[idx],
-                        self.end[idx], self.lengths[idx], None, (int(idx.numel()),))
+    def rows(self, idx: Tensor, dtype: torch.dtype | None = None) -> _Compact:
+        """Batch rows idx (potentials converted to dtype, differentiably, when given)."""
+        pots = (self.unary[idx], self.pairwise[self.pair_rows(idx)], self.start[idx],
+                self.end[idx])
+        if dtype is not None:
+            pots = tuple(x.to(dtype) for x in pots)
+        return _Compact(*pots, self.lengths[idx], None, (int(idx.numel()),))
+
+    def kept(self) -> Tensor:
+        """The unary potentials with those of masked positions set to 0 (which no path reads)."""
+        return self.unary if self.full else self.unary.masked_fill(~self.valid()[..., None], 0.0)
 
     def wide(self, idx: Tensor) -> tuple[Tensor, _Compact] | None:
         """(rows, those rows in float64, differentiably): the rows of idx whose unary scores at
@@ -180,14 +188,12 @@ class _Compact:
         would fail again); None when there are none or the potentials already are float64."""
         if _work_dtype(self.unary) == torch.float64:
             return None
-        u = self.unary[idx].detach()
+        u = self.kept()[idx].detach()
         spread = u.amax(-1) - u.masked_fill(u == -math.inf, math.inf).amin(-1)   # (K, T)
         idx = idx[spread.amax(-1) < -math.log(torch.finfo(torch.float64).tiny)]
         if not idx.numel():
             return None
-        sub = self.rows(idx)
-        return idx, _Compact(sub.unary.double(), sub.pairwise.double(), sub.start.double(),
-                             sub.end.double(), sub.lengths, None, sub.batch_shape)
+        return idx, self.rows(idx, torch.float64)
 
     def expand(self, values: Tensor, fill: float | int) -> Tensor:
         """Put per-position values (B, T, ...) back at their original positions, shaped
@@ -661,7 +667,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     edges = torch.stack([c.start, c.end]).to(dt)
     # chains that may lose paths: factors stored subnormal (here), products (`_lost_paths`)
-    lossy = (_lossy_factors(c.unary.to(dt), (-1,)) | _lossy_factors(edges[0], (-1,))
+    lossy = (_lossy_factors(c.kept().to(dt), (-1,)) | _lossy_factors(edges[0], (-1,))
              | _lossy_factors(edges[1], (-1,)))
     lossy |= _lossy_factors(pw.flatten(0, 1), (-2, -1)).reshape(pw.shape[:2]).any(-1)
     edge_shift = _exp_shifted(edges, (-1,), edges)
@@ -695,8 +701,9 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     if not c.full:
         logs.masked_fill_(~c.valid().t(), 0.0)
     rows = torch.arange(batch, device=dev)
-    logz = (logs.sum(0) + torch.log((alphas[c.lengths - 1, rows] * en).sum(-1))
-            + edge_shift.sum(0, dtype=torch.float64)[:, 0])
+    last = (alphas[c.lengths - 1, rows] * en).sum(-1)
+    lossy |= ~(last >= tiny)  # the end products: subnormal or zero (flushed, or no path at all)
+    logz = logs.sum(0) + torch.log(last) + edge_shift.sum(0, dtype=torch.float64)[:, 0]
     if bool(lossy.any()):
         logz.masked_fill_(lossy, float("nan"))
     return _Scaled(logz, scaled_u, e, en, alphas, z)
@@ -808,14 +815,17 @@ def _generic_grads(c: _Compact, idx: Tensor, g: Tensor) -> tuple[Tensor, Tensor]
     """Gradients of sum_b g_b log Z_b over rows idx by autograd through the log-space recursion:
     (unary rows, pairwise rows (see `_Compact.pair_rows`)); those of start and end are the
     unary's at the first and last position."""
-    sub = c.rows(idx)
+    sub = c.rows(idx, _work_dtype(c.unary))  # half precisions summed in float32
     leaves = [sub.unary.detach().requires_grad_(True), sub.pairwise.detach().requires_grad_(True)]
     sub = _Compact(*leaves, sub.start, sub.end, sub.lengths, None, sub.batch_shape)
     with torch.enable_grad():
         ref = _recursion(sub, LogSemiring()).value[0]
         _raise_impossible(torch.zeros(c.unary.shape[0], dtype=torch.bool, device=idx.device)
                           .index_put((idx,), torch.isneginf(ref)))
-        return torch.autograd.grad((ref * g[idx].to(ref.dtype)).sum(), leaves)
+        grads = torch.autograd.grad((ref * g[idx].to(ref.dtype)).sum(), leaves,
+                                    allow_unused=True)  # one position: no step is used
+        return tuple(torch.zeros_like(x) if d is None else d  # type: ignore[return-value]
+                     for x, d in zip(leaves, grads, strict=True))
 
 
 class _LogPartition(torch.autograd.Function):
@@ -842,8 +852,8 @@ class _LogPartition(torch.autograd.Function):
         if bool(redo.any()):
             idx = redo.nonzero().flatten()
             du, dp = _generic_grads(c, idx, g)
-            gu = gu.index_put((idx,), du)
-            gp = gp.index_put((c.pair_rows(idx),), dp, accumulate=True)
+            gu = gu.index_put((idx,), du.to(gu.dtype))
+            gp = gp.index_put((c.pair_rows(idx),), dp.to(gp.dtype), accumulate=True)
         if ctx.y is not None:
             _add_score_grads(c, ctx.y, score_grad[0], gu, gp)
         return gu, gp, gu[:, 0], _at_last(c, gu), None, None
@@ -870,11 +880,11 @@ def _log_partition_compact(c: _Compact, y: Tensor | None = None) -> tuple[Tensor
     if bool(bad.any()):
         idx = bad.nonzero().flatten()
         with torch.no_grad():
-            ref = _recursion(c.rows(idx), LogSemiring()).value[0]
+            ref = _recursion(c.rows(idx, _work_dtype(c.unary)), LogSemiring()).value[0]
         fine = torch.isfinite(ref)
         full = torch.full_like(logz, float("-inf"))
         if bool(fine.any()):
-            exact = _recursion(c.rows(idx[fine]), LogSemiring()).value[0]
+            exact = _recursion(c.rows(idx[fine], _work_dtype(c.unary)), LogSemiring()).value[0]
             full = full.index_put((idx[fine],), exact.to(logz.dtype))
         logz = torch.where(bad, full, logz)
     return logz, sc

@@ -472,6 +472,49 @@ def test_bfloat16_chain_with_forbidden_states():
     torch.testing.assert_close(got.double(), ref, rtol=1e-2, atol=0)
 
 
+@pytest.mark.parametrize("dtype, unary, end", [
+    (torch.float32, [0.0, -80.0, -50.0, NEG], [NEG, -20.0, -50.0, 0.0]),
+    (torch.float64, [0.0, -400.0, NEG], [NEG, -340.0, 0.0])])
+def test_end_products_below_tiny_are_caught(dtype, unary, end):
+    # the mass sits on states whose end score is low, the largest end score on a state no path
+    # reaches: each gap is within range, their products are subnormal (the pass alone gave
+    # -99.290 for -99.307 in float32, and NaN marginals)
+    u = torch.tensor([[unary]], dtype=dtype)
+    e = torch.tensor([end], dtype=dtype)
+    p = torch.zeros(len(unary), len(unary), dtype=dtype)
+    c64 = ch.Chain(u.double(), p.double(), None, e.double())
+    ref = ch.semiring_forward(c64, LogSemiring())[0]
+    torch.testing.assert_close(ch.log_partition(ch.Chain(u, p, None, e)).double(), ref,
+                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(ch.marginals(ch.Chain(u, p, None, e)).double(), ch.marginals(c64),
+                               rtol=0, atol=1e-6)
+    uu = u.clone().requires_grad_(True)
+    ch.log_prob(ch.Chain(uu, p, None, e), torch.tensor([[1]])).sum().backward()
+    want = torch.nn.functional.one_hot(torch.tensor([[1]]), len(unary)) - ch.marginals(c64)
+    torch.testing.assert_close(uu.grad.double(), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_chains_fall_back_in_float32(dtype):
+    # rows the scaled pass cannot settle go to log space in float32, not in the input's
+    # precision: a soft mask of -1e4 (also at a masked position), and float16 lanes of +-2e4
+    u = torch.tensor([[[4.0, 4.5], [4.3, 3.0], [-4.1, -3.6], [-4.3, -4.0], [0.0, -1e4]]])
+    p = torch.zeros(2, 2)
+    for mask in (None, torch.tensor([[True] * 4 + [False]])):
+        got = ch.log_partition(ch.Chain(u.to(dtype), p.to(dtype), mask=mask))
+        ref = ch.semiring_forward(ch.Chain(u.to(dtype).double(), p.double(), mask=mask),
+                                  LogSemiring())[0]
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.double(), ref, rtol=0, atol=1e-2)
+    if dtype is torch.float16:
+        lanes = torch.zeros(1, 8, 2, dtype=dtype)
+        lanes[0, :4, 0], lanes[0, 4:, 0] = 2e4, -2e4
+        pl = torch.tensor([[0.0, NEG], [NEG, 0.0]], dtype=dtype)
+        assert ch.log_normaliser(ch.Chain(lanes, pl)).item() == pytest.approx(math.log(2), abs=1e-3)
+        torch.testing.assert_close(ch.marginals(ch.Chain(lanes, pl))[0, -1].float(),
+                                   torch.tensor([0.5, 0.5]), rtol=0, atol=1e-3)
+
+
 def test_float32_log_partition_never_drops_a_path_silently():
     # lanes that never switch, whose scores wander tens of nats apart and end level (each lane's
     # scores sum to zero), so a lane left behind mid-way carries its share of the mass at the
