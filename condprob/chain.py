@@ -641,17 +641,20 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     dt = _work_dtype(c.unary)
     steps, batch, states = c.unary.shape[1], c.unary.shape[0], c.unary.shape[2]
     dev = c.unary.device
+    # masked positions read as 0: whatever they hold (-inf padding included) reaches no result,
+    # and 0 keeps their rows finite for the backward's products
+    unary = c.kept()
     u = torch.empty(steps, batch, states + 1, dtype=dt, device=dev)
     uk = u[..., :states]
     # torch's max over a last dimension is vectorised for multiples of 32 entries only: rows of
     # other lengths are padded with -inf for it (about 2x faster for, e.g., 20 states)
     padded = -(-states // 32) * 32
     if padded == states:
-        uk.copy_(c.unary.transpose(0, 1))
+        uk.copy_(unary.transpose(0, 1))
         ushift = uk.amax(-1, keepdim=True)
     else:
         w = torch.full((steps, batch, padded), float("-inf"), dtype=dt, device=dev)
-        w[..., :states] = c.unary.transpose(0, 1)
+        w[..., :states] = unary.transpose(0, 1)
         ushift = w.amax(-1, keepdim=True)
         uk.copy_(w[..., :states])
     ushift.masked_fill_(torch.isneginf(ushift), 0.0)
@@ -667,7 +670,7 @@ def _scaled_forward(c: _Compact) -> _Scaled:
     xp.exp(ua, out=ua)  # U_t = exp(u_t - max), bordered by exp(0) = 1 (whole rows)
     edges = torch.stack([c.start, c.end]).to(dt)
     # chains that may lose paths: factors stored subnormal (here), products (`_lost_paths`)
-    lossy = (_lossy_factors(c.kept().to(dt), (-1,)) | _lossy_factors(edges[0], (-1,))
+    lossy = (_lossy_factors(unary.to(dt), (-1,)) | _lossy_factors(edges[0], (-1,))
              | _lossy_factors(edges[1], (-1,)))
     lossy |= _lossy_factors(pw.flatten(0, 1), (-2, -1)).reshape(pw.shape[:2]).any(-1)
     edge_shift = _exp_shifted(edges, (-1,), edges)

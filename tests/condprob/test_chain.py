@@ -515,6 +515,27 @@ def test_half_precision_chains_fall_back_in_float32(dtype):
                                    torch.tensor([0.5, 0.5]), rtol=0, atol=1e-3)
 
 
+def test_minus_infinity_at_masked_positions_changes_nothing():
+    # padding written as -inf is read as 0: same log Z, marginals and gradient as any other
+    # padding, and no chain is sent to the log-space path for it (it used to be, every one)
+    g = torch.Generator().manual_seed(6)
+    u = torch.randn(4, 7, 3, generator=g)
+    p = torch.randn(3, 3, generator=g)
+    mask = ch.lengths_to_mask(torch.tensor([7, 5, 2, 6]), 7)
+    mask[3, 2] = False  # a hole, not only right padding
+    outs = []
+    for fill in (0.0, NEG):
+        x = u.masked_fill(~mask[..., None], fill).requires_grad_(True)
+        c = ch.Chain(x, p, mask=mask)
+        logz = ch.log_partition(c)
+        logz.sum().backward()
+        outs.append((logz.detach(), ch.marginals(c), x.grad.masked_fill(~mask[..., None], 0.0)))
+        compact = ch._compact(ch.Chain(x.detach(), p, mask=mask))
+        assert not ch._scaled_backward(compact, ch._scaled_forward(compact))[2].any()
+    for a, b in zip(*outs, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_float32_log_partition_never_drops_a_path_silently():
     # lanes that never switch, whose scores wander tens of nats apart and end level (each lane's
     # scores sum to zero), so a lane left behind mid-way carries its share of the mass at the
