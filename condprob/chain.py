@@ -566,13 +566,13 @@ def _lost_paths(c: _Compact, z: Tensor, inv: Tensor) -> Tensor:
     zeros, in numpy on CPU."""
     tiny = torch.finfo(z.dtype).tiny
     before = torch.cat([inv.new_ones(1, inv.shape[1]), inv[:-1].reciprocal()])  # s_{t-1}
-    if float(z.amin()) * float(before.amin()) >= tiny:  # the usual case (NaN: look closer)
+    least = float(before.amin())
+    if float(z.amin()) * least >= tiny:  # the usual case (NaN: look closer)
         return torch.zeros(z.shape[1], dtype=torch.bool, device=z.device)
     xp = _array_module(z)
     za, sa, ua, pa, st, va = _arrays(xp, z, before, *(x.detach().to(z.dtype) for x in (
         c.unary, c.pairwise, c.start)), c.valid())
     zero = za == 0
-    least = float(before.amin())
     small = za < (tiny / least if least > 0 else math.inf)  # all that may be weak, and zeros
     weak = small & ~zero
     if bool(weak.any()):
